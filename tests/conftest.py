@@ -1,0 +1,31 @@
+"""Shared test fixtures. Fixture groups live in tests/fixtures/ and are loaded as plugins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = [
+    "tests.fixtures.ray_cluster",
+    "tests.fixtures.sweeps",
+    "tests.fixtures.service",
+]
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the checkout; tests that need it skip on a user's fresh clone."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not present beside the checkout")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def shakespeare_path(shared_dir: Path) -> Path:
+    path = shared_dir / "data" / "tinyshakespeare.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} is not present")
+    return path

@@ -1,0 +1,167 @@
+"""Configuration of one training run.
+
+Frozen keyword-only dataclasses: hashable, safe to share between the driver and Ray workers, and
+round-trippable through plain dicts (``to_dict``/``from_dict``) so they travel as JSON in manifests,
+Tune configs and Ray Jobs. Validation of user input happens at the edges (CLI, sweep spec); the
+checks here only guard invariants the training loop relies on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Self
+
+from trainables.losses.config import LossConfig
+
+Precision = Literal["fp32", "bf16"]
+
+
+class _DictMixin:
+    """``to_dict``/``from_dict`` for nested frozen dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = value.to_dict() if hasattr(value, "to_dict") else _plain(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+        kwargs: dict[str, Any] = {}
+        hints = {name: _nested_type(cls, name) for name in known}
+        for name, value in data.items():
+            nested = hints[name]
+            kwargs[name] = nested.from_dict(value) if nested is not None and isinstance(value, Mapping) else value
+        return cls(**kwargs)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+_NESTED: dict[tuple[str, str], type] = {}
+
+
+def _nested_type(cls: type, name: str) -> type | None:
+    return _NESTED.get((cls.__name__, name))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig(_DictMixin):
+    """Where tokens come from and how they are batched.
+
+    ``batch_size`` is the *global* batch (sequences per optimizer step summed over all ranks), so a
+    2-worker run with batch B follows the same trajectory as a 1-worker run with batch B.
+    """
+
+    corpus: str = "stdlib"  # "stdlib" | "text:PATH" | "parquet:PATH"
+    tokenizer: str = "bytes"  # "bytes" | "bpe:N"
+    column: str = "tokens"  # token-id column for parquet corpora
+    seq_len: int = 128
+    batch_size: int = 16
+    eval_batches: int = 4  # global validation batches per evaluation
+    cache_dir: str | None = None  # default: $LOSSWEEP_CACHE_DIR or ~/.cache/lossweep
+
+    def __post_init__(self) -> None:
+        if self.seq_len < 2:
+            raise ValueError(f"data.seq_len must be >= 2, got {self.seq_len}")
+        if self.batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.eval_batches < 1:
+            raise ValueError(f"data.eval_batches must be >= 1, got {self.eval_batches}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig(_DictMixin):
+    """AdamW with linear warmup then cosine decay to ``min_lr`` (the OEC paper's recipe)."""
+
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0:
+            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
+        if self.min_lr < 0:
+            raise ValueError(f"optim.min_lr must be >= 0, got {self.min_lr}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.weight_decay < 0:
+            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DivergenceConfig(_DictMixin):
+    """When a run counts as diverged (decided by all ranks together).
+
+    ``val_margin``: validation CE above ``ln V + val_margin`` after warmup.
+    ``spike_factor``: train CE above ``spike_factor`` x its running minimum for ``spike_patience``
+    consecutive steps after warmup (0 disables the spike rule).
+    """
+
+    val_margin: float = 1.0
+    spike_factor: float = 0.0
+    spike_patience: int = 20
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(_DictMixin):
+    """Everything that determines one training run (and therefore its config hash)."""
+
+    model: str = "tiny"  # a preset name from trainables.presets
+    model_overrides: Mapping[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
+    steps: int = 200
+    eval_interval: int = 50
+    seed: int = 0
+    precision: Precision = "fp32"  # precision of the LM head's logits (bf16 = autocast, as in the paper)
+    checkpoint_interval: int = 0  # steps between checkpoints; 0 = only at the end under Ray, never locally
+    checkpoint_keep: int = 2
+    compile: bool = False
+    use_gpu: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.eval_interval < 1:
+            raise ValueError(f"eval_interval must be >= 1, got {self.eval_interval}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.checkpoint_interval < 0:
+            raise ValueError(f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}")
+
+    def config_hash(self) -> str:
+        """Stable short hash of the resolved config (identical configs share it across machines)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_NESTED.update(
+    {
+        ("TrainConfig", "data"): DataConfig,
+        ("TrainConfig", "optim"): OptimConfig,
+        ("TrainConfig", "loss"): LossConfig,
+        ("TrainConfig", "divergence"): DivergenceConfig,
+    }
+)

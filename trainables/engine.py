@@ -1,0 +1,339 @@
+"""The training loop of one run, shared by ``lossweep train-local`` and the Ray Train workers.
+
+``TrainingRun`` owns the model, optimizer, schedule, data order and divergence rules of one rank.
+Multi-process runs hand in a ``wrap_model`` (e.g. DDP) and a ``reducer`` (``TorchDistReducer``);
+every metric that is reported or decides anything is reduced across ranks first, so all ranks report
+identical rows and stop at the same step.
+
+One optimizer step: forward -> CE + terms -> backward -> clip (1.0) -> [divergence check on the
+reduced loss and gradient norm] -> AdamW step -> zero_grad -> [μ-centering]. Same seed ⇒ same initial
+weights and the same batches for every method (the paired design of a sweep).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainables.config import TrainConfig
+from trainables.data import BatchSampler, Dataset, EvalBatches, load_dataset
+from trainables.divergence import DivergenceMonitor
+from trainables.model import GPT
+from trainables.presets import ModelConfig, model_preset
+from trainables.reduce import IdentityReducer, Reducer
+from trainables.schedule import WarmupCosine
+
+Row = dict[str, Any]
+ReportFn = Callable[[Row], None]
+
+# Diagnostics that are reduced with max instead of mean across ranks.
+_MAX_REDUCED = frozenset({"logits_absmax"})
+
+
+def default_device(config: TrainConfig) -> torch.device:
+    if config.use_gpu and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def resolve_model_config(config: TrainConfig, data_vocab: int) -> ModelConfig:
+    """The preset with the run's overrides; the vocabulary comes from the data unless set larger."""
+    overrides = dict(config.model_overrides)
+    vocab = overrides.pop("vocab_size", None)
+    if vocab is not None and int(vocab) < data_vocab:
+        raise ValueError(f"model_overrides.vocab_size={vocab} is smaller than the data's vocabulary ({data_vocab})")
+    return model_preset(config.model, vocab_size=int(vocab) if vocab is not None else data_vocab, **overrides)
+
+
+class TrainingRun:
+    """One rank of one training run. See the module docstring for the step's order."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str | None = None,
+        reducer: Reducer | None = None,
+        wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+        dataset: Dataset | None = None,
+    ) -> None:
+        from trainables.losses import center_output_embeddings_, total_loss
+
+        self._total_loss = total_loss
+        self._center = center_output_embeddings_
+        self.config = config
+        self.rank = rank
+        self.world_size = world_size
+        self.device = torch.device(device) if device is not None else default_device(config)
+        if reducer is None and world_size != 1:
+            raise ValueError("a run with world_size > 1 needs a reducer (e.g. trainables.reduce.TorchDistReducer)")
+        self.reducer: Reducer = reducer or IdentityReducer()
+
+        self.data = dataset if dataset is not None else load_dataset(config.data)
+        d = config.data
+        self.sampler = BatchSampler(
+            self.data.train,
+            seq_len=d.seq_len,
+            global_batch=d.batch_size,
+            seed=config.seed,
+            rank=rank,
+            world_size=world_size,
+            name=f"corpus {d.corpus!r}",
+        )
+        self.eval_batches = EvalBatches(
+            self.data.val,
+            seq_len=d.seq_len,
+            global_batch=d.batch_size,
+            eval_batches=d.eval_batches,
+            rank=rank,
+            world_size=world_size,
+            name=f"validation split of corpus {d.corpus!r}",
+        )
+        self.model_config = resolve_model_config(config, self.data.vocab_size)
+        self.vocab_size = self.model_config.vocab_size
+        self.uniform_loss = math.log(self.vocab_size)
+
+        # Initialise on the CPU from a private generator: identical weights on every rank and device.
+        generator = torch.Generator().manual_seed(config.seed)
+        self.module = GPT(
+            self.model_config, precision=config.precision, softcap=config.loss.softcap, generator=generator
+        ).to(self.device)
+        model: nn.Module = self.module
+        if config.compile:
+            model = torch.compile(model)  # type: ignore[assignment]
+        self.model = wrap_model(model) if wrap_model is not None else model
+
+        o = config.optim
+        decay = [p for p in self.module.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.module.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=o.lr,
+            betas=(o.beta1, o.beta2),
+            eps=o.eps,
+        )
+        self.schedule = WarmupCosine.from_config(o, config.steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.divergence = DivergenceMonitor(config.divergence, vocab_size=self.vocab_size, warmup_steps=o.warmup_steps)
+
+        self.step = 0
+        self.tokens = 0
+        self.tokens_per_step = d.batch_size * d.seq_len
+        self.diverged_step = -1
+        self.diverged_cause = ""
+        self.last_lr = self.schedule.lr_at(0)
+        self._elapsed_before = 0.0
+        self._started = time.perf_counter()
+        self._reset_window()
+
+    # ------------------------------------------------------------------ training
+    def _reset_window(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._window_tokens = 0
+        self._window_time = 0.0
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_step >= 0
+
+    def train_step(self) -> Row:
+        """One optimizer step. Returns the step's metrics (reduced over ranks); on divergence the
+        step is not applied and ``diverged`` is 1."""
+        if self.diverged:
+            raise RuntimeError(f"run diverged at step {self.diverged_step} ({self.diverged_cause}); it cannot continue")
+        t0 = time.perf_counter()
+        step = self.step + 1
+        self.model.train()
+        x, y = self.sampler.batch(self.step)  # (b, T) each, this rank's shard
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        hidden, logits = self.model(x)  # (b, T, C), (b, T, V)
+        total, terms = self._total_loss(
+            self.config.loss, logits=logits, labels=y, hidden=hidden, w_out=self.module.w_out
+        )
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.optim.grad_clip)
+
+        keys = [*terms, "total_loss", "grad_norm"]
+        stacked = torch.stack([*(terms[k].float() for k in terms), total.detach().float(), grad_norm.float()])
+        local = dict(zip(keys, stacked.tolist(), strict=True))  # one host sync per step
+        local.setdefault("train_loss", local["total_loss"])
+        values = self.reducer.reduce(local, "mean")
+        cause = self.divergence.check_step(step, train_loss=values["train_loss"], grad_norm=values["grad_norm"])
+        if cause is None and not math.isfinite(values["total_loss"]):
+            cause = "nonfinite_loss"
+        lr = self.optimizer.param_groups[0]["lr"]
+        if cause is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.diverged_step, self.diverged_cause = step, cause
+        else:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.config.loss.mu_centering:
+                self._center(self.module.w_out)
+            self.scheduler.step()
+            self.step = step
+            self.tokens += self.tokens_per_step
+            for k, v in values.items():
+                self._sums[k] = self._sums.get(k, 0.0) + v
+            self._count += 1
+            self._window_tokens += self.tokens_per_step
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        dt = time.perf_counter() - t0
+        self._window_time += dt
+        self.last_lr = lr
+        return {
+            **values,
+            "step": step,
+            "tokens": self.tokens,
+            "lr": lr,
+            "tokens_per_s": self.tokens_per_step / dt if dt > 0 else 0.0,
+            "diverged": int(cause is not None),
+            "diverged_cause": cause or "",
+        }
+
+    # ---------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self) -> Row:
+        """Validation CE without any penalty (``val_loss``) over the fixed validation windows, plus the
+        logit statistics over the same tokens and the output-embedding diagnostics (``trainables.metrics``)."""
+        from trainables.losses import cross_entropy
+        from trainables.metrics import LogitStats, embedding_stats
+
+        self.model.eval()
+        loss_sum, n_tokens = 0.0, 0
+        stats = LogitStats()
+        for x, y in self.eval_batches:
+            x, y = x.to(self.device), y.to(self.device)
+            _, logits = self.model(x)  # (b, T, V)
+            n = int(y.numel())
+            loss_sum += float(cross_entropy(logits, y)) * n
+            n_tokens += n
+            stats.add(logits, y)
+        diag = {**stats.compute(), **embedding_stats(self.module.w_out)}
+        sums = self.reducer.reduce({"loss_sum": loss_sum, "n_tokens": float(n_tokens)}, "sum")
+        out: Row = {"val_loss": sums["loss_sum"] / max(sums["n_tokens"], 1.0)}
+        maxed = {k: v for k, v in diag.items() if k in _MAX_REDUCED}
+        meaned = {k: v for k, v in diag.items() if k not in _MAX_REDUCED}
+        out.update(self.reducer.reduce(meaned, "mean") if meaned else {})
+        out.update(self.reducer.reduce(maxed, "max") if maxed else {})
+        return out
+
+    # ------------------------------------------------------------------ reports
+    def elapsed(self) -> float:
+        return self._elapsed_before + time.perf_counter() - self._started
+
+    def _timing(self) -> Row:
+        # The slowest rank sets the pace; reducing also makes every rank report the same row.
+        t = self.reducer.reduce({"window_time": self._window_time, "elapsed": self.elapsed()}, "max")
+        tps = self._window_tokens / t["window_time"] if t["window_time"] > 0 else 0.0
+        return {"tokens_per_s": tps, "elapsed_s": t["elapsed"]}
+
+    def report(self) -> Row:
+        """Evaluates and returns one report row (and applies the validation divergence rule)."""
+        row: Row = {"step": self.step, "tokens": self.tokens, "lr": self.last_lr}
+        means = {k: v / self._count for k, v in self._sums.items()} if self._count else {}
+        row.update(means)
+        row.update(self.evaluate())
+        row.update(self._timing())
+        cause = self.divergence.check_eval(self.step, val_loss=row["val_loss"])
+        if cause is not None:
+            self.diverged_step, self.diverged_cause = self.step, cause
+            return self._diverged_row(row)
+        row.update({"diverged": 0, "diverged_step": -1, "diverged_cause": ""})
+        self._reset_window()
+        return row
+
+    def _diverged_row(self, base: Row | None = None) -> Row:
+        row: Row = dict(base or {})
+        row.update({"step": self.diverged_step, "tokens": self.tokens, "lr": self.last_lr})
+        for k, v in list(row.items()):  # NaN/inf cannot go to Tune or Optuna: drop them
+            if isinstance(v, float) and not math.isfinite(v):
+                row[k] = None
+        row["val_loss"] = self.uniform_loss  # the finite sentinel L0 = ln V
+        row.update(self._timing())
+        row.update({"diverged": 1, "diverged_step": self.diverged_step, "diverged_cause": self.diverged_cause})
+        return row
+
+    def run(self, on_report: ReportFn, on_step: Callable[[Row], None] | None = None) -> Row:
+        """Trains to ``config.steps``, reporting every ``eval_interval`` steps and at the last step.
+        A divergence ends the run with one last ``diverged=1`` row; no exception is raised."""
+        cfg = self.config
+        row: Row | None = None
+        while self.step < cfg.steps:
+            out = self.train_step()
+            if on_step is not None:
+                on_step(out)
+            if self.diverged:
+                row = self._diverged_row({k: v for k, v in out.items() if k not in ("diverged", "diverged_cause")})
+                on_report(row)
+                return row
+            if self.step % cfg.eval_interval == 0 or self.step == cfg.steps:
+                row = self.report()
+                on_report(row)
+                if self.diverged:
+                    return row
+        if row is None:  # resumed at the end: report the final state once more
+            row = self.report()
+            on_report(row)
+        return row
+
+    # -------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit: weights, optimizer, schedule, counters, the
+        current report window, divergence state and RNG states (the data order needs only the step)."""
+        return {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "tokens": self.tokens,
+            "last_lr": self.last_lr,
+            "sampler": self.sampler.state_dict(),
+            "divergence": self.divergence.state_dict(),
+            "window": {
+                "sums": dict(self._sums),
+                "count": self._count,
+                "tokens": self._window_tokens,
+                "time": self._window_time,
+            },
+            "elapsed_s": self.elapsed(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+            "config_hash": self.config.config_hash(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.divergence.load_state_dict(state["divergence"])
+        self.step = int(state["step"])
+        self.tokens = int(state["tokens"])
+        self.last_lr = float(state["last_lr"])
+        w = state["window"]
+        self._sums, self._count = dict(w["sums"]), int(w["count"])
+        self._window_tokens, self._window_time = int(w["tokens"]), float(w["time"])
+        self._elapsed_before = float(state["elapsed_s"])
+        self._started = time.perf_counter()
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])

@@ -1,0 +1,262 @@
+"""The per-worker function of one Ray Train run (``TorchTrainer(train_loop_per_worker=train_loop)``).
+
+Each worker builds the engine's ``TrainingRun`` for its rank, wraps the model in DDP (gloo on CPU,
+NCCL on GPU), resumes from ``ray.train.get_checkpoint()`` when Ray restarts the worker group, and
+reports through ``ray.train.report``. ``TuneReportCallback`` forwards rank 0's dict only, so every
+reported row is all-reduced here first (``reduce_row``): means, except maxima for abs-max values and
+wall-clock time. A diverged run reports one last row with ``diverged=1`` and the finite sentinel,
+then returns normally, so the run ends TERMINATED and no NaN ever reaches Tune or Optuna.
+
+Checkpoints ride on reports: a report at or after each ``checkpoint_interval`` steps (and the final
+report) carries one, written by rank 0 only. With ``checkpoint_interval`` a multiple of
+``eval_interval`` (what ``trainer.fit`` checks) that is exactly every K steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainables.config import TrainConfig
+from trainables.progress_log import log_progress
+from trainables.ray_metrics import TrialMetrics
+from trainables.reduce import ReduceOp, Reducer
+
+CHECKPOINT_FILE = "state.pt"
+CHECKPOINT_META = "meta.json"
+
+# Row keys reduced with max rather than mean: extremes and wall-clock time (the slowest rank's).
+_MAX_KEYS = frozenset({"logits_absmax", "elapsed_s", "step", "tokens", "diverged", "diverged_step"})
+
+
+def _max_key(key: str) -> bool:
+    return key in _MAX_KEYS or key.endswith("absmax") or key.endswith("_max")
+
+
+def reduce_row(row: Mapping[str, Any], reducer: Reducer) -> dict[str, Any]:
+    """``row`` with every number all-reduced over ranks (see ``_max_key``) and non-finite or missing
+    values dropped. Strings (``diverged_cause``) are decided jointly by the engine already and pass
+    through. Every rank must call this with the same keys, in any order."""
+    numbers: dict[str, float] = {}
+    maxima: dict[str, float] = {}
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, int | float):
+            # A non-finite value must not decide the reduced one: +inf under max poisons the row.
+            target = maxima if _max_key(key) else numbers
+            target[key] = float(value) if math.isfinite(value) else math.nan
+        elif value is not None:
+            out[key] = value
+    reduced: dict[str, float] = {}
+    reduced.update(reducer.reduce(numbers, "mean") if numbers else {})
+    reduced.update(reducer.reduce(maxima, "max") if maxima else {})
+    for key, value in reduced.items():
+        if not math.isfinite(value):
+            continue  # a NaN never reaches Tune or Optuna
+        original = row[key]
+        out[key] = round(value) if isinstance(original, bool | int) else value
+    return out
+
+
+class _RowReducer:
+    """A ``Reducer`` over the default process group that tolerates NaN inputs under "max"."""
+
+    def __init__(self, inner: Reducer) -> None:
+        self.inner = inner
+
+    def reduce(self, values: Mapping[str, float], op: ReduceOp = "mean") -> dict[str, float]:
+        if op != "max":
+            return self.inner.reduce(values, op)
+        # NaN compares false under MAX on some backends; send -inf and flag it separately.
+        clean = {k: (v if math.isfinite(v) else -math.inf) for k, v in values.items()}
+        bad = {k: (0.0 if math.isfinite(v) else 1.0) for k, v in values.items()}
+        top = self.inner.reduce(clean, "max")
+        flags = self.inner.reduce(bad, "max")
+        return {k: (math.nan if flags[k] > 0 else top[k]) for k in values}
+
+
+def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
+    """Runs one rank. ``loop_config``: ``train_config`` (``TrainConfig.to_dict()``), optional
+    ``threads`` (torch intra-op threads per worker) and ``progress_file`` (a local JSON-lines file that
+    rank 0 appends a ``started`` event (pid, step resumed from) and every report to; ``lossweep train``
+    tails it). Returns the last reported row."""
+    import ray.train
+
+    config = TrainConfig.from_dict(loop_config["train_config"])
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    threads = loop_config.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    device = _device(config)
+    run = _build_run(config, rank=rank, world_size=world_size, device=device)
+    progress = _Progress(loop_config.get("progress_file") if rank == 0 else None)
+
+    resumed_from = _maybe_resume(run, ray.train.get_checkpoint())
+    progress.event(
+        "started",
+        pid=os.getpid(),
+        world_size=world_size,
+        step=run.step,
+        resumed=resumed_from is not None,
+        cpu_s=time.process_time(),  # this worker's CPU seconds so far: its share of the start-up cost
+    )
+    extra = {"vocab_size": run.vocab_size, "num_params": run.module.num_params()}
+    corpus_hash = getattr(run.data, "corpus_hash", None)
+    # Rank 0's Ray node: sweep results show where each trial trained (a multi-node cluster's spread).
+    node_id = ray.get_runtime_context().get_node_id()
+    last_checkpoint = resumed_from if resumed_from is not None else 0
+    # Rank 0 exports each report to Ray's metrics pipeline and logs one line for the dashboard's log
+    # viewer (one series per trial, not one per rank); tags come from the run name (<sweep>-<trial>).
+    run_name = context.get_experiment_name()
+    live = TrialMetrics.for_run(run_name, method=config.loss.method) if rank == 0 else None
+    final: dict[str, Any] = {}
+
+    def on_report(row: dict[str, Any]) -> None:
+        nonlocal last_checkpoint, final
+        reduced = reduce_row({**row, **extra}, run.reducer)
+        final = reduced
+        if corpus_hash is not None:
+            reduced["corpus_hash"] = corpus_hash
+        reduced["node_id"] = node_id
+        due = not reduced.get("diverged") and (
+            run.step >= config.steps
+            or (config.checkpoint_interval > 0 and run.step - last_checkpoint >= config.checkpoint_interval)
+        )
+        with _checkpoint(run, enabled=due, rank=rank) as checkpoint:
+            ray.train.report(reduced, checkpoint=checkpoint)
+        if due:
+            last_checkpoint = run.step
+        progress.row(reduced, checkpoint=due)
+        if live is not None:
+            live.record(reduced)
+            log_progress(reduced, run=run_name, total_steps=config.steps)
+
+    # bf16 autocast (config.precision) is applied by the model itself, LM head included, so CPU and GPU
+    # runs of one config compute the same thing.
+    try:
+        run.run(on_report)
+    finally:
+        progress.close()
+    # Rank 0's return value becomes ``Result.return_value``: the final row even when no checkpoint
+    # carried it (``Result.metrics`` only holds the metrics of the last checkpoint).
+    return final
+
+
+# ----------------------------------------------------------------------------------------- building
+
+
+def _device(config: TrainConfig) -> torch.device:
+    if config.use_gpu:
+        if not torch.cuda.is_available():
+            raise RuntimeError("config.use_gpu is set but this Ray worker sees no CUDA device")
+        import ray.train.torch
+
+        device = ray.train.torch.get_device()
+        torch.cuda.set_device(device)
+        # fp32 matmuls may use TF32 tensor cores; bf16 runs autocast inside the model anyway.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        return device
+    return torch.device("cpu")
+
+
+def _build_run(config: TrainConfig, *, rank: int, world_size: int, device: torch.device) -> Any:
+    import torch.distributed as dist
+
+    from trainables.engine import TrainingRun
+    from trainables.reduce import IdentityReducer, TorchDistReducer
+
+    distributed = dist.is_available() and dist.is_initialized() and world_size > 1
+    reducer: Reducer = _RowReducer(TorchDistReducer(device) if distributed else IdentityReducer())
+
+    def wrap(model: nn.Module) -> nn.Module:
+        if not distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device_ids = [device.index] if device.type == "cuda" else None
+        # gradient_as_bucket_view: grads alias the all-reduce buckets, saving a copy per step.
+        return DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True)
+
+    return TrainingRun(config, rank=rank, world_size=world_size, device=device, reducer=reducer, wrap_model=wrap)
+
+
+# -------------------------------------------------------------------------------------- checkpoints
+
+
+@contextlib.contextmanager
+def _checkpoint(run: Any, *, enabled: bool, rank: int) -> Iterator[Any]:
+    """A ``ray.train.Checkpoint`` of the run's full state on rank 0 when ``enabled``, else None.
+    The temporary directory only has to outlive ``ray.train.report``, which copies it to storage."""
+    if not enabled or rank != 0:
+        yield None
+        return
+    from ray.train import Checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="lossweep-ckpt-") as tmp:
+        torch.save(run.state_dict(), Path(tmp) / CHECKPOINT_FILE)
+        meta = {"step": run.step, "tokens": run.tokens, "config_hash": run.config.config_hash()}
+        (Path(tmp) / CHECKPOINT_META).write_text(json.dumps(meta))
+        yield Checkpoint.from_directory(tmp)
+
+
+def _maybe_resume(run: Any, checkpoint: Any) -> int | None:
+    """Loads ``checkpoint`` into ``run``; returns the step resumed from, or None for a fresh start."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        meta = json.loads((Path(directory) / CHECKPOINT_META).read_text())
+        expected = run.config.config_hash()
+        if meta.get("config_hash") != expected:
+            raise RuntimeError(
+                f"checkpoint {checkpoint.path} belongs to config {meta.get('config_hash')}, not {expected}"
+            )
+        state = torch.load(Path(directory) / CHECKPOINT_FILE, map_location=run.device, weights_only=False)
+    run.load_state_dict(state)
+    return int(run.step)
+
+
+def load_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The engine state saved in a checkpoint directory (for inspection or warm starts)."""
+    return torch.load(Path(path) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
+
+
+# ----------------------------------------------------------------------------------------- progress
+
+
+class _Progress:
+    """Rank 0's JSON-lines log of start/resume events and reports, for a local viewer (``lossweep train``)."""
+
+    def __init__(self, path: str | None) -> None:
+        self._file = None
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(path, "a", buffering=1)
+
+    def row(self, row: Mapping[str, Any], *, checkpoint: bool) -> None:
+        self._write({"event": "report", "time": time.time(), "checkpoint": checkpoint, **row})
+
+    def event(self, name: str, **fields: Any) -> None:
+        self._write({"event": name, "time": time.time(), **fields})
+
+    def _write(self, record: Mapping[str, Any]) -> None:
+        if self._file is not None:
+            self._file.write(json.dumps(record, default=str) + "\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,21 @@
+"""μ-centering (OEC): after every optimizer step, ``W_out <- W_out - mean(W_out, dim=0)``.
+
+A hook, not a term: it runs under no_grad after ``optimizer.step()`` (order: clip -> step ->
+zero_grad -> center) and leaves the optimizer state alone. Every logit of a token moves by the same
+``-μ·h``, so probabilities and CE are unchanged while the mean logit becomes 0. With weight tying the
+input embeddings are centred too (same tensor).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+@torch.no_grad()
+def center_output_embeddings_(w_out: Tensor) -> None:
+    """Subtract the column mean of ``w_out`` ``[V, H]`` in place (mean taken in float32 or wider)."""
+    if w_out.dim() != 2:
+        raise ValueError(f"w_out must be [V, H], got shape {tuple(w_out.shape)}")
+    acc = torch.float64 if w_out.dtype == torch.float64 else torch.float32
+    w_out.sub_(w_out.mean(dim=0, keepdim=True, dtype=acc).to(w_out.dtype))
