@@ -1,0 +1,509 @@
+"""The best-config report of a sweep: ``report.json``, ``report.md`` and a self-contained ``report.html``.
+
+:func:`build` reads a sweep directory (through :mod:`search_spaces.results`) into one JSON-ready
+document plus its figures; :func:`render` writes the requested formats into the sweep directory, each
+by atomic replacement. The output depends only on the sweep directory's content (no clock, no
+randomness), so rendering twice gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from search_spaces import analysis, plots, storage
+
+FORMATS: tuple[str, ...] = ("json", "md", "html")
+SCHEMA = "lossweep.report/1"
+_TRIAL_COLUMNS = (
+    "trial_id",
+    "method",
+    "lr",
+    "coefficients",
+    "seed",
+    "status",
+    "final_val_loss",
+    "best_val_loss",
+    "best_step",
+    "steps",
+    "tokens",
+    "wall_time_s",
+    "diverged_step",
+    "diverged_cause",
+)
+_HEATMAPS = (("z_loss", "z_loss_weight", "z-loss λ"), ("mu_loss", "mu_loss_weight", "μ-loss λ"))
+_MAX_HEATMAP_SIDE = 12
+
+
+@dataclass(frozen=True)
+class Report:
+    """The report's data (what ``report.json`` holds) and its figures (HTML only)."""
+
+    data: dict[str, Any]
+    plots: tuple[plots.Plot, ...]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading the sweep directory
+# ---------------------------------------------------------------------------------------------------
+
+
+def _load(
+    sweep_dir: str,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None, list[str]]:
+    from search_spaces import results
+
+    problems: list[str] = []
+    # A sweep that has just started has no trials.parquet yet: its report says so instead of failing.
+    trials = _or_none(results.read_trials, sweep_dir)
+    metrics = _or_none(results.read_metrics, sweep_dir)
+    progress = _or_none(results.read_progress, sweep_dir)
+    manifest = _or_none(results.read_manifest, sweep_dir)
+    try:
+        spec = _spec_dict(_or_none(results.read_spec, sweep_dir))
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        spec = None
+        problems.append(f"spec.yaml is not a valid sweep spec, so it is not shown: {str(exc).splitlines()[0]}")
+    return (
+        trials if trials is not None else pd.DataFrame(),
+        metrics if metrics is not None else pd.DataFrame(),
+        progress,
+        spec,
+        manifest,
+        problems,
+    )
+
+
+def _or_none(read: Any, sweep_dir: str) -> Any:
+    try:
+        return read(sweep_dir)
+    except FileNotFoundError:
+        return None
+
+
+def _spec_dict(spec: Any) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    if hasattr(spec, "model_dump"):
+        return spec.model_dump(mode="json")
+    if isinstance(spec, Mapping):
+        return dict(spec)
+    raise TypeError(f"read_spec returned {type(spec).__name__}, expected a SweepSpec or a mapping")
+
+
+def _sweep_id(sweep_dir: str) -> str:
+    return storage.basename(sweep_dir)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The document
+# ---------------------------------------------------------------------------------------------------
+
+
+def build(sweep_dir: str, *, links: Mapping[str, str] | None = None) -> Report:
+    """Reads ``sweep_dir`` and computes everything the report shows."""
+    sweep_dir = str(sweep_dir)
+    trials, metrics, progress, spec, manifest, problems = _load(sweep_dir)
+    return build_from(sweep_dir, trials, metrics, progress, spec, manifest, links=links, problems=problems)
+
+
+def build_from(
+    sweep_dir: str,
+    trials: pd.DataFrame,
+    metrics: pd.DataFrame | None,
+    progress: Mapping[str, Any] | None,
+    spec: Mapping[str, Any] | None,
+    manifest: Mapping[str, Any] | None,
+    *,
+    links: Mapping[str, str] | None = None,
+    problems: Sequence[str] = (),
+) -> Report:
+    """The report of already-loaded frames (the service may hold them already)."""
+    trials = _sorted_trials(trials)
+    metrics = metrics if metrics is not None else pd.DataFrame()
+    missing: list[str] = list(problems)
+    counts = analysis.status_counts(trials)
+    status = str((progress or {}).get("status") or ("RUNNING" if counts["RUNNING"] + counts["PENDING"] else "UNKNOWN"))
+    unfinished = counts["RUNNING"] + counts["PENDING"]
+    ended = status in ("SUCCEEDED", "FAILED", "CANCELLED")
+    partial = not ended and (status == "RUNNING" or unfinished > 0)
+    if trials.empty:
+        missing.append("no trials have reported yet: every section below is empty")
+    if partial:
+        missing.append("the sweep is still running: tables and figures show the trials reported so far")
+    elif unfinished:
+        missing.append(
+            f"the sweep ended ({status}) with {unfinished} trial(s) still marked running or pending: "
+            "they never finished and count only where noted"
+        )
+    vocab = analysis.vocab_size_of(trials) if len(trials) else None
+    l0 = analysis.uniform_loss(vocab) if vocab else None
+
+    best = (
+        analysis.best_configs(trials)
+        if len(trials)
+        else {"rule": analysis.BEST_RULE, "overall": None, "per_method": {}, "missing": []}
+    )
+    missing += best["missing"]
+    for record in ([best["overall"]] if best["overall"] else []) + list(best["per_method"].values()):
+        record["yaml"] = best_yaml(record, spec)
+
+    lrs_table = analysis.lr_sensitivity(trials) if len(trials) else pd.DataFrame(columns=analysis.LRS_COLUMNS)
+    families = analysis.records(lrs_table)
+    with_lrs = [f for f in families if f["lrs"] is not None]
+    if len(trials) and not with_lrs:
+        missing.append(
+            "no LR sensitivity: it needs finished trials at two or more learning rates with the same method and "
+            "coefficients"
+        )
+    paper = analysis.paper_comparison(lrs_table)
+    if paper is not None:
+        paper["rows"] = _paper_rows(families)
+
+    lam_rows = analysis.records(analysis.lambda_robustness(trials)) if len(trials) else []
+    heatmaps, heat_missing = _heatmaps(trials)
+    missing += heat_missing
+
+    deltas = analysis.records(analysis.paired_deltas(trials)) if len(trials) else []
+    speedup = (
+        analysis.convergence_speedup(trials, metrics)
+        if len(trials)
+        else {"rule": analysis.SPEEDUP_RULE, "baseline": None, "methods": [], "missing": []}
+    )
+    missing += speedup["missing"]
+    curves = _best_curves(best, metrics)
+    if best["per_method"] and not curves:
+        missing.append("no training curves: metrics.parquet holds no reports of the best trials")
+    if len(trials) and "baseline" not in set(trials["method"]):
+        missing.append("no baseline trials: paired deltas and speed-up against baseline need them")
+
+    spec_doc = dict(spec) if spec is not None else None
+    if spec_doc is None and not problems:
+        missing.append("spec.yaml is missing")
+    if manifest is None:
+        missing.append("manifest.json is missing")
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "sweep": {
+            "id": str((progress or {}).get("sweep_id") or _sweep_id(sweep_dir)),
+            "name": str((progress or {}).get("name") or (spec_doc or {}).get("name") or _sweep_id(sweep_dir)),
+            "dir": sweep_dir,
+            "status": status,
+            "partial": partial,
+            "counts": counts,
+            "trials": len(trials),
+            "total_trials": (progress or {}).get("total_trials"),
+            "tokens": int(pd.to_numeric(trials.get("tokens"), errors="coerce").fillna(0).sum()) if len(trials) else 0,
+            "trial_wall_time_s": float(pd.to_numeric(trials.get("wall_time_s"), errors="coerce").fillna(0).sum())
+            if len(trials)
+            else 0.0,
+            "elapsed_s": (progress or {}).get("elapsed_s"),
+            "eta_s": (progress or {}).get("eta_s"),
+            "updated_at": (progress or {}).get("updated_at"),
+            "vocab_size": vocab,
+            "l0": l0,
+            "resources": _resources(spec_doc),
+            "spec": spec_doc,
+            "manifest": dict(manifest) if manifest is not None else None,
+        },
+        "missing": missing,
+        "best": best,
+        "lr_sensitivity": {
+            "rule": analysis.LRS_RULE,
+            "stable_rule": analysis.STABLE_RULE,
+            "families": families,
+            "paper": paper,
+        },
+        "lambda_robustness": {"rows": lam_rows, "heatmaps": heatmaps},
+        "paired_deltas": {"rule": analysis.DELTA_RULE, "rows": deltas},
+        "speedup": speedup,
+        "curves": curves,
+        "trials": _trial_rows(trials),
+        "links": dict(sorted((links or {}).items())),
+    }
+    data = analysis.to_json_value(data)
+    figures = _figures(data, lrs_table, trials)
+    data["plots"] = [{"name": p.name, "caption": p.caption, "alt": p.alt} for p in figures]
+    return Report(data=data, plots=tuple(figures))
+
+
+def _sorted_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    if trials.empty:
+        return trials
+    order = trials["method"].map(lambda m: (analysis.method_order(str(m)), str(m))).map(str)
+    keyed = trials.assign(_m=order, _lr=pd.to_numeric(trials["lr"], errors="coerce"))
+    return (
+        keyed.sort_values(["_m", "_lr", "seed", "trial_id"], kind="mergesort")
+        .drop(columns=["_m", "_lr"])
+        .reset_index(drop=True)
+    )
+
+
+# Spec fields a pinned re-run keeps from the sweep (search, scheduler and resources take their defaults).
+_KEPT_SPEC_FIELDS = ("model", "data", "budget", "precision")
+
+
+def best_yaml(record: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> str:
+    """A sweep spec (YAML) that re-runs the best configuration alone: its method, learning rate,
+    coefficients and seed, with the sweep's model, data, budget and precision."""
+    params = dict(record["params"])
+    doc: dict[str, Any] = {"name": f"{(spec or {}).get('name') or 'sweep'}-best-{record['method']}".replace("+", "-")}
+    for key in _KEPT_SPEC_FIELDS:
+        if spec and key in spec:
+            doc[key] = spec[key]
+    doc["methods"] = [record["method"]]
+    doc["lr"] = params.pop("lr", None)
+    if params:
+        doc["coefficients"] = params
+    if record.get("seed") is not None:
+        doc["seeds"] = [record["seed"]]
+    doc["search"] = {"algorithm": "grid"}
+    header = (
+        f"# best {record['method']} trial {record['trial_id']}: validation CE "
+        f"{_num(record.get('val_loss'))} at step {record.get('step')}\n"
+    )
+    return header + yaml.safe_dump(doc, sort_keys=False)
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _resources(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not spec:
+        return None
+    out: dict[str, Any] = {}
+    if isinstance(spec.get("resources"), Mapping):
+        out.update(spec["resources"])
+    if spec.get("max_concurrent_trials") is not None:
+        out["max_concurrent_trials"] = spec["max_concurrent_trials"]
+    return out or None
+
+
+def _paper_rows(families: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Ours beside the paper's LRS, one row per method present in both."""
+    rows = []
+    primary = {f["method"]: f for f in analysis.primary_families(pd.DataFrame(families))} if families else {}
+    for method, fam in primary.items():
+        paper = {size: table.get(method) for size, table in analysis.PAPER_LRS.items()}
+        tied = analysis.PAPER_LRS_TIED_221M.get(method)
+        if all(v is None for v in paper.values()) and tied is None:
+            continue
+        rows.append(
+            {"method": method, "label": fam["label"], "ours": fam["lrs"], "paper": paper, "paper_tied_221M": tied}
+        )
+    return rows
+
+
+def _heatmaps(trials: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
+    out: dict[str, Any] = {}
+    missing: list[str] = []
+    if trials.empty:
+        return out, missing
+    methods = set(trials["method"])
+    for method, column, _title in _HEATMAPS:
+        if method not in methods:
+            continue
+        matrix = analysis.grid_matrix(trials, column, "lr", methods=[method])
+        if len(matrix["rows"]) < 2:
+            swept = ", ".join(f"{v:g}" for v in matrix["rows"]) or "none finished"
+            missing.append(
+                f"no λ-robustness heat map for {method}: the sweep used one {column} ({swept}); "
+                "the oec-lambda-robustness preset sweeps λ"
+            )
+            continue
+        if len(matrix["rows"]) > _MAX_HEATMAP_SIDE or len(matrix["cols"]) > _MAX_HEATMAP_SIDE:
+            matrix["kind"] = "scatter"
+        else:
+            matrix["kind"] = "grid"
+        out[method] = {"row": column, "col": "lr", **matrix}
+    if "simreg" in methods:
+        matrix = analysis.grid_matrix(trials, "simreg_weight", "simreg_temperature", methods=["simreg"], reduce="min")
+        if len(matrix["rows"]) < 2 and len(matrix["cols"]) < 2:
+            missing.append("no SimReg weight x temperature map: fewer than two finished weights or temperatures")
+        else:
+            side_ok = len(matrix["rows"]) <= _MAX_HEATMAP_SIDE and len(matrix["cols"]) <= _MAX_HEATMAP_SIDE
+            filled = sum(v is not None for line in matrix["values"] for v in line)
+            dense = filled >= 0.5 * len(matrix["rows"]) * len(matrix["cols"])
+            matrix["kind"] = "grid" if side_ok and dense else "scatter"
+            out["simreg"] = {"row": "simreg_weight", "col": "simreg_temperature", **matrix}
+    return out, missing
+
+
+def _best_curves(best: Mapping[str, Any], metrics: pd.DataFrame) -> list[dict[str, Any]]:
+    if metrics.empty or "trial_id" not in metrics.columns:
+        return []
+    out = []
+    for method in analysis.sort_methods(best["per_method"]):
+        record = best["per_method"][method]
+        rows = metrics[metrics["trial_id"] == record["trial_id"]]
+        if rows.empty or "tokens" not in rows.columns:
+            continue
+        rows = rows.sort_values(["tokens", "step"] if "step" in rows.columns else ["tokens"], kind="mergesort")
+        curve: dict[str, Any] = {"method": method, "trial_id": record["trial_id"]}
+        for column in ("step", "tokens", "val_loss", *[k for k, _ in plots.DIAGNOSTICS]):
+            if column in rows.columns:
+                curve[column] = [analysis.to_json_value(v) for v in pd.to_numeric(rows[column], errors="coerce")]
+        out.append(curve)
+    return out
+
+
+def _trial_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:
+    if trials.empty:
+        return []
+    columns = analysis.hyperparameter_columns(trials)
+    out = []
+    for rec in trials.to_dict("records"):
+        params = analysis.trial_params(rec, columns)
+        params.pop("lr", None)
+        row = {k: rec.get(k) for k in _TRIAL_COLUMNS if k != "coefficients"}
+        row["coefficients"] = params
+        out.append({k: analysis.to_json_value(row.get(k)) for k in _TRIAL_COLUMNS})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------------
+
+
+def _figures(data: Mapping[str, Any], lrs_table: pd.DataFrame, trials: pd.DataFrame) -> list[plots.Plot]:
+    figures: list[plots.Plot] = []
+    l0 = data["sweep"]["l0"]
+    primary = analysis.primary_families(lrs_table) if len(lrs_table) else []
+    lines = [_searched_points(f, trials, l0) if f["K"] < 2 else f for f in primary]
+    lines = [f for f in lines if f["lrs_grid"] or f.get("points")]
+    if lines:
+        figures.append(plots.lr_sensitivity_plot(lines, l0=l0))
+    heat = data["lambda_robustness"]["heatmaps"]
+    for method, column, title in _HEATMAPS:
+        if method in heat:
+            matrix = heat[method]
+            caption = (
+                f"Final validation CE of {method} by {column} (rows) and peak learning rate (columns), "
+                "mean over seeds. "
+                "A robust coefficient keeps its row low across learning rates; dark red cells held diverged runs "
+                "(✕ k/n: k of the cell's n runs), counted as ln V."
+            )
+            if matrix["kind"] == "grid":
+                figures.append(
+                    plots.heatmap_plot(
+                        f"heat-{method}",
+                        matrix,
+                        title=f"λ robustness: {title} x learning rate",
+                        row_label=column,
+                        col_label="peak learning rate",
+                        caption=caption,
+                        l0=l0,
+                    )
+                )
+            else:
+                figures.append(_scatter(f"heat-{method}", trials, method, column, "lr", _SCATTER_CAPTION))
+    if "simreg" in heat:
+        matrix = heat["simreg"]
+        caption = (
+            "Final validation CE of SimReg by weight (rows) and temperature (columns): the best learning rate per "
+            "cell, mean over seeds; dark red cells held diverged runs (✕ k/n), counted as ln V."
+        )
+        if matrix["kind"] == "grid":
+            figures.append(
+                plots.heatmap_plot(
+                    "heat-simreg",
+                    matrix,
+                    title="SimReg: weight x temperature",
+                    row_label="simreg_weight",
+                    col_label="simreg_temperature",
+                    caption=caption,
+                    l0=l0,
+                )
+            )
+        else:
+            figures.append(
+                _scatter("heat-simreg", trials, "simreg", "simreg_weight", "simreg_temperature", _SCATTER_CAPTION)
+            )
+    if data["curves"]:
+        figures.append(plots.val_curve_plot(data["curves"]))
+        figures.append(plots.diagnostics_plot(data["curves"]))
+    reached = [m for m in data["speedup"]["methods"]]
+    if reached:
+        figures.append(plots.speedup_plot(reached))
+    return figures
+
+
+_SCATTER_CAPTION = (
+    "The coefficients were searched, not gridded: each dot is one finished trial (any learning rate), coloured by "
+    "its final validation CE; ✕ marks diverged trials. Trials stopped early by ASHA are left out."
+)
+
+
+def _searched_points(family: Mapping[str, Any], trials: pd.DataFrame, l0: float | None) -> dict[str, Any]:
+    """A method whose configurations each ran at one learning rate (a TPE search): its finished trials as
+    unconnected points instead of one arbitrary configuration."""
+    method = family["method"]
+    rows = trials[(trials["method"] == method) & trials["status"].isin(analysis.FINISHED)]
+    cap = l0 if l0 is not None else float("inf")
+    points = sorted(
+        (float(r["lr"]), analysis.capped_final(r, cap), r["status"] == "DIVERGED") for r in rows.to_dict("records")
+    )
+    return {
+        "method": method,
+        "label": f"{method} (searched, {len(points)} trials)",
+        "lrs": None,
+        "lrs_grid": [],
+        "losses": [],
+        "diverged_lrs": [],
+        "points": points,
+    }
+
+
+def _scatter(name: str, trials: pd.DataFrame, method: str, x: str, y: str, caption: str) -> plots.Plot:
+    l0 = analysis.uniform_loss(analysis.vocab_size_of(trials) or 2)
+    rows = trials[(trials["method"] == method) & trials["status"].isin(analysis.FINISHED)]
+    points = [
+        {x: float(r[x]), y: float(r[y]), "loss": analysis.capped_final(r, l0), "diverged": r["status"] == "DIVERGED"}
+        for r in rows.to_dict("records")
+        if not (pd.isna(r.get(x)) or pd.isna(r.get(y)))
+    ]
+    return plots.scatter_plot(name, points, x=x, y=y, title=f"{method}: {x} x {y}", caption=caption)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------------
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def render(
+    sweep_dir: str,
+    *,
+    formats: Sequence[str] = FORMATS,
+    links: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Writes ``report.<format>`` for each of ``formats`` into ``sweep_dir``; returns format → path."""
+    from search_spaces.report_html import to_html
+    from search_spaces.report_markdown import to_markdown
+
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"formats: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(FORMATS)}")
+    if not formats:
+        raise ValueError("formats: give at least one of " + ", ".join(FORMATS))
+    if not storage.is_uri(sweep_dir) and not storage.local_path(sweep_dir).is_dir():
+        raise FileNotFoundError(f"sweep directory not found: {sweep_dir}")
+    report = build(str(sweep_dir), links=links)
+    writers = {"json": to_json, "md": to_markdown, "html": to_html}
+    written: dict[str, str] = {}
+    for fmt in FORMATS:
+        if fmt in formats:
+            path = storage.join(str(sweep_dir), f"report.{fmt}")
+            storage.write_text(path, writers[fmt](report))  # atomic replacement
+            written[fmt] = path
+    return written

@@ -1,0 +1,273 @@
+"""``report.md``: the same content as the HTML page as text tables (figures live in report.html)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from search_spaces import analysis
+from search_spaces.report import Report
+from search_spaces.report_text import (
+    coefficients_text,
+    duration,
+    fmt,
+    fmt_lr,
+    fmt_tokens,
+    method_name,
+    resources_text,
+    single_lr_summary,
+    status_line,
+)
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return [*out, ""]
+
+
+def _header(data: Mapping[str, Any]) -> list[str]:
+    s = data["sweep"]
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in s["counts"].items() if v)
+    out = [
+        f"# {s['name']} — {s['status']}{' (partial)' if s['partial'] else ''}",
+        "",
+        f"Sweep `{s['id']}` · {status_line(data)}" + (f" · updated {s['updated_at']}" if s.get("updated_at") else ""),
+        "",
+        f"- trials per status: {counts or 'none'}",
+        f"- tokens trained: {fmt_tokens(s['tokens'])}; sweep wall time {duration(s.get('elapsed_s'))}; "
+        f"trial time (sum) {duration(s.get('trial_wall_time_s'))}"
+        + (f"; estimated time left {duration(s.get('eta_s'))}" if s["partial"] and s.get("eta_s") is not None else ""),
+        f"- vocabulary: {s.get('vocab_size') or '–'} (L0 = ln V = {fmt(s.get('l0'), 3)})",
+        f"- resources per trial: {resources_text(s.get('resources'))}",
+        "",
+    ]
+    if s.get("spec"):
+        out += [
+            "<details><summary>Sweep spec</summary>",
+            "",
+            "```yaml",
+            yaml.safe_dump(s["spec"], sort_keys=False).rstrip(),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
+    if s.get("manifest"):
+        out += [
+            "<details><summary>Manifest</summary>",
+            "",
+            "```json",
+            json.dumps(s["manifest"], indent=2, ensure_ascii=False),
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
+    if data["missing"]:
+        out += ["> **What is missing**", ">"] + [f"> - {m}" for m in data["missing"]] + [""]
+    out += ["Figures are in `report.html` beside this file.", ""]
+    return out
+
+
+def _best(data: Mapping[str, Any]) -> list[str]:
+    best = data["best"]
+    out = ["## Best configuration", "", f"Rule: {best['rule']}.", ""]
+    if best.get("overall") is None:
+        return [*out, "No best configuration yet.", ""]
+    records = [("overall", best["overall"]), *list(best["per_method"].items())]
+    out += _table(
+        ["", "method", "val CE", "step", "lr", "coefficients", "seed", "status", "trial"],
+        [
+            [
+                name if name == "overall" else method_name(name),
+                method_name(r["method"]),
+                fmt(r["val_loss"]),
+                r["step"],
+                fmt_lr(r["params"].get("lr")),
+                coefficients_text(r["params"]),
+                r["seed"],
+                r["status"],
+                f"`{r['trial_id']}`",
+            ]
+            for name, r in records
+        ],
+    )
+    out += ["Best overall, to copy:", "", "```yaml", best["overall"]["yaml"].rstrip(), "```", ""]
+    return out
+
+
+def _lrs(data: Mapping[str, Any]) -> list[str]:
+    section = data["lr_sensitivity"]
+    out = ["## Learning-rate sensitivity", "", f"{section['rule']}.", ""]
+    families = section["families"]
+    if not families:
+        return [*out, "No finished trials yet.", ""]
+    out += _table(
+        ["method", "coefficients", "K", "LRS", "seeds", "diverged", "largest stable LR", "note"],
+        [
+            [
+                method_name(f["method"]),
+                analysis.format_coefficients(f["coefficients"]),
+                f["K"],
+                fmt(f["lrs"], 3) + (f" ± {fmt(f['lrs_seed_std'], 3)}" if f["lrs_seed_std"] is not None else ""),
+                f["n_seeds"],
+                f["diverged"],
+                fmt_lr(f["largest_stable_lr"]) if f["largest_stable_lr"] is not None else "none",
+                f["note"],
+            ]
+            for f in families
+            if f["K"] >= 2 or f["lrs"] is not None
+        ],
+    )
+    out += [*single_lr_summary(families), ""] if single_lr_summary(families) else []
+    out += [f"Largest stable LR: {section['stable_rule']}.", ""]
+    paper = section.get("paper")
+    if paper and paper.get("rows"):
+        sizes = list(analysis.PAPER_LRS)
+        out += [
+            "### Beside the paper",
+            "",
+            f"The sweep used the paper's LR grid, so its published LRS are shown beside ours. "
+            f"Source: {paper['citation']}. {paper['note']}.",
+            "",
+        ]
+        out += _table(
+            ["method", "this sweep", *[f"paper {s}" for s in sizes], "paper 221M tied"],
+            [
+                [method_name(r["method"]), fmt(r["ours"], 3)]
+                + [fmt(r["paper"].get(s), 3) for s in sizes]
+                + [fmt(r["paper_tied_221M"], 3)]
+                for r in paper["rows"]
+            ],
+        )
+    deltas = data["paired_deltas"]["rows"]
+    if deltas:
+        out += ["### Paired against baseline", "", f"{data['paired_deltas']['rule']}.", ""]
+        out += _table(
+            ["method", "lr", "pairs", "Δ val CE", "method", "baseline", "diverged"],
+            [
+                [
+                    d["label"],
+                    fmt_lr(d["lr"]),
+                    d["n_pairs"],
+                    (f"{d['delta_mean']:+.4f}" if d["delta_mean"] is not None else "–")
+                    + (f" ± {fmt(d['delta_std'], 3)}" if d["delta_std"] is not None else ""),
+                    fmt(d["method_mean"]),
+                    fmt(d["baseline_mean"]),
+                    d["diverged"],
+                ]
+                for d in deltas
+            ],
+        )
+    return out
+
+
+def _lambda(data: Mapping[str, Any]) -> list[str]:
+    section = data["lambda_robustness"]
+    out = ["## λ robustness", ""]
+    for method, matrix in section["heatmaps"].items():
+        out += [
+            f"Final validation CE of {method_name(method)}, {matrix['row']} (rows) x {matrix['col']} (columns):",
+            "",
+        ]
+        out += _table(
+            [matrix["row"], *[f"{c:g}" for c in matrix["cols"]]],
+            [
+                [f"{r:g}"]
+                + [
+                    ("–" if v is None else fmt(v, 3)) + (f" ✕{d}" if d else "")
+                    for v, d in zip(values, div, strict=True)
+                ]
+                for r, values, div in zip(matrix["rows"], matrix["values"], matrix["diverged"], strict=True)
+            ],
+        )
+    if not section["heatmaps"]:
+        out += ["No coefficient was swept over more than one value.", ""]
+    return out
+
+
+def _speedup(data: Mapping[str, Any]) -> list[str]:
+    s = data["speedup"]
+    out = ["## Convergence speed-up against baseline", "", f"{s['rule']}.", ""]
+    if s.get("baseline") is None:
+        return [*out, "Not available (see what is missing).", ""]
+    b = s["baseline"]
+    out += [
+        f"Baseline trial `{b['trial_id']}` reaches its final validation CE {fmt(b['target_val_loss'])} after "
+        f"{fmt_tokens(b['tokens'])} tokens.",
+        "",
+    ]
+    out += _table(
+        ["method", "best trial", "tokens to baseline's final CE", "speed-up"],
+        [
+            [
+                method_name(m["method"]),
+                f"`{m['trial_id']}`",
+                fmt_tokens(m["tokens"]) if m["reached"] else "not reached",
+                (f"{m['speedup']:.2f}x" if m["speedup"] is not None else "–")
+                + (f" (< {m['speedup_upper_bound']:.2f}x)" if m.get("speedup_upper_bound") else ""),
+            ]
+            for m in s["methods"]
+        ],
+    )
+    return out
+
+
+def _trials(data: Mapping[str, Any]) -> list[str]:
+    out = ["## Trials", ""]
+    links = data.get("links") or {}
+    if links:
+        out += ["Downloads: " + " · ".join(f"[{label}]({url})" for label, url in links.items()), ""]
+    if not data["trials"]:
+        return [*out, "No trials yet.", ""]
+    out += _table(
+        [
+            "trial",
+            "method",
+            "lr",
+            "coefficients",
+            "seed",
+            "status",
+            "final val CE",
+            "best val CE",
+            "best step",
+            "steps",
+            "tokens",
+            "wall time",
+            "diverged at (cause)",
+        ],
+        [
+            [
+                f"`{t['trial_id']}`",
+                method_name(t["method"]),
+                fmt_lr(t["lr"]),
+                coefficients_text(t["coefficients"]),
+                t["seed"],
+                t["status"],
+                fmt(t["final_val_loss"]),
+                fmt(t["best_val_loss"]),
+                t["best_step"],
+                t["steps"],
+                fmt_tokens(t["tokens"]),
+                duration(t["wall_time_s"]),
+                f"{t['diverged_step']} ({t['diverged_cause']})" if t["status"] == "DIVERGED" else "",
+            ]
+            for t in data["trials"]
+        ],
+    )
+    return out
+
+
+def to_markdown(report: Report) -> str:
+    data = report.data
+    lines = _header(data) + _best(data) + _lrs(data) + _lambda(data) + _speedup(data) + _trials(data)
+    lines += [f"_Method references: {analysis.OEC_CITATION}; {analysis.SIMREG_CITATION}._", ""]
+    return "\n".join(lines)

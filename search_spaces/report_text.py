@@ -1,0 +1,104 @@
+"""Number and label formatting shared by the HTML and Markdown reports and the ``analyze`` CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+METHOD_NAMES = {
+    "baseline": "baseline",
+    "z_loss": "z-loss",
+    "mu_loss": "μ-loss",
+    "mu_centering": "μ-centering",
+    "softcap": "soft-cap",
+    "simreg": "SimReg",
+}
+
+
+def method_name(method: str) -> str:
+    """Human name of a method; combinations joined with ``+``."""
+    return " + ".join(METHOD_NAMES.get(part, part) for part in str(method).split("+"))
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def fmt_lr(value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{float(value):.3g}"
+
+
+def fmt_tokens(value: Any) -> str:
+    if value is None:
+        return "–"
+    v = float(value)
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(v) >= size:
+            return f"{v / size:.3g}{unit}"
+    return f"{v:.0f}"
+
+
+def duration(seconds: Any) -> str:
+    if seconds is None:
+        return "–"
+    s = float(seconds)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60)} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
+
+
+def coefficients_text(params: Mapping[str, Any]) -> str:
+    items = {k: v for k, v in params.items() if k != "lr"}
+    if not items:
+        return "no coefficients"
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, int | float) else f"{k} {v}" for k, v in items.items())
+
+
+def status_line(data: Mapping[str, Any]) -> str:
+    s = data["sweep"]
+    counts = s["counts"]
+    done = counts.get("TERMINATED", 0) + counts.get("STOPPED", 0) + counts.get("DIVERGED", 0) + counts.get("ERROR", 0)
+    total = s.get("total_trials") or s["trials"]
+    return f"{done} of {total} trials done"
+
+
+def resources_text(resources: Mapping[str, Any] | None) -> str:
+    """``2 workers x (1 CPU, 0 GPU)`` plus anything else the spec recorded."""
+    if not resources:
+        return "not recorded"
+    rest = dict(resources)
+    parts = []
+    if {"workers", "cpus_per_worker", "gpus_per_worker"} & set(rest):
+        workers = rest.pop("workers", 1)
+        cpus = rest.pop("cpus_per_worker", None)
+        gpus = rest.pop("gpus_per_worker", None)
+        inner = ", ".join(
+            x for x in (f"{cpus:g} CPU" if cpus is not None else "", f"{gpus:g} GPU" if gpus else "") if x
+        )
+        parts.append(f"{workers} worker{'s' if workers != 1 else ''}" + (f" x ({inner})" if inner else ""))
+    if "max_concurrent_trials" in rest:
+        parts.append(f"{rest.pop('max_concurrent_trials')} trials at once")
+    parts += [f"{k} {v}" for k, v in rest.items()]
+    return ", ".join(parts)
+
+
+def single_lr_summary(families: list[Mapping[str, Any]]) -> list[str]:
+    """One sentence per method whose configurations were each run at fewer than two learning rates."""
+    counts: dict[str, int] = {}
+    for f in families:
+        if f["K"] < 2 and f["lrs"] is None:
+            counts[f["method"]] = counts.get(f["method"], 0) + 1
+    return [
+        f"{method_name(m)}: {n} configuration{'s' if n != 1 else ''} with fewer than two finished learning rates each "
+        "(no LRS; see the trial table)"
+        for m, n in counts.items()
+    ]

@@ -1,0 +1,425 @@
+"""The sweep spec: one pydantic model, the same document as a YAML file (CLI) and a JSON body (REST).
+
+A spec says which loss methods are compared, over which learning rates and coefficients, how the
+search proceeds (grid, random, Optuna TPE), whether ASHA stops weak trials early, with which seeds,
+and what each trial may hold. Every hyperparameter is a fixed number, a list (a grid axis, or the
+choices of a categorical) or a range (``{"distribution": "loguniform", "low": 1e-4, "high": 1e-1}``).
+
+Validation names the field and the problem. Two checks depend on where the spec will run and read a
+pydantic validation context: ``max_trials`` (overrides the spec's own cap) and ``cluster_resources``
+(a node's resources, or a list of them: a trial whose worker no node can hold is refused)::
+
+    SweepSpec.model_validate(doc, context={"max_trials": 200, "cluster_resources": [{"CPU": 8}]})
+
+Torch-free: the service validates specs without loading torch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from trainables.losses.config import BASELINE, LossConfig, LossConfigError
+from trainables.presets import MODEL_PRESETS, model_preset
+
+#: Flat coefficient names of the loss methods, as ``LossConfig.from_method`` reads them.
+COEFFICIENTS: tuple[str, ...] = (
+    "z_loss_weight",
+    "mu_loss_weight",
+    "softcap_cap",
+    "simreg_weight",
+    "simreg_temperature",
+)
+#: Which method part uses which coefficients (μ-centering and the baseline have none).
+PART_COEFFICIENTS: dict[str, tuple[str, ...]] = {
+    "z_loss": ("z_loss_weight",),
+    "mu_loss": ("mu_loss_weight",),
+    "softcap": ("softcap_cap",),
+    "simreg": ("simreg_weight", "simreg_temperature"),
+    "mu_centering": (),
+}
+DEFAULT_MAX_TRIALS = 1000
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; sweep specs are full of such numbers."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str | bytes) -> Any:
+    """YAML as sweep specs and ``--set`` values are read (``1e-3`` is a float)."""
+    return yaml.load(text, Loader=_YamlLoader)
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(BaseModel):
+    """A continuous range: ``loguniform`` (low > 0) or ``uniform``; bounds inclusive, low < high."""
+
+    model_config = _STRICT
+
+    distribution: Literal["loguniform", "uniform"] = "loguniform"
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Range:
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError(f"range bounds must be finite numbers, got low={self.low}, high={self.high}")
+        if self.low >= self.high:
+            problem = "empty" if self.low == self.high else "inverted"
+            raise ValueError(f"{problem} range: low={self.low:g} must be smaller than high={self.high:g}")
+        if self.distribution == "loguniform" and self.low <= 0:
+            raise ValueError(f"a loguniform range needs low > 0, got low={self.low:g}")
+        return self
+
+
+def _range_first(value: Any) -> Any:
+    """A mapping is a range: validated here, so its error is the range's (not 'not a number')."""
+    if isinstance(value, Mapping):
+        try:
+            return Range.model_validate(value)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{where}: {msg}" if where else msg) from None
+    return value
+
+
+#: A hyperparameter: a fixed value, a list (grid axis / categorical choices) or a range.
+Value = Annotated[float | list[float] | Range, BeforeValidator(_range_first)]
+
+
+def _values_of(value: Value) -> list[float]:
+    """Numbers named by a value (a range's bounds), for sign checks."""
+    if isinstance(value, Range):
+        return [value.low, value.high]
+    if isinstance(value, list):
+        return list(value)
+    return [value]
+
+
+def grid_size(value: Value) -> int | None:
+    """Points a value contributes to a grid; None for a range (no grid)."""
+    if isinstance(value, Range):
+        return None
+    return len(value) if isinstance(value, list) else 1
+
+
+class ModelSpec(BaseModel):
+    """A model preset of ``trainables.presets`` and overrides of its fields (``n_layer``, ``tie_weights``…)."""
+
+    model_config = _STRICT
+
+    preset: str = "tiny"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known(self) -> ModelSpec:
+        if self.preset not in MODEL_PRESETS:
+            raise ValueError(f"unknown model preset {self.preset!r}; known: {', '.join(MODEL_PRESETS)}")
+        model_preset(self.preset, **self.overrides)  # raises ValueError naming the bad override
+        return self
+
+
+class DataSpec(BaseModel):
+    """Corpus (``stdlib`` | ``text:PATH`` | ``parquet:PATH``), tokenizer (``bytes`` | ``bpe:N``), batches.
+    ``batch_size`` is the global batch of sequences per optimizer step."""
+
+    model_config = _STRICT
+
+    corpus: str = "stdlib"
+    tokenizer: str = "bytes"
+    seq_len: int = Field(128, ge=2)
+    batch_size: int = Field(16, ge=1)
+    eval_batches: int = Field(4, ge=1)
+
+
+class BudgetSpec(BaseModel):
+    """How long each trial trains: ``steps`` or ``tokens`` (exactly one), warmup and evaluation cadence."""
+
+    model_config = _STRICT
+
+    steps: int | None = Field(None, ge=1)
+    tokens: int | None = Field(None, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    eval_interval: int = Field(50, ge=1)
+    min_lr: float = Field(1e-5, ge=0)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> BudgetSpec:
+        if self.steps is None and self.tokens is None:
+            raise ValueError("give the budget as steps or tokens (neither is set)")
+        if self.steps is not None and self.tokens is not None:
+            raise ValueError(f"give the budget as steps or tokens, not both (steps={self.steps}, tokens={self.tokens})")
+        return self
+
+
+class SearchSpec(BaseModel):
+    """``grid``: every combination (lists are axes; ranges are refused). ``random``: ``num_samples``
+    configurations drawn with ``seed``. ``tpe``: Optuna's TPE sampler, seeded, ``num_samples`` trials,
+    the first ``startup_trials`` of them random."""
+
+    model_config = _STRICT
+
+    algorithm: Literal["grid", "random", "tpe"] = "grid"
+    num_samples: int = Field(8, ge=1)
+    seed: int = 0
+    startup_trials: int = Field(4, ge=0)
+
+
+class SchedulerSpec(BaseModel):
+    """Early stopping of weak trials. ``asha`` works on the worker-reported ``tokens`` counter:
+    ``grace_period`` tokens before a trial can be stopped (default: a ninth of the budget),
+    ``reduction_factor`` between rungs. Diverged trials always stop themselves, whatever this says."""
+
+    model_config = _STRICT
+
+    name: Literal["none", "asha"] = "none"
+    grace_period: int | None = Field(None, ge=1)
+    reduction_factor: float = Field(3.0, gt=1)
+
+
+class ResourcesSpec(BaseModel):
+    """Per trial: DDP ``workers``, each holding ``cpus_per_worker`` CPUs and ``gpus_per_worker`` GPUs."""
+
+    model_config = _STRICT
+
+    workers: int = Field(1, ge=1)
+    cpus_per_worker: float = Field(1.0, ge=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _something(self) -> ResourcesSpec:
+        if self.cpus_per_worker == 0 and self.gpus_per_worker == 0:
+            raise ValueError("a worker must hold some CPU or GPU (cpus_per_worker and gpus_per_worker are both 0)")
+        return self
+
+    def per_worker(self) -> dict[str, float]:
+        out = {"CPU": float(self.cpus_per_worker)}
+        if self.gpus_per_worker > 0:
+            out["GPU"] = float(self.gpus_per_worker)
+        return out
+
+
+class ObjectiveSpec(BaseModel):
+    """What Tune optimises: validation cross entropy without any penalty, minimised (fixed by design)."""
+
+    model_config = _STRICT
+
+    metric: Literal["val_loss"] = "val_loss"
+    mode: Literal["min"] = "min"
+
+
+_EXAMPLE: dict[str, Any] = {
+    "name": "lr-sweep",
+    "model": {"preset": "tiny"},
+    "data": {"corpus": "stdlib", "tokenizer": "bytes", "seq_len": 64, "batch_size": 8},
+    "budget": {"steps": 200, "warmup_steps": 20, "eval_interval": 50},
+    "methods": ["baseline", "z_loss", "mu_centering"],
+    "lr": [1e-3, 1e-2, 1e-1],
+    "coefficients": {"z_loss_weight": 1e-4},
+    "search": {"algorithm": "grid"},
+    "seeds": [0],
+    "resources": {"workers": 1, "cpus_per_worker": 1},
+    "max_concurrent_trials": 2,
+}
+
+
+class SweepSpec(BaseModel):
+    """A sweep: methods × learning rates × coefficients × seeds, searched by grid, random or TPE."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [_EXAMPLE]})
+
+    name: str = Field("sweep", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str = ""
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(steps=200))
+    methods: list[str] = Field(default_factory=lambda: [BASELINE], min_length=1)
+    lr: Value = 1e-3
+    coefficients: dict[str, Value] = Field(default_factory=dict)
+    search: SearchSpec = Field(default_factory=SearchSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    max_concurrent_trials: int = Field(2, ge=1)
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1)
+
+    # ------------------------------------------------------------------ fields
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, methods: list[str]) -> list[str]:
+        out: list[str] = []
+        for i, raw in enumerate(methods):
+            try:
+                canonical = LossConfig.from_method(str(raw), {}).method
+            except LossConfigError as exc:
+                raise ValueError(f"methods[{i}]: unknown method {raw!r} ({exc})") from None
+            if canonical in out:
+                raise ValueError(f"methods[{i}]: {raw!r} is listed twice")
+            out.append(canonical)
+        return out
+
+    @field_validator("lr")
+    @classmethod
+    def _lr(cls, lr: Value) -> Value:
+        if isinstance(lr, list) and not lr:
+            raise ValueError("the learning-rate list is empty")
+        bad = [v for v in _values_of(lr) if not (v > 0 and math.isfinite(v))]
+        if bad:
+            raise ValueError(f"learning rates must be positive and finite, got {bad[0]:g}")
+        return lr
+
+    @field_validator("coefficients")
+    @classmethod
+    def _coefficients(cls, coefficients: dict[str, Value]) -> dict[str, Value]:
+        for name, value in coefficients.items():
+            if name not in COEFFICIENTS:
+                raise ValueError(f"unknown coefficient {name!r}; known: {', '.join(COEFFICIENTS)}")
+            if isinstance(value, list) and not value:
+                raise ValueError(f"{name}: the list is empty")
+            numbers = _values_of(value)
+            positive = name in ("softcap_cap", "simreg_temperature")
+            bad = [v for v in numbers if not math.isfinite(v) or (v <= 0 if positive else v < 0)]
+            if bad:
+                need = "positive" if positive else "non-negative"
+                raise ValueError(f"{name}: values must be {need} and finite, got {bad[0]:g}")
+        return coefficients
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+    # ------------------------------------------------------------- whole spec
+    @model_validator(mode="after")
+    def _whole(self, info: ValidationInfo) -> SweepSpec:
+        context = info.context if isinstance(info.context, Mapping) else {}
+        if self.search.algorithm == "grid":
+            for name, value in self.hyperparameters().items():
+                if isinstance(value, Range):
+                    field = "lr" if name == "lr" else f"coefficients.{name}"
+                    raise ValueError(
+                        f"{field}: a grid search cannot expand a range; give a list of values, "
+                        "or use search.algorithm random or tpe"
+                    )
+        if self.data.batch_size % self.resources.workers:
+            raise ValueError(
+                f"data.batch_size={self.data.batch_size} is the global batch and must be divisible by "
+                f"resources.workers={self.resources.workers}"
+            )
+        if self.budget.warmup_steps >= self.total_steps():
+            raise ValueError(
+                f"budget.warmup_steps={self.budget.warmup_steps} must be smaller than the trial's "
+                f"{self.total_steps()} steps"
+            )
+        limit = int(context.get("max_trials", self.max_trials))
+        n = self.num_trials()
+        if n > limit:
+            raise ValueError(
+                f"the sweep has {n} trials, more than the maximum of {limit} (max_trials); "
+                "shrink the grid (methods, lr, coefficients, seeds) or raise max_trials"
+            )
+        nodes = context.get("cluster_resources")
+        if nodes is not None:
+            _check_fits(self.resources, [nodes] if isinstance(nodes, Mapping) else list(nodes))
+        return self
+
+    # ----------------------------------------------------------------- views
+    def hyperparameters(self) -> dict[str, Value]:
+        """``lr`` and the coefficients the chosen methods use (others are ignored)."""
+        used = {c for m in self.methods for c in method_coefficients(m)}
+        return {"lr": self.lr, **{k: v for k, v in self.coefficients.items() if k in used}}
+
+    def method_space(self, method: str) -> dict[str, Value | None]:
+        """``lr`` and every coefficient of ``method``: the spec's value, or None (the method's default)."""
+        return {"lr": self.lr, **{c: self.coefficients.get(c) for c in method_coefficients(method)}}
+
+    def total_steps(self) -> int:
+        if self.budget.steps is not None:
+            return self.budget.steps
+        per_step = self.data.batch_size * self.data.seq_len
+        return max(1, math.ceil(int(self.budget.tokens or 0) / per_step))
+
+    def total_tokens(self) -> int:
+        """Tokens one trial trains on when it runs to the end (the ASHA horizon)."""
+        return self.total_steps() * self.data.batch_size * self.data.seq_len
+
+    def grid_configurations(self) -> int:
+        """Configurations of a grid (per seed): for each method, the product of its axes."""
+        total = 0
+        for method in self.methods:
+            n = 1
+            for value in self.method_space(method).values():
+                n *= (grid_size(value) or 1) if value is not None else 1
+            total += n
+        return total
+
+    def num_trials(self) -> int:
+        """Trials the sweep runs: grid configurations × seeds; ``num_samples`` × seeds for random;
+        ``num_samples`` for TPE (each sample takes the next seed in turn)."""
+        if self.search.algorithm == "grid":
+            return self.grid_configurations() * len(self.seeds)
+        if self.search.algorithm == "random":
+            return self.search.num_samples * len(self.seeds)
+        return self.search.num_samples
+
+
+def method_coefficients(method: str) -> tuple[str, ...]:
+    """Flat coefficient names ``method`` (``simreg+mu_centering`` …) reads."""
+    if method == BASELINE:
+        return ()
+    return tuple(c for part in method.split("+") for c in PART_COEFFICIENTS.get(part, ()))
+
+
+def _check_fits(resources: ResourcesSpec, nodes: Sequence[Mapping[str, float]]) -> None:
+    need = resources.per_worker()
+    fitting = [n for n in nodes if all(float(n.get(k, 0.0)) + 1e-9 >= v for k, v in need.items())]
+    shapes = "; ".join(", ".join(f"{k}: {float(n.get(k, 0)):g}" for k in need) for n in nodes) or "none"
+    if not fitting:
+        raise ValueError(
+            f"resources: a worker asks for {', '.join(f'{k}: {v:g}' for k, v in need.items())} but no node of the "
+            f"cluster has that much (nodes: {shapes})"
+        )
+    placeable = min(
+        sum(math.floor((float(n.get(k, 0.0)) + 1e-9) / v) for n in fitting) if v > 0 else resources.workers
+        for k, v in need.items()
+    )
+    if placeable < resources.workers:
+        raise ValueError(
+            f"resources: {resources.workers} workers of {', '.join(f'{k}: {v:g}' for k, v in need.items())} each "
+            f"do not fit the cluster, which holds at most {placeable} of them (nodes: {shapes})"
+        )

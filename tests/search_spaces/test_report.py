@@ -1,0 +1,379 @@
+"""search_spaces.report: the three formats, determinism, self-containment, edge cases, the CLI, and the
+report of a real tiny sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from search_spaces import report
+from search_spaces.spec import SweepSpec
+from tests.search_spaces.synthetic_sweep import paper_grid_trials, trial, write_sweep
+
+LINKS = {"trials.csv": "/v1/sweeps/s1/trials.csv", "metrics.parquet": "/v1/sweeps/s1/metrics.parquet"}
+
+
+@pytest.fixture(scope="module")
+def paper_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_sweep(tmp_path_factory.mktemp("sweeps") / "paper-grid", paper_grid_trials(seeds=(0, 1)))
+
+
+@pytest.fixture(scope="module")
+def paper_report(paper_sweep: Path) -> dict[str, str]:
+    return report.render(str(paper_sweep), links=LINKS)
+
+
+class _Page(HTMLParser):
+    """Collects what the self-containment checks need from report.html."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.stack: list[str] = []
+        self.figures: list[dict[str, object]] = []
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if a.get("id"):
+            self.ids.append(str(a["id"]))
+        if tag == "figure":
+            self.figures.append({"svg": 0, "title": "", "caption": "", "role": None})
+        if self.figures and tag == "svg" and "figure" in self.stack:
+            self.figures[-1]["svg"] = int(self.figures[-1]["svg"]) + 1
+            self.figures[-1]["role"] = a.get("role")
+        self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        while self.stack:
+            if self.stack.pop() == tag:
+                break
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if a.get("id"):
+            self.ids.append(str(a["id"]))
+
+    def handle_data(self, data: str) -> None:
+        if not self.figures or "figure" not in self.stack:
+            return
+        if self.stack[-1] == "title":
+            self.figures[-1]["title"] = str(self.figures[-1]["title"]) + data
+        if self.stack[-1] == "figcaption":
+            self.figures[-1]["caption"] = str(self.figures[-1]["caption"]) + data
+
+
+def parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    return page
+
+
+# ---------------------------------------------------------------------------------------------------
+# The full report
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_render_writes_three_files_and_returns_their_paths(paper_sweep: Path, paper_report: dict[str, str]) -> None:
+    assert set(paper_report) == {"json", "md", "html"}
+    for fmt, path in paper_report.items():
+        assert Path(path) == paper_sweep / f"report.{fmt}"
+        assert Path(path).stat().st_size > 0
+    assert not list(paper_sweep.glob(".report.*"))  # no temporary file left behind
+
+
+def test_json_holds_every_section(paper_report: dict[str, str]) -> None:
+    data = json.loads(Path(paper_report["json"]).read_text())
+    assert data["schema"] == "lossweep.report/1"
+    sweep = data["sweep"]
+    assert sweep["status"] == "SUCCEEDED" and sweep["partial"] is False
+    assert sweep["counts"]["DIVERGED"] == 2 + 4 and sweep["counts"]["TERMINATED"] == len(data["trials"]) - 6
+    assert sweep["tokens"] > 0 and sweep["vocab_size"] == 256
+    assert sweep["l0"] == pytest.approx(math.log(256))
+    assert sweep["spec"]["methods"] and sweep["manifest"]["git_sha"] == "0123456789abcdef"
+    assert sweep["resources"]["workers"] == 1
+    best = data["best"]
+    assert "diverge" in best["rule"]
+    assert best["overall"]["method"] == "simreg" and best["overall"]["val_loss"] == pytest.approx(1.96)
+    assert best["overall"]["step"] == 100
+    # The YAML block is a sweep spec that re-runs exactly the best configuration.
+    pinned = SweepSpec.model_validate(yaml.safe_load(best["overall"]["yaml"]))
+    assert pinned.methods == ["simreg"] and pinned.lr == pytest.approx(3e-3) and pinned.seeds == [0]
+    assert pinned.coefficients == {"simreg_weight": 0.1, "simreg_temperature": 0.1}
+    assert pinned.data.seq_len == 32 and pinned.budget.steps == 100 and pinned.num_trials() == 1
+    assert set(best["per_method"]) == {"baseline", "z_loss", "mu_loss", "mu_centering", "softcap", "simreg"}
+    fams = {f["label"]: f for f in data["lr_sensitivity"]["families"]}
+    # baseline: loss = 2 + 0.1 (log10 lr + 2.5)^2 (+0.01 for seed 1), diverged at 0.3 -> ln V; mean over 2 seeds.
+    grid = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+    by_lr = [2.0 + 0.1 * (math.log10(lr) + 2.5) ** 2 + 0.005 for lr in grid] + [math.log(256)]
+    expected = sum(v - min(by_lr) for v in by_lr) / 6
+    assert fams["baseline"]["lrs"] == pytest.approx(expected, abs=1e-9)
+    assert fams["baseline"]["largest_stable_lr"] == pytest.approx(0.1)
+    assert fams["z_loss (z_loss_weight=100)"]["largest_stable_lr"] == pytest.approx(3e-3)
+    paper = data["lr_sensitivity"]["paper"]
+    assert paper is not None and "2601.02031" in paper["citation"]
+    assert {r["method"] for r in paper["rows"]} == {"baseline", "z_loss", "mu_loss", "mu_centering", "softcap"}
+    assert set(data["lambda_robustness"]["heatmaps"]) == {"z_loss", "mu_loss", "simreg"}
+    assert len(data["paired_deltas"]["rows"]) > 0
+    assert {m["method"] for m in data["speedup"]["methods"]} == {
+        "z_loss",
+        "mu_loss",
+        "mu_centering",
+        "softcap",
+        "simreg",
+    }
+    assert len(data["curves"]) == 6 and {"mu_norm", "logits_mean", "logits_absmax", "log_z_mean"} <= set(
+        data["curves"][0]
+    )
+    assert len(data["trials"]) == len(paper_grid_trials())
+    assert data["links"] == dict(sorted(LINKS.items()))
+    names = [p["name"] for p in data["plots"]]
+    assert names == [
+        "lr-sensitivity",
+        "heat-z_loss",
+        "heat-mu_loss",
+        "heat-simreg",
+        "val-curves",
+        "diagnostics",
+        "speedup",
+    ]
+    assert all(p["caption"] and p["alt"] for p in data["plots"])
+    assert data["missing"] == []
+
+
+def test_html_is_self_contained_and_every_plot_has_caption_and_alt(paper_report: dict[str, str]) -> None:
+    html = Path(paper_report["html"]).read_text()
+    page = parse(html)
+    tags = {t for t, _ in page.tags}
+    assert "script" not in tags and "link" not in tags and "img" not in tags and "iframe" not in tags
+    for _tag, attrs in page.tags:
+        for key in ("src", "href", "xlink:href"):
+            value = attrs.get(key) or ""
+            assert not value.startswith(("http://", "https://", "//")), (key, value)
+    assert "@import" not in html and "url(http" not in html
+    assert len(page.figures) == 7
+    for fig in page.figures:
+        assert fig["svg"] == 1 and fig["role"] == "img"
+        assert len(str(fig["title"]).strip()) > 20, fig  # alt text
+        assert len(str(fig["caption"]).strip()) > 20, fig
+    assert len(page.ids) == len(set(page.ids)), "element ids must be unique across the inline SVGs"
+    assert "<details><summary>Sweep spec</summary>" in html and "Manifest" in html
+    assert 'href="/v1/sweeps/s1/trials.csv"' in html
+    for section in (
+        "Best configuration",
+        "Learning-rate sensitivity",
+        "λ robustness",
+        "Convergence speed-up",
+        "Trials",
+    ):
+        assert section in html
+
+
+def test_markdown_twin(paper_report: dict[str, str]) -> None:
+    md = Path(paper_report["md"]).read_text()
+    assert md.startswith("# synthetic — SUCCEEDED")
+    for text in (
+        "## Best configuration",
+        "```yaml",
+        "## Learning-rate sensitivity",
+        "### Beside the paper",
+        "## λ robustness",
+        "## Convergence speed-up",
+        "## Trials",
+        "[trials.csv](/v1/sweeps/s1/trials.csv)",
+    ):
+        assert text in md, text
+
+
+def test_render_is_deterministic(paper_sweep: Path, paper_report: dict[str, str]) -> None:
+    first = {fmt: Path(p).read_bytes() for fmt, p in paper_report.items()}
+    again = report.render(str(paper_sweep), links=LINKS)
+    assert {fmt: Path(p).read_bytes() for fmt, p in again.items()} == first
+
+
+def test_render_only_the_requested_formats_and_rejects_unknown(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path / "s", [trial("b", "baseline", 1e-3, 2.0)])
+    assert set(report.render(str(sweep), formats=("json",))) == {"json"}
+    assert not (sweep / "report.html").exists()
+    with pytest.raises(ValueError, match="unknown 'pdf'"):
+        report.render(str(sweep), formats=("pdf",))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Edge cases render and say what is missing
+# ---------------------------------------------------------------------------------------------------
+
+
+def _render_all(directory: Path) -> tuple[dict, str, str]:
+    paths = report.render(str(directory))
+    return (
+        json.loads(Path(paths["json"]).read_text()),
+        Path(paths["md"]).read_text(),
+        Path(paths["html"]).read_text(),
+    )
+
+
+def test_only_diverged_trials(tmp_path: Path) -> None:
+    rows = [
+        trial(f"d{i}", m, lr, 0.0, status="DIVERGED", **({"z_loss_weight": 1e-4} if m == "z_loss" else {}))
+        for i, (m, lr) in enumerate([("baseline", 0.3), ("baseline", 1.0), ("z_loss", 0.3), ("z_loss", 1.0)])
+    ]
+    data, md, html = _render_all(write_sweep(tmp_path / "div", rows))
+    assert data["best"]["overall"] is None
+    assert any("no best configuration" in m for m in data["missing"])
+    fams = data["lr_sensitivity"]["families"]
+    assert fams[0]["lrs"] == pytest.approx(0.0) and fams[0]["largest_stable_lr"] is None
+    assert "What is missing" in md and "What is missing" in html
+    assert "lr-sensitivity" in [p["name"] for p in data["plots"]]
+
+
+def test_one_method(tmp_path: Path) -> None:
+    rows = [trial(f"m{lr:g}", "mu_centering", lr, 2.0 + lr) for lr in (1e-3, 1e-2, 1e-1)]
+    data, _md, html = _render_all(write_sweep(tmp_path / "one", rows))
+    assert list(data["best"]["per_method"]) == ["mu_centering"]
+    assert data["lr_sensitivity"]["paper"] is None  # not the paper's grid
+    assert data["speedup"]["baseline"] is None
+    assert any("baseline" in m for m in data["missing"])
+    assert "speedup" not in [p["name"] for p in data["plots"]]
+    assert "Not available" in html
+
+
+def test_running_sweep_is_partial(tmp_path: Path) -> None:
+    rows = [
+        trial("b1", "baseline", 1e-3, 2.3),
+        trial("b2", "baseline", 1e-2, 2.1, status="RUNNING", steps=40),
+        trial("b3", "baseline", 1e-1, 2.6, status="PENDING", steps=0),
+    ]
+    rows[2]["tokens"] = 0
+    data, md, html = _render_all(write_sweep(tmp_path / "run", rows, status="RUNNING", total_trials=6))
+    assert data["sweep"]["status"] == "RUNNING" and data["sweep"]["partial"] is True
+    assert data["sweep"]["total_trials"] == 6
+    assert any("still running" in m for m in data["missing"])
+    assert data["best"]["overall"]["trial_id"] == "b2" and data["best"]["overall"]["status"] == "RUNNING"
+    assert "partial" in html and "(partial)" in md
+    fam = data["lr_sensitivity"]["families"][0]
+    assert fam["K"] == 1 and fam["lrs"] is None and "not finished" in fam["note"]
+
+
+def test_searched_coefficients_give_scatter_plots_not_heat_maps(tmp_path: Path) -> None:
+    # A TPE-like sweep: every SimReg trial has its own weight, temperature and LR.
+    rows = [
+        trial(
+            f"t{i}",
+            "simreg",
+            10 ** (-3 + i / 4),
+            2.0 + abs(i - 4) / 20,
+            simreg_weight=10 ** (-3 + i / 3),
+            simreg_temperature=10 ** (-1.5 + i / 6),
+        )
+        for i in range(9)
+    ]
+    rows.append(trial("b", "baseline", 1e-3, 2.2))
+    data, _md, html = _render_all(write_sweep(tmp_path / "tpe", rows))
+    assert data["lambda_robustness"]["heatmaps"]["simreg"]["kind"] == "scatter"
+    assert [p["name"] for p in data["plots"]][:2] == ["lr-sensitivity", "heat-simreg"]
+    assert "searched, 9 trials" in html  # the legend (matplotlib keeps each text as an SVG comment)
+    assert "SimReg: 9 configurations with fewer than two finished learning rates" in html
+
+
+def test_cancelled_sweep_is_final_and_names_its_unfinished_trials(tmp_path: Path) -> None:
+    rows = [trial("b1", "baseline", 1e-3, 2.3), trial("b2", "baseline", 1e-2, 2.1, status="RUNNING", steps=40)]
+    data, _md, html = _render_all(write_sweep(tmp_path / "cancelled", rows, status="CANCELLED"))
+    assert data["sweep"]["status"] == "CANCELLED" and data["sweep"]["partial"] is False
+    assert any("ended (CANCELLED) with 1 trial" in m for m in data["missing"])
+    assert "CANCELLED" in html and "partial" not in html.split("</h1>")[0]
+
+
+def test_invalid_spec_is_reported_not_fatal(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path / "badspec", [trial("b", "baseline", 1e-3, 2.0)])
+    (sweep / "spec.yaml").write_text("methods: [not_a_method]\n")
+    data, _md, _html = _render_all(sweep)
+    assert data["sweep"]["spec"] is None
+    assert any("spec.yaml is not a valid sweep spec" in m for m in data["missing"])
+
+
+def test_empty_sweep(tmp_path: Path) -> None:
+    data, md, html = _render_all(write_sweep(tmp_path / "empty", [], status="RUNNING", total_trials=4))
+    assert data["trials"] == [] and data["plots"] == []
+    assert any("no trials" in m for m in data["missing"])
+    assert "No trials yet" in html and "No trials yet" in md
+
+
+def test_sweep_that_just_started_has_no_parquet_files_yet(tmp_path: Path) -> None:
+    sweep = write_sweep(tmp_path / "fresh", [], status="RUNNING", total_trials=4)
+    (sweep / "trials.parquet").unlink()
+    (sweep / "metrics.parquet").unlink()
+    data, _md, html = _render_all(sweep)
+    assert data["sweep"]["status"] == "RUNNING" and data["trials"] == []
+    assert "RUNNING · partial" in html
+
+
+# ---------------------------------------------------------------------------------------------------
+# The CLI
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_cli_report_and_analyze(tmp_path: Path) -> None:
+    from lossweep.cli.main import app
+
+    sweep = write_sweep(tmp_path / "cli", paper_grid_trials(seeds=(0,)))
+    runner = CliRunner()
+    result = runner.invoke(app, ["sweep", "report", str(sweep), "--format", "json,md"])
+    assert result.exit_code == 0, result.output
+    assert result.output.split() == [str(sweep / "report.json"), str(sweep / "report.md")]
+    result = runner.invoke(app, ["sweep", "analyze", str(sweep), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert out["best"]["overall"]["method"] == "simreg" and out["counts"]["DIVERGED"] == 5
+    result = runner.invoke(app, ["sweep", "analyze", str(sweep)])
+    assert result.exit_code == 0, result.output
+    assert "Learning-rate sensitivity" in result.output and "Best configuration" in result.output
+    bad = runner.invoke(app, ["sweep", "report", str(tmp_path / "absent")])
+    assert bad.exit_code == 2 and "not a directory" in _plain(bad.output)
+    bad = runner.invoke(app, ["sweep", "report", str(sweep), "--format", "pdf"])
+    assert bad.exit_code == 2 and "unknown format 'pdf'" in _plain(bad.output)
+
+
+def _plain(output: str) -> str:
+    """The text of a rich error box, without its frame and line breaks."""
+    return " ".join(output.replace("│", " ").replace("╭", " ").replace("╰", " ").split())
+
+
+# ---------------------------------------------------------------------------------------------------
+# A real tiny sweep (the sweep fixture runs it once per session)
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_report(request: pytest.FixtureRequest) -> tuple[Path, dict[str, str]]:
+    try:
+        sweep_dir = Path(request.getfixturevalue("tiny_sweep_dir"))
+    except pytest.FixtureLookupError:
+        pytest.skip("the tiny_sweep_dir fixture is not available")
+    return sweep_dir, report.render(str(sweep_dir))
+
+
+@pytest.mark.ray
+def test_report_of_a_real_tiny_sweep(tiny_report: tuple[Path, dict[str, str]]) -> None:
+    sweep_dir, paths = tiny_report
+    data = json.loads(Path(paths["json"]).read_text())
+    assert data["sweep"]["trials"] > 0 and data["sweep"]["manifest"] is not None
+    assert data["sweep"]["spec"] is not None
+    counts = data["sweep"]["counts"]
+    assert sum(counts.values()) == data["sweep"]["trials"]
+    assert data["best"]["overall"] is not None or data["missing"]
+    assert data["curves"], "the best trials' validation curves come from metrics.parquet"
+    names = [p["name"] for p in data["plots"]]
+    assert "val-curves" in names and "diagnostics" in names
+    page = parse(Path(paths["html"]).read_text())
+    assert len(page.figures) == len(data["plots"])
+    again = report.render(str(sweep_dir))
+    assert Path(again["html"]).read_bytes() == Path(paths["html"]).read_bytes()

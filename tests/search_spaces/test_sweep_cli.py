@@ -1,0 +1,66 @@
+"""``lossweep presets`` and the argument handling of ``lossweep sweep run`` (no Ray needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from lossweep.cli.main import app
+from lossweep.cli.sweep import load_spec_arg, summary
+from search_spaces import results
+from search_spaces.presets import get_preset
+
+runner = CliRunner()
+
+
+def test_presets_lists_sweep_presets() -> None:
+    out = runner.invoke(app, ["presets", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert rows["oec-lr-sensitivity"]["num_trials"] == 35 and rows["simreg-tpe"]["search"] == "tpe"
+    table = runner.invoke(app, ["presets"])
+    assert table.exit_code == 0 and "all-methods-tpe" in table.stdout
+
+
+def test_presets_models_lists_parameter_counts() -> None:
+    from trainables.presets import list_model_presets
+
+    out = runner.invoke(app, ["presets", "--models", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert rows["tiny"]["params"] == list_model_presets()["tiny"][1]
+    assert "oec-221m" in rows
+
+
+def test_spec_argument_file_or_preset_with_sets(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(get_preset("demo").model_dump(mode="json")))
+    assert load_spec_arg(str(path), None) == get_preset("demo")
+    spec = load_spec_arg("demo", ["budget.steps=40", "lr=[1e-3]", "methods=[baseline, z_loss]"])
+    assert spec.budget.steps == 40 and spec.lr == [1e-3] and spec.num_trials() == 2
+
+
+def _error(args: list[str]) -> str:
+    out = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert out.exit_code == 2, out.output
+    return " ".join(out.output.replace("│", " ").split())  # rich wraps the message in a box
+
+
+def test_sweep_run_refuses_bad_input_with_the_field_named() -> None:
+    assert "neither a spec file nor a preset" in _error(["sweep", "run", "no-such-preset"])
+    assert "budget has no 'stepz'" in _error(["sweep", "run", "demo", "--set", "budget.stepz=3"])
+    message = _error(["sweep", "run", "demo", "--set", "lr=0"])
+    assert "--set: lr:" in message and "positive" in message
+
+
+def test_summary_reads_progress_and_the_best_trial(tmp_path: Path) -> None:
+    results.write_trials(str(tmp_path), [{"trial_id": "a", "method": "z_loss", "lr": 1e-3, "status": "TERMINATED",
+                                          "best_val_loss": 2.0, "best_step": 8, "config_hash": "h"}])  # fmt: skip
+    results.write_progress(str(tmp_path), {"sweep_id": "s", "status": "SUCCEEDED", "counts": {"TERMINATED": 1},
+                                           "best": {"trial_id": "a", "method": "z_loss", "val_loss": 2.0,
+                                                    "params": {"lr": 1e-3}}})  # fmt: skip
+    out = summary(str(tmp_path))
+    assert out["status"] == "SUCCEEDED" and out["best"]["best_step"] == 8 and out["best"]["config_hash"] == "h"
