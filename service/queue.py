@@ -1,0 +1,117 @@
+"""Per-user concurrency: each user has at most ``max_concurrent_sweeps_per_user`` sweeps on Ray; the
+rest wait QUEUED and start in submission order as capacity frees. ``schedule`` runs after every
+submission and on every monitor tick (``service.monitor``)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.db import session_scope
+from service.models import FINAL_STATUSES, Sweep, SweepStatus
+from service.ray_client import RayUnavailable, driver_entrypoint, submission_id_for
+from service.state import ServiceState
+from service.sweep_files import write_spec
+
+log = logging.getLogger("lossweep.service")
+
+_FINAL = [s.value for s in FINAL_STATUSES]
+
+
+def job_metadata(sweep: Sweep) -> dict[str, str]:
+    """What the Ray dashboard's job list shows for the sweep."""
+    meta = {"lossweep_sweep_id": sweep.id, "name": sweep.name, "user": sweep.owner, "lossweep": "sweep"}
+    if sweep.preset:
+        meta["preset"] = sweep.preset
+    return meta
+
+
+def submit(state: ServiceState, sweep: Sweep) -> None:
+    """Writes the spec into the sweep dir and starts the driver as a Ray job (repeatable: the submission
+    id is derived from the sweep id, so a repeat after a crash finds the job already there)."""
+    spec_path = write_spec(sweep.sweep_dir, sweep.spec)
+    submission_id = submission_id_for(sweep.id)
+    entrypoint = driver_entrypoint(state.settings.python_executable, spec_path, sweep.sweep_dir)
+    # Every process of the job (driver, trial drivers, Train workers) sees the sweep id: the tag of the
+    # trial metrics it exports to Ray (trainables/ray_metrics.py).
+    env = {**state.settings.job_env, "LOSSWEEP_SWEEP_ID": sweep.id}
+    state.ray.submit(submission_id=submission_id, entrypoint=entrypoint, metadata=job_metadata(sweep), env=env)
+    sweep.ray_submission_id = submission_id
+    sweep.ray_job_status = "PENDING"
+    sweep.submitted_at = datetime.now(UTC)
+    sweep.message = f"submitted to Ray as job {submission_id}"
+
+
+def active_count(session: Session, owner: str) -> int:
+    """Sweeps of ``owner`` on Ray now (submitted and not ended)."""
+    query = select(func.count()).select_from(Sweep).where(
+        Sweep.owner == owner, Sweep.ray_submission_id.is_not(None), Sweep.status.not_in(_FINAL)
+    )
+    return int(session.scalar(query) or 0)
+
+
+def waiting_message(owner: str, active: int, limit: int, position: int) -> str:
+    return f"waiting: {owner} has {active} sweeps running (limit {limit}); position {position} in the queue"
+
+
+def schedule(state: ServiceState, owner: str | None = None) -> int:
+    """Starts waiting sweeps that fit their owner's limit, oldest first; returns how many started.
+    Queue positions in the waiting sweeps' messages are rewritten only when something starts."""
+    limit = state.settings.max_concurrent_sweeps_per_user
+    started = 0
+    with state.schedule_lock, session_scope(state.sessions) as session:
+        if owner is not None and active_count(session, owner) >= limit:
+            return 0  # the common case under load: nothing can start, answer without scanning the queue
+        # Narrow rows first: a long queue must not mean loading every spec on every tick.
+        waiting_q = (
+            select(Sweep.id, Sweep.owner, Sweep.cancel_requested, Sweep.message)
+            .where(Sweep.status == SweepStatus.QUEUED.value, Sweep.ray_submission_id.is_(None))
+            .order_by(Sweep.created_at, Sweep.id)
+        )
+        if owner is not None:
+            waiting_q = waiting_q.where(Sweep.owner == owner)
+        waiting = session.execute(waiting_q).all()
+        if not waiting:
+            return 0
+        active = Counter({o: active_count(session, o) for o in {row.owner for row in waiting}})
+        moved: set[str] = set()
+        blocked: set[str] = set()
+        ray_down = False
+        position: Counter[str] = Counter()
+        for row in waiting:
+            if row.cancel_requested:
+                continue
+            if active[row.owner] >= limit or ray_down or row.owner in blocked:
+                position[row.owner] += 1
+                stale = row.owner in moved or not row.message.startswith("waiting: ")
+                if stale and not ray_down:  # positions shifted, or never said: say so
+                    sweep = session.get(Sweep, row.id)
+                    if sweep is not None:
+                        sweep.message = waiting_message(row.owner, active[row.owner], limit, position[row.owner])
+                continue
+            sweep = session.get(Sweep, row.id)
+            if sweep is None:
+                continue
+            try:
+                submit(state, sweep)
+            except RayUnavailable as exc:
+                message = f"waiting for Ray: {exc}"
+                if sweep.message != message:  # log a change, not every retry
+                    log.warning("sweep %s not submitted: %s", sweep.id, exc)
+                sweep.message = message
+                ray_down = True  # the others would fail the same way
+                continue
+            except OSError as exc:
+                sweep.message = f"waiting: cannot write the sweep dir {sweep.sweep_dir}: {exc}"
+                log.warning("sweep %s not submitted: %s", sweep.id, exc)
+                blocked.add(row.owner)  # keep the owner's order: later sweeps wait behind this one
+                continue
+            session.commit()  # record each submission at once: a crash now must not lose it
+            active[row.owner] += 1
+            moved.add(row.owner)
+            started += 1
+    return started

@@ -1,0 +1,124 @@
+"""Keeping the database's view of each sweep true to Ray and the sweep dir. Runs at start-up over
+every non-final sweep (so a restarted service picks up where the old one was, whatever happened
+meanwhile) and then on every monitor tick."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from service.db import session_scope
+from service.models import FINAL_STATUSES, Sweep, SweepStatus
+from service.ray_client import JobInfo, RayUnavailable
+from service.state import ServiceState
+from service.sweep_files import mark_ended, read_progress
+
+log = logging.getLogger("lossweep.service")
+
+_FINAL = [s.value for s in FINAL_STATUSES]
+_DRIVER_FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
+
+
+def final_status(sweep: Sweep, job: JobInfo, driver_status: str | None) -> SweepStatus:
+    """The sweep's end, from Ray's job status and what the driver wrote (its word wins when it has one)."""
+    if job.status == "STOPPED" or (sweep.cancel_requested and job.status == "FAILED"):
+        return SweepStatus.CANCELLED
+    if driver_status in _DRIVER_FINAL:
+        return SweepStatus(driver_status)
+    return SweepStatus.SUCCEEDED if job.status == "SUCCEEDED" else SweepStatus.FAILED
+
+
+def failure_message(state: ServiceState, job: JobInfo) -> str:
+    """Ray's message plus the last lines of the driver's log: usually the error itself."""
+    first = job.message.strip().splitlines()[0] if job.message.strip() else ""
+    message = f"failed: {first}" if first else "failed"
+    try:
+        lines = [line for line in state.ray.logs(job.submission_id).splitlines() if line.strip()]
+    except RayUnavailable:
+        lines = []
+    if lines:
+        message += "; last log lines: " + " | ".join(lines[-5:])
+    return message[:2000]
+
+
+def refresh(state: ServiceState, sweep: Sweep) -> None:
+    """Updates one non-final sweep from the sweep dir and Ray (in place; the caller commits)."""
+    try:
+        progress = read_progress(sweep.sweep_dir)
+    except OSError as exc:
+        log.warning("sweep %s: cannot read progress: %s", sweep.id, exc)
+        progress = None
+    if progress is not None and progress != sweep.progress:
+        sweep.progress = progress
+
+    if sweep.ray_submission_id is None:
+        return  # waiting in our queue; service.queue starts it
+    if sweep.cancel_requested and sweep.ray_job_status not in ("STOPPED", "SUCCEEDED", "FAILED"):
+        state.ray.stop(sweep.ray_submission_id)  # repeat until Ray reports the job ended
+
+    job = state.ray.status(sweep.ray_submission_id)
+    now = datetime.now(UTC)
+    if job is None:
+        driver_status = (progress or {}).get("status")
+        sweep.status = SweepStatus(driver_status).value if driver_status in _DRIVER_FINAL else SweepStatus.FAILED.value
+        sweep.message = f"Ray has no record of job {sweep.ray_submission_id} (was the cluster restarted?)"
+        sweep.finished_at = sweep.finished_at or now
+        return
+
+    sweep.ray_job_status = job.status
+    if job.start_time and sweep.started_at is None and job.status != "PENDING":
+        sweep.started_at = job.start_time
+    if job.status == "PENDING":
+        sweep.status = SweepStatus.QUEUED.value
+        sweep.message = f"Ray job {job.submission_id} is pending: {job.message}".rstrip(": ")
+    elif job.status == "RUNNING":
+        sweep.status = SweepStatus.RUNNING.value
+        sweep.started_at = sweep.started_at or now
+        if not sweep.cancel_requested:
+            sweep.message = "running"
+    else:
+        driver_status = (progress or {}).get("status")
+        status = final_status(sweep, job, driver_status)
+        sweep.status = status.value
+        sweep.finished_at = job.end_time or now
+        sweep.started_at = sweep.started_at or job.start_time
+        if status is SweepStatus.CANCELLED:
+            sweep.message = "cancelled; results so far are kept and reportable"
+        elif status is SweepStatus.SUCCEEDED:
+            sweep.message = "finished"
+        else:
+            sweep.message = failure_message(state, job)
+        try:
+            mark_ended(sweep.sweep_dir, status.value)
+            sweep.progress = read_progress(sweep.sweep_dir) or sweep.progress
+        except OSError as exc:
+            log.warning("sweep %s: cannot record its end in progress.json: %s", sweep.id, exc)
+
+
+def reconcile(state: ServiceState, sweep_ids: list[str] | None = None) -> int:
+    """Refreshes every sweep on Ray that has not ended (or the given ones); returns how many were looked at. Each sweep
+    is committed on its own so one bad sweep dir cannot hold back the others."""
+    with session_scope(state.sessions) as session:
+        # Sweeps still waiting in our queue have neither a Ray job nor results: service.queue handles them.
+        query = select(Sweep.id).where(Sweep.status.not_in(_FINAL), Sweep.ray_submission_id.is_not(None))
+        if sweep_ids is not None:
+            query = query.where(Sweep.id.in_(sweep_ids))
+        ids = list(session.scalars(query))
+    ray_down: str | None = None
+    for sweep_id in ids:
+        with session_scope(state.sessions) as session:
+            sweep = session.get(Sweep, sweep_id)
+            if sweep is None or sweep.status_enum.is_final:
+                continue
+            if ray_down is not None and sweep.ray_submission_id is not None:
+                sweep.message = f"status unknown: {ray_down}"
+                continue
+            try:
+                refresh(state, sweep)
+            except RayUnavailable as exc:
+                ray_down = str(exc)
+                sweep.message = f"status unknown: {ray_down}"
+                log.warning("reconcile: %s", exc)
+    return len(ids)

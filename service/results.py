@@ -1,0 +1,145 @@
+"""Reading a sweep's results for the API: trials, metrics, the best configuration and reports. All of
+it comes from the sweep dir through ``search_spaces.results``/``search_spaces.report``."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import threading
+from typing import Any
+
+from service.errors import ApiError
+from service.sweep_files import join, read_bytes
+
+COEFFICIENTS = ("z_loss_weight", "mu_loss_weight", "softcap_cap", "simreg_weight", "simreg_temperature")
+_EXCLUDED = {"DIVERGED", "ERROR", "PENDING"}
+
+# matplotlib's pyplot is not thread-safe: one report renders at a time in this process.
+_RENDER_LOCK = threading.Lock()
+
+
+def _missing(exc: BaseException) -> bool:
+    return isinstance(exc, FileNotFoundError) or "not found" in str(exc).lower() or "no such file" in str(exc).lower()
+
+
+def trials_frame(sweep_dir: str) -> Any:
+    """The trials table (empty before the first trial reports)."""
+    import pandas as pd
+
+    from search_spaces.results import read_trials
+
+    try:
+        df = read_trials(sweep_dir)
+    except Exception as exc:
+        if _missing(exc):
+            return pd.DataFrame()
+        raise ApiError(409, f"the sweep's trials are not readable yet: {exc}", loc=("path", "sweep_id")) from exc
+    return df if df is not None else pd.DataFrame()
+
+
+def records(df: Any) -> list[dict[str, Any]]:
+    """JSON-safe rows: NaN/inf become null, numpy scalars plain numbers."""
+    if df is None or len(df) == 0:
+        return []
+    return json.loads(df.to_json(orient="records", date_format="iso"))  # type: ignore[no-any-return]
+
+
+def trials_csv(df: Any) -> bytes:
+    return df.to_csv(index=False).encode()
+
+
+def trials_parquet(df: Any) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), buf)
+    return buf.getvalue()
+
+
+def metrics_rows(sweep_dir: str, trial_id: str, since_step: int | None) -> list[dict[str, Any]]:
+    from search_spaces.results import read_metrics
+
+    known = trials_frame(sweep_dir)
+    if len(known) == 0 or "trial_id" not in known or trial_id not in set(known["trial_id"].astype(str)):
+        raise ApiError(404, f"no trial {trial_id!r} in this sweep (yet)", loc=("path", "trial_id"))
+    try:
+        df = read_metrics(sweep_dir, trial_id=trial_id, since_step=since_step)
+    except Exception as exc:
+        if _missing(exc):
+            return []
+        raise ApiError(409, f"the sweep's metrics are not readable yet: {exc}", loc=("path", "trial_id")) from exc
+    return records(df)
+
+
+def best_trial(df: Any) -> dict[str, Any] | None:
+    """The finished, non-diverged trial with the lowest best validation CE."""
+    if df is None or len(df) == 0 or "best_val_loss" not in df:
+        return None
+    ok = df
+    if "status" in ok:
+        ok = ok[~ok["status"].astype(str).isin(_EXCLUDED)]
+    if "diverged_step" in ok:
+        ok = ok[(ok["diverged_step"].fillna(-1) < 0)]
+    ok = ok[ok["best_val_loss"].notna()]
+    if len(ok) == 0:
+        return None
+    row = records(ok.loc[[ok["best_val_loss"].idxmin()]])[0]
+    return row
+
+
+def best_config(sweep_id: str, sweep_dir: str) -> dict[str, Any]:
+    row = best_trial(trials_frame(sweep_dir))
+    if row is None:
+        raise ApiError(404, f"sweep {sweep_id} has no finished, non-diverged trial yet", loc=("path", "sweep_id"))
+    params = {"lr": row.get("lr")}
+    params.update({k: row[k] for k in COEFFICIENTS if row.get(k) is not None and not _nan(row[k])})
+    trial_id = str(row.get("trial_id"))
+    return {
+        "sweep_id": sweep_id,
+        "trial_id": trial_id,
+        "method": str(row.get("method")),
+        "val_loss": float(row["best_val_loss"]),
+        "step": int(row["best_step"]) if row.get("best_step") is not None else None,
+        "params": params,
+        "train_config": trial_train_config(sweep_dir, trial_id),
+    }
+
+
+def trial_train_config(sweep_dir: str, trial_id: str) -> dict[str, Any] | None:
+    """The resolved TrainConfig from the trial's manifest, when it wrote one."""
+    try:
+        raw = read_bytes(join(sweep_dir, "trials", trial_id, "manifest.json"))
+    except OSError:
+        return None
+    if raw is None:
+        return None
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        return None
+    for key in ("config", "train_config", "resolved_config"):
+        if isinstance(manifest.get(key), dict):
+            return manifest[key]  # type: ignore[no-any-return]
+    return None
+
+
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def render_report(sweep_dir: str, fmt: str, links: dict[str, str]) -> str:
+    from search_spaces.report import render
+
+    with _RENDER_LOCK:
+        out = render(sweep_dir, formats=(fmt,), links=links)
+    value = out.get(fmt) if isinstance(out, dict) else None
+    if value is None:
+        raise ApiError(409, f"the report renderer produced no {fmt} output", loc=("query", "format"))
+    # render returns the text, or the path it wrote: accept both.
+    if "\n" not in value and len(value) < 4096:
+        data = read_bytes(value)
+        if data is not None:
+            return data.decode()
+    return value

@@ -1,0 +1,80 @@
+"""OpenAPI pieces shared by the routes: the error answers and the submission body (a SweepSpec or a
+preset submission, with examples)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from service.schemas import ErrorBody, PresetSubmission
+
+_ERROR = {"model": ErrorBody}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {**_ERROR, "description": "Missing or unknown API token."},
+    403: {**_ERROR, "description": "The token may not do this."},
+    404: {**_ERROR, "description": "No such sweep, trial or preset."},
+    409: {**_ERROR, "description": "Conflicts with the resource's state or an earlier Idempotency-Key."},
+    413: {**_ERROR, "description": "The body is larger than LOSSWEEP_MAX_BODY_BYTES."},
+    422: {**_ERROR, "description": "Invalid input; `errors` names each field and its problem."},
+    429: {**_ERROR, "description": "A per-user limit is reached; see Retry-After."},
+}
+
+SUBMIT_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/SweepSpec"},
+                    {"$ref": "#/components/schemas/PresetSubmission"},
+                ]
+            },
+            "examples": {
+                "preset": {
+                    "summary": "The demo preset",
+                    "value": {"preset": "demo"},
+                },
+                "preset_with_overrides": {
+                    "summary": "A preset with overrides (dotted keys, as `--set` on the CLI)",
+                    "value": {"preset": "demo", "overrides": {"seeds": [0, 1]}, "name": "demo-two-seeds"},
+                },
+            },
+        }
+    },
+}
+
+
+def spec_example() -> dict[str, Any] | None:
+    """The demo preset as a full SweepSpec example, when the presets are importable."""
+    try:
+        from search_spaces.presets import get_preset
+
+        return get_preset("demo").model_dump(mode="json")  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
+def build_openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the models only referenced from ``SUBMIT_BODY``."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    from search_spaces.spec import SweepSpec
+
+    for model in (SweepSpec, PresetSubmission):
+        sub = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")
+        for name, definition in sub.pop("$defs", {}).items():
+            components.setdefault(name, definition)
+        components[model.__name__] = sub
+    example = spec_example()
+    if example is not None:
+        body = schema["paths"]["/v1/sweeps"]["post"]["requestBody"]["content"]["application/json"]
+        body["examples"] = {"spec": {"summary": "A full SweepSpec (the demo preset)", "value": example},
+                            **body["examples"]}
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,163 @@
+"""A sweep's results: trials (JSON, CSV, Parquet), live metrics, the report and the best config."""
+
+from __future__ import annotations
+
+import threading
+from enum import StrEnum
+from typing import Annotated
+
+import yaml
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from service.deps import BaseUrlDep, ReaderDep, SessionDep, StateDep
+from service.results import (
+    best_config,
+    metrics_rows,
+    records,
+    render_report,
+    trials_csv,
+    trials_frame,
+    trials_parquet,
+)
+from service.routes.openapi import ERRORS
+from service.schemas import BestConfig, MetricsPublic, TrialsPublic
+from service.sweeps import get_sweep, sweep_links
+
+router = APIRouter(prefix="/v1/sweeps/{sweep_id}", tags=["results"])
+
+
+class TrialsFormat(StrEnum):
+    json = "json"
+    csv = "csv"
+    parquet = "parquet"
+
+
+class ReportFormat(StrEnum):
+    json = "json"
+    md = "md"
+    html = "html"
+
+
+class ConfigFormat(StrEnum):
+    yaml = "yaml"
+    json = "json"
+
+
+_REPORTS: dict[tuple[str, str, str], str] = {}
+_REPORTS_KEPT = 32
+_REPORTS_LOCK = threading.Lock()
+_REPORT_TYPES = {"json": "application/json", "md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8"}
+
+
+def _download(content: bytes | str, media_type: str, filename: str) -> Response:
+    return Response(
+        content=content, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+@router.get(
+    "/trials",
+    response_model=TrialsPublic,
+    summary="The sweep's trials",
+    description="One row per trial (docs/sweep-dir.md). `?format=csv|parquet` answers a file download.",
+    responses={**ERRORS, 200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
+)
+def get_trials(
+    sweep_id: str,
+    session: SessionDep,
+    _: ReaderDep,
+    format: Annotated[TrialsFormat, Query()] = TrialsFormat.json,
+) -> Response | TrialsPublic:
+    sweep = get_sweep(session, sweep_id)
+    df = trials_frame(sweep.sweep_dir)
+    if format is TrialsFormat.csv:
+        return _download(trials_csv(df), "text/csv", f"lossweep-{sweep.id}-trials.csv")
+    if format is TrialsFormat.parquet:
+        return _download(trials_parquet(df), "application/vnd.apache.parquet", f"lossweep-{sweep.id}-trials.parquet")
+    return TrialsPublic(sweep_id=sweep.id, trials=records(df))
+
+
+@router.get(
+    "/trials/{trial_id}/metrics",
+    response_model=MetricsPublic,
+    summary="One trial's reported metrics (for live curves)",
+    description="Rows with `step > since_step` only; poll with the previous answer's `last_step`.",
+    responses=ERRORS,
+)
+def get_metrics(
+    sweep_id: str,
+    trial_id: str,
+    session: SessionDep,
+    _: ReaderDep,
+    since_step: Annotated[int | None, Query(ge=-1, le=2**62)] = None,
+) -> MetricsPublic:
+    sweep = get_sweep(session, sweep_id)
+    rows = metrics_rows(sweep.sweep_dir, trial_id, since_step)
+    steps = [r["step"] for r in rows if isinstance(r.get("step"), int | float)]
+    return MetricsPublic(
+        sweep_id=sweep.id,
+        trial_id=trial_id,
+        since_step=since_step,
+        last_step=int(max(steps)) if steps else since_step,
+        rows=rows,
+    )
+
+
+@router.get(
+    "/report",
+    summary="The best-config report as a download",
+    description="Rendered from the sweep dir now, so a running sweep gets a partial report (marked so).",
+    responses={**ERRORS, 200: {"content": {"text/html": {}, "text/markdown": {}, "application/json": {}}}},
+)
+def get_report(
+    sweep_id: str,
+    state: StateDep,
+    session: SessionDep,
+    _: ReaderDep,
+    base: BaseUrlDep,
+    format: Annotated[ReportFormat, Query()] = ReportFormat.html,
+) -> Response:
+    sweep = get_sweep(session, sweep_id)
+    links = sweep_links(sweep, state.settings, base)
+    link_map = {"trials.csv": f"{links.trials}?format=csv", "trials.parquet": f"{links.trials}?format=parquet"}
+    # A final sweep's report no longer changes: keep the last few renders (matplotlib is slow).
+    key = (sweep.id, format.value, base)
+    text = _REPORTS.get(key) if sweep.status_enum.is_final else None
+    if text is None:
+        text = render_report(sweep.sweep_dir, format.value, link_map)
+        if sweep.status_enum.is_final:
+            with _REPORTS_LOCK:
+                _REPORTS[key] = text
+                while len(_REPORTS) > _REPORTS_KEPT:
+                    _REPORTS.pop(next(iter(_REPORTS)))
+    partial = "" if sweep.status_enum.is_final else "-partial"
+    return _download(text, _REPORT_TYPES[format.value], f"lossweep-{sweep.id}-report{partial}.{format.value}")
+
+
+@router.get(
+    "/best-config",
+    response_model=BestConfig,
+    summary="The winning configuration",
+    description="The best finished, non-diverged trial (lowest validation CE): its method, coefficients, learning "
+    "rate and resolved TrainConfig. `?format=yaml` (the default) is ready to paste into a training config.",
+    responses={**ERRORS, 200: {"content": {"application/yaml": {}}}},
+)
+def get_best_config(
+    sweep_id: str,
+    session: SessionDep,
+    _: ReaderDep,
+    format: Annotated[ConfigFormat, Query()] = ConfigFormat.yaml,
+) -> Response | BestConfig:
+    sweep = get_sweep(session, sweep_id)
+    best = best_config(sweep.id, sweep.sweep_dir)
+    if format is ConfigFormat.json:
+        return BestConfig.model_validate(best)
+    header = (
+        f"# Best configuration of sweep {sweep.id} ({sweep.status}): trial {best['trial_id']}, "
+        f"method {best['method']}, validation CE {best['val_loss']:.4f}"
+        + (f" at step {best['step']}" if best["step"] is not None else "")
+        + "\n"
+    )
+    body = yaml.safe_dump(best["train_config"] or {"method": best["method"], **best["params"]}, sort_keys=False)
+    return _download(header + body, "application/yaml", f"lossweep-{sweep.id}-best-config.yaml")

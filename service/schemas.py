@@ -1,0 +1,153 @@
+"""HTTP shapes: what clients send (``*Create``/submission) and what they get back (``*Public``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TRIAL_STATUSES = ("PENDING", "RUNNING", "TERMINATED", "STOPPED", "DIVERGED", "ERROR")
+
+
+class PresetSubmission(BaseModel):
+    """Submit a named preset, optionally changed with dotted-key overrides (as ``--set`` on the CLI)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"preset": "demo", "overrides": {"seeds": [0, 1]}}]},
+    )
+
+    preset: str = Field(min_length=1, max_length=100, description="A preset name from GET /v1/presets.")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Dotted keys of the spec and their new values, e.g. {\"search.num_samples\": 8}.",
+    )
+    name: str | None = Field(default=None, min_length=1, max_length=200, description="Name of the sweep.")
+
+
+class BestSoFar(BaseModel):
+    trial_id: str | None = None
+    method: str | None = None
+    val_loss: float | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SweepLinks(BaseModel):
+    """Where to look next. ``dashboard`` is the sweep's Ray job in the Ray dashboard (once submitted)."""
+
+    model_config = ConfigDict(extra="allow")  # later links (e.g. a Grafana board) add keys
+
+    self: str
+    report: str
+    trials: str
+    best_config: str
+    cancel: str
+    dashboard: str | None = None
+    grafana: str | None = Field(default=None, description="The Grafana board filtered to this sweep (when configured).")
+
+
+class SweepPublic(BaseModel):
+    """A sweep as the API shows it."""
+
+    id: str = Field(examples=["demo-3f9a2c1b"])
+    name: str
+    owner: str
+    preset: str | None
+    status: str = Field(description="QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED.", examples=["RUNNING"])
+    message: str = Field(description="Why the sweep is where it is (queue position, Ray's job message, ...).")
+    num_trials: int | None
+    trial_counts: dict[str, int] = Field(description="Trials per status: " + ", ".join(TRIAL_STATUSES) + ".")
+    best: BestSoFar | None = Field(description="Best trial so far (lowest validation CE, diverged excluded).")
+    tokens: int | None = None
+    elapsed_s: float | None = None
+    eta_s: float | None = None
+    ray_submission_id: str | None = Field(description="The Ray job's submission id.")
+    ray_job_status: str | None
+    cancel_requested: bool
+    sweep_dir: str
+    created_at: datetime
+    submitted_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    links: SweepLinks
+
+
+class SweepDetail(SweepPublic):
+    spec: dict[str, Any] = Field(description="The resolved SweepSpec the driver runs.")
+
+
+class SweepList(BaseModel):
+    items: list[SweepPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class PresetSummary(BaseModel):
+    name: str
+    description: str
+    num_trials: int | None = None
+
+
+class PresetPublic(PresetSummary):
+    spec: dict[str, Any]
+
+
+class TrialsPublic(BaseModel):
+    sweep_id: str
+    trials: list[dict[str, Any]]
+
+
+class MetricsPublic(BaseModel):
+    sweep_id: str
+    trial_id: str
+    since_step: int | None
+    last_step: int | None = Field(description="Pass this as since_step to get only newer rows next time.")
+    rows: list[dict[str, Any]]
+
+
+class BestConfig(BaseModel):
+    sweep_id: str
+    trial_id: str
+    method: str
+    val_loss: float
+    step: int | None
+    params: dict[str, Any] = Field(description="The method's coefficients and the learning rate.")
+    train_config: dict[str, Any] | None = Field(description="The trial's resolved TrainConfig, when recorded.")
+
+
+class TokenPublic(BaseModel):
+    id: int
+    name: str
+    is_admin: bool
+    created_at: datetime
+
+
+class WhoAmI(BaseModel):
+    name: str
+    is_admin: bool
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class Readiness(BaseModel):
+    status: str
+    database: str
+    ray: str
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    status: int
+    error: str
+    message: str
+    errors: list[ErrorItem]

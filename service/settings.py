@@ -1,0 +1,118 @@
+"""The service's configuration: one ``Settings`` object read from ``LOSSWEEP_*`` environment variables
+(and an optional ``.env`` file), passed explicitly to ``create_app`` so tests and the CLI can build
+their own without touching the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def lossweep_home() -> Path:
+    """The per-user state/data directory: ``$LOSSWEEP_HOME`` or ``~/.lossweep``."""
+    return Path(os.environ.get("LOSSWEEP_HOME") or Path.home() / ".lossweep").expanduser()
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Environment variables are ``LOSSWEEP_<FIELD>`` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOSSWEEP_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default_factory=lossweep_home, description="State and data directory.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: a SQLite file <home>/lossweep.db. PostgreSQL: "
+        "postgresql+psycopg://user@host:5432/db.",
+    )
+    storage_root: str | None = Field(
+        default=None,
+        description="Where sweep directories live (<storage_root>/<sweep id>): a local path shared with the "
+        "Ray nodes or a pyarrow filesystem URI such as s3://bucket/prefix; default <home>/sweeps.",
+    )
+    ray_address: str = Field(
+        default="http://127.0.0.1:8265",
+        description="Ray Jobs API address (the head's dashboard HTTP address).",
+    )
+    dashboard_url: str | None = Field(
+        default=None, description="Public URL of the Ray dashboard used in links; default: ray_address."
+    )
+    grafana_url: str | None = Field(
+        default=None,
+        description="Base URL of a Grafana that has deploy/grafana/lossweep-dashboard.json; adds a `grafana` link "
+        "(the board filtered to the sweep) to every sweep. Unset: no Grafana link.",
+    )
+    ray_auth_token: SecretStr | None = Field(
+        default=None, description="Ray's auth token (Ray >= 2.59 enables token auth by default)."
+    )
+    public_url: str | None = Field(
+        default=None, description="Base URL of this service used in links; default: taken from each request."
+    )
+    python_executable: str = Field(
+        default=sys.executable, description="Absolute interpreter path on the Ray nodes for the sweep driver job."
+    )
+    job_env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for every sweep's Ray job (JSON object)."
+    )
+    data_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Directories (or URI prefixes) that text:/parquet: corpora may come from; default <home>/data.",
+    )
+    public_read: bool = Field(default=False, description="Allow GET requests without a token.")
+    max_trials_per_sweep: int = Field(default=500, ge=1)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_concurrent_sweeps_per_user: int = Field(
+        default=2, ge=1, description="Sweeps of one user running on Ray at once; more wait QUEUED."
+    )
+    max_queued_sweeps_per_user: int = Field(
+        default=20, ge=0, description="Sweeps of one user waiting QUEUED; beyond this a submission gets 429."
+    )
+    poll_interval_s: float = Field(default=2.0, gt=0, description="How often Ray and the sweep dirs are polled.")
+    ray_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one call to the Ray Jobs API.")
+
+    @field_validator("ray_address", "dashboard_url", "public_url", "grafana_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        # Accept a plain path list separated by os.pathsep as well as JSON.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [p for p in value.split(os.pathsep) if p]
+        return value
+
+    # Derived values -------------------------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'lossweep.db'}"
+
+    @property
+    def resolved_storage_root(self) -> str:
+        return (self.storage_root or str(self.home / "sweeps")).rstrip("/")
+
+    @property
+    def resolved_dashboard_url(self) -> str:
+        return self.dashboard_url or self.ray_address
+
+    @property
+    def resolved_data_roots(self) -> list[str]:
+        return self.data_roots or [str(self.home / "data")]
+
+    def ray_token(self) -> str | None:
+        return self.ray_auth_token.get_secret_value() if self.ray_auth_token else None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment (cached); the CLI and ``create_app()`` without arguments use it."""
+    return Settings()

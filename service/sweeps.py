@@ -1,0 +1,218 @@
+"""Sweeps as the service manages them: creation (with idempotency keys and limits), their public view,
+and cancellation. Scheduling onto Ray lives in ``service.queue``, status tracking in ``service.reconcile``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.auth import Principal
+from service.errors import ApiError
+from service.grafana import grafana_link
+from service.models import IdempotencyKey, Sweep, SweepStatus
+from service.schemas import TRIAL_STATUSES, BestSoFar, SweepDetail, SweepLinks, SweepPublic
+from service.settings import Settings
+from service.specs import check_data_paths, count_trials, resolve_submission
+from service.sweep_files import join
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def new_sweep_id(name: str) -> str:
+    slug = _SLUG.sub("-", name.lower()).strip("-")[:40].strip("-") or "sweep"
+    return f"{slug}-{secrets.token_hex(4)}"
+
+
+def body_hash(body: Any) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _replay(session: Session, owner: str, key: str, digest: str) -> Sweep | None:
+    row = session.scalar(select(IdempotencyKey).where(IdempotencyKey.owner == owner, IdempotencyKey.key == key))
+    if row is None:
+        return None
+    if row.body_hash != digest:
+        raise ApiError(
+            409,
+            f"Idempotency-Key {key!r} was already used with a different body (sweep {row.sweep_id})",
+            loc=("header", "Idempotency-Key"),
+        )
+    sweep = session.get(Sweep, row.sweep_id)
+    if sweep is None:  # the sweep was deleted: the key is free again
+        session.delete(row)
+        session.flush()
+    return sweep
+
+
+def create_sweep(
+    session: Session, settings: Settings, principal: Principal, body: Any, idempotency_key: str | None
+) -> tuple[Sweep, bool]:
+    """Validates ``body`` and stores a QUEUED sweep; returns ``(sweep, replayed)``. ``replayed`` is True
+    when an earlier request with the same Idempotency-Key and body already created it."""
+    digest = body_hash(body)
+    if idempotency_key is not None:
+        if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.isprintable():
+            raise ApiError(422, "Idempotency-Key must be 1-255 printable characters", loc=("header", "Idempotency-Key"))
+        existing = _replay(session, principal.name, idempotency_key, digest)
+        if existing is not None:
+            return existing, True
+
+    spec, preset = resolve_submission(body, settings)
+    num_trials = count_trials(spec, settings)
+    spec_dict = spec.model_dump(mode="json")
+    check_data_paths(spec_dict, settings)
+
+    waiting = session.scalar(
+        select(func.count())
+        .select_from(Sweep)
+        .where(Sweep.owner == principal.name, Sweep.status == SweepStatus.QUEUED.value,
+               Sweep.ray_submission_id.is_(None))
+    ) or 0
+    if settings.max_queued_sweeps_per_user and waiting >= settings.max_queued_sweeps_per_user:
+        raise ApiError(
+            429,
+            f"{principal.name} already has {waiting} sweeps waiting in the queue (limit "
+            f"{settings.max_queued_sweeps_per_user}, LOSSWEEP_MAX_QUEUED_SWEEPS_PER_USER); retry when one starts",
+            headers={"Retry-After": str(max(1, int(settings.poll_interval_s * 5)))},
+        )
+
+    from service.queue import active_count, waiting_message
+
+    running = active_count(session, principal.name)
+    limit = settings.max_concurrent_sweeps_per_user
+    message = waiting_message(principal.name, running, limit, waiting + 1) if running >= limit else "queued"
+    name = "".join(c for c in str(getattr(spec, "name", None) or preset or "sweep") if c.isprintable()) or "sweep"
+    sweep_id = new_sweep_id(name)
+    sweep = Sweep(
+        id=sweep_id,
+        name=name[:200],
+        owner=principal.name,
+        preset=preset,
+        status=SweepStatus.QUEUED.value,
+        message=message,
+        spec=spec_dict,
+        num_trials=num_trials,
+        sweep_dir=join(settings.resolved_storage_root, sweep_id),
+        cancel_requested=False,
+    )
+    session.add(sweep)
+    try:
+        session.flush()  # the sweep row first: the key references it
+        if idempotency_key is not None:
+            session.add(IdempotencyKey(owner=principal.name, key=idempotency_key, body_hash=digest, sweep_id=sweep_id))
+        session.commit()
+    except IntegrityError:
+        # Another request with the same key won the race: answer as that request did.
+        session.rollback()
+        if idempotency_key is not None:
+            existing = _replay(session, principal.name, idempotency_key, digest)
+            if existing is not None:
+                return existing, True
+        raise
+    return sweep, False
+
+
+def get_sweep(session: Session, sweep_id: str) -> Sweep:
+    # Ids are short and printable; anything else cannot exist (and PostgreSQL refuses NUL in text).
+    sweep = session.get(Sweep, sweep_id) if len(sweep_id) <= 64 and sweep_id.isprintable() else None
+    if sweep is None:
+        raise ApiError(404, f"no sweep with id {sweep_id!r}", loc=("path", "sweep_id"))
+    return sweep
+
+
+def request_cancel(session: Session, sweep: Sweep, principal: Principal) -> None:
+    """Marks the sweep for cancellation (the monitor or the route stops its Ray job). Users cancel their
+    own sweeps; admins any."""
+    if sweep.owner != principal.name and not principal.is_admin:
+        raise ApiError(403, f"sweep {sweep.id} belongs to {sweep.owner}; only its owner or an admin may cancel it",
+                       loc=("path", "sweep_id"))
+    if sweep.status_enum.is_final:
+        raise ApiError(409, f"sweep {sweep.id} has already ended ({sweep.status})", loc=("path", "sweep_id"))
+    sweep.cancel_requested = True
+    if sweep.ray_submission_id is None:  # never reached Ray: nothing to stop
+        sweep.status = SweepStatus.CANCELLED.value
+        sweep.message = f"cancelled by {principal.name} before it started"
+        sweep.finished_at = datetime.now(UTC)
+    else:
+        sweep.message = f"cancel requested by {principal.name}; stopping Ray job {sweep.ray_submission_id}"
+    session.commit()
+
+
+def sweep_links(sweep: Sweep, settings: Settings, base_url: str) -> SweepLinks:
+    api = f"{base_url}/v1/sweeps/{sweep.id}"
+    dashboard = (
+        f"{settings.resolved_dashboard_url}/#/jobs/{sweep.ray_submission_id}" if sweep.ray_submission_id else None
+    )
+    return SweepLinks(
+        self=api,
+        report=f"{api}/report?format=html",
+        trials=f"{api}/trials",
+        best_config=f"{api}/best-config?format=yaml",
+        cancel=f"{api}/cancel",
+        dashboard=dashboard,
+        grafana=grafana_link(sweep.id, settings),
+    )
+
+
+def _counts(progress: dict[str, Any] | None) -> dict[str, int]:
+    counts = {s: 0 for s in TRIAL_STATUSES}
+    raw = (progress or {}).get("counts") or {}
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            if isinstance(v, int | float):
+                counts[str(k)] = int(v)
+    return counts
+
+
+def _best(progress: dict[str, Any] | None) -> BestSoFar | None:
+    raw = (progress or {}).get("best")
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return BestSoFar.model_validate(raw)
+    except ValueError:
+        return None
+
+
+def _num(progress: dict[str, Any] | None, key: str) -> Any:
+    value = (progress or {}).get(key)
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def sweep_public(sweep: Sweep, settings: Settings, base_url: str, *, detail: bool = False) -> SweepPublic:
+    progress = sweep.progress
+    fields: dict[str, Any] = dict(
+        id=sweep.id,
+        name=sweep.name,
+        owner=sweep.owner,
+        preset=sweep.preset,
+        status=sweep.status,
+        message=sweep.message,
+        num_trials=sweep.num_trials if sweep.num_trials is not None else _num(progress, "total_trials"),
+        trial_counts=_counts(progress),
+        best=_best(progress),
+        tokens=_num(progress, "tokens"),
+        elapsed_s=_num(progress, "elapsed_s"),
+        eta_s=_num(progress, "eta_s") if not sweep.status_enum.is_final else None,
+        ray_submission_id=sweep.ray_submission_id,
+        ray_job_status=sweep.ray_job_status,
+        cancel_requested=sweep.cancel_requested,
+        sweep_dir=sweep.sweep_dir,
+        created_at=sweep.created_at,
+        submitted_at=sweep.submitted_at,
+        started_at=sweep.started_at,
+        finished_at=sweep.finished_at,
+        links=sweep_links(sweep, settings, base_url),
+    )
+    if detail:
+        return SweepDetail(spec=sweep.spec, **fields)
+    return SweepPublic(**fields)
