@@ -1,0 +1,27 @@
+"""The ``lossweep`` command. Each command group lives in its own module and registers itself here;
+heavy imports (torch, ray) happen inside the commands so that ``--help`` stays instant."""
+
+from __future__ import annotations
+
+import typer
+
+from lossweep.cli import client, demo, presets, serve, sweep, sweep_report, train, train_ray
+
+app = typer.Typer(
+    name="lossweep",
+    help="Find which pretraining loss regularizer keeps a language model stable across learning rates.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for module in (train, train_ray, sweep, sweep_report, presets, serve, client, demo):
+    module.register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""``lossweep presets``: the named sweeps (``--models``: the model presets with parameter counts)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+
+def presets(
+    models: Annotated[bool, typer.Option("--models", help="List the model presets with parameter counts.")] = False,
+    vocab_size: Annotated[
+        int | None, typer.Option(help="Vocabulary size for the parameter counts (default: each preset's own).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the sweep presets (``lossweep sweep run PRESET``) or, with --models, the model presets."""
+    from rich.console import Console
+    from rich.table import Table
+
+    if models:
+        from trainables.presets import list_model_presets
+
+        rows = [
+            {"name": name, "params": n, "n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "n_head": cfg.n_head,
+             "vocab_size": cfg.vocab_size, "tie_weights": cfg.tie_weights}
+            for name, (cfg, n) in list_model_presets(vocab_size).items()
+        ]  # fmt: skip
+        if as_json:
+            print(json.dumps(rows))
+            return
+        table = Table(title="model presets")
+        for col in ("name", "params", "layers", "d_model", "heads", "vocab", "tied"):
+            table.add_column(col, justify="left" if col == "name" else "right")
+        for r in rows:
+            table.add_row(r["name"], f"{r['params'] / 1e6:.2f}M", str(r["n_layer"]), str(r["n_embd"]),
+                          str(r["n_head"]), str(r["vocab_size"]), "yes" if r["tie_weights"] else "no")  # fmt: skip
+        Console().print(table)
+        return
+
+    from search_spaces.presets import get_preset, list_presets
+
+    rows = []
+    for name, description in list_presets().items():
+        spec = get_preset(name)
+        rows.append({"name": name, "description": description, "search": spec.search.algorithm,
+                     "methods": spec.methods, "num_trials": spec.num_trials()})  # fmt: skip
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="sweep presets (lossweep sweep run PRESET [--set key=value])")
+    for col in ("name", "search", "trials", "description"):
+        table.add_column(col, justify="right" if col == "trials" else "left")
+    for r in rows:
+        table.add_row(r["name"], r["search"], str(r["num_trials"]), r["description"])
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds this module's commands to the ``lossweep`` app."""
+    app.command("presets")(presets)

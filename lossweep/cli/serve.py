@@ -1,0 +1,115 @@
+"""``lossweep serve`` (the REST service under uvicorn) and ``lossweep token`` (API tokens)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+token_app = typer.Typer(help="Create, list and revoke the service's API tokens.", no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray Jobs API address (default: $LOSSWEEP_RAY_ADDRESS or http://127.0.0.1:8265).")
+    ] = None,
+    local_ray: Annotated[
+        bool, typer.Option("--local-ray", help="Start (or reuse) a private local Ray head and use it.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the REST service (FastAPI under uvicorn). Settings come from LOSSWEEP_* variables; see docs/service.md."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    overrides: dict[str, object] = {}
+    if local_ray:
+        from lossweep.local_cluster import ensure_local_cluster
+
+        cluster = ensure_local_cluster()
+        overrides.update(ray_address=cluster.dashboard_url, dashboard_url=cluster.dashboard_url)
+        if cluster.auth_token:
+            overrides["ray_auth_token"] = cluster.auth_token
+        typer.echo(f"Ray: {'started' if cluster.started else 'reusing'} local head, dashboard {cluster.dashboard_url}")
+    if ray_address:
+        overrides["ray_address"] = ray_address
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    app = create_app(settings)
+    typer.echo(f"lossweep service on http://{host}:{port} (API docs at /docs), Ray Jobs API {settings.ray_address}")
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Argument(help="The user the token acts as.")],
+    admin: Annotated[bool, typer.Option("--admin", help="May cancel anyone's sweeps.")] = False,
+) -> None:
+    """Create an API token and print it once (only its hash is stored)."""
+    from service.auth import create_token
+    from service.db import init_db, make_engine, make_sessionmaker, session_scope
+    from service.settings import Settings
+
+    settings = Settings()
+    engine = make_engine(settings.resolved_database_url)
+    init_db(engine)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            row, token = create_token(session, name, admin=admin)
+            token_id = row.id
+    except ValueError as exc:
+        typer.echo(f"lossweep token create: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    typer.echo(f"# token {token_id} for {name}{' (admin)' if admin else ''}; shown once, store it now:", err=True)
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (id, user, admin, created, revoked); never the tokens themselves."""
+    from sqlalchemy import select
+
+    from service.db import init_db, make_engine, make_sessionmaker
+    from service.models import ApiToken
+    from service.settings import Settings
+
+    engine = make_engine(Settings().resolved_database_url)
+    init_db(engine)
+    with make_sessionmaker(engine)() as session:
+        rows = list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+        for r in rows:
+            flags = ("admin " if r.is_admin else "") + ("revoked" if r.revoked else "")
+            typer.echo(f"{r.id:>4}  {r.name:<24} {r.prefix}…  {r.created_at:%Y-%m-%d %H:%M}  {flags}".rstrip())
+    engine.dispose()
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int | None, typer.Argument(help="Token id (from `lossweep token list`).")] = None,
+    name: Annotated[str | None, typer.Option(help="Revoke every token of this user instead.")] = None,
+) -> None:
+    """Revoke a token (or all of a user's tokens)."""
+    from service.auth import revoke_tokens
+    from service.db import init_db, make_engine, make_sessionmaker, session_scope
+    from service.settings import Settings
+
+    if token_id is None and name is None:
+        typer.echo("lossweep token revoke: give a token id or --name USER", err=True)
+        raise typer.Exit(2)
+    engine = make_engine(Settings().resolved_database_url)
+    init_db(engine)
+    with session_scope(make_sessionmaker(engine)) as session:
+        n = revoke_tokens(session, token_id=token_id, name=name)
+    engine.dispose()
+    typer.echo(f"revoked {n} token(s)")
+
+
+def register(app: typer.Typer) -> None:
+    """Adds ``serve`` and the ``token`` group to the ``lossweep`` app."""
+    app.command("serve")(serve)
+    app.add_typer(token_app, name="token")

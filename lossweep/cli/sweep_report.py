@@ -1,0 +1,213 @@
+"""``lossweep sweep report`` and ``lossweep sweep analyze``: what a sweep directory says.
+
+Both commands attach to the ``sweep`` group defined in :mod:`lossweep.cli.sweep`; heavy imports
+(pandas, matplotlib) happen inside the commands so that ``lossweep --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from lossweep.cli.sweep import sweep_app
+
+_FORMATS = ("json", "md", "html")
+
+
+def _parse_formats(values: list[str] | None) -> tuple[str, ...]:
+    if not values:
+        return _FORMATS
+    out: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip().lower()
+            if not part:
+                continue
+            if part == "markdown":
+                part = "md"
+            if part not in _FORMATS:
+                raise typer.BadParameter(
+                    f"unknown format {part!r}; choose from {', '.join(_FORMATS)}", param_hint="--format"
+                )
+            if part not in out:
+                out.append(part)
+    return tuple(out)
+
+
+def _check_dir(sweep_dir: str) -> str:
+    from search_spaces.storage import is_uri
+
+    if not is_uri(sweep_dir):
+        from pathlib import Path
+
+        path = Path(sweep_dir)
+        if not path.is_dir():
+            raise typer.BadParameter(f"{sweep_dir} is not a directory", param_hint="DIR")
+        if not (path / "trials.parquet").is_file() and not (path / "progress.json").is_file():
+            raise typer.BadParameter(
+                f"{sweep_dir} holds no trials.parquet or progress.json: not a sweep directory (see docs/sweep-dir.md)",
+                param_hint="DIR",
+            )
+    return sweep_dir
+
+
+@sweep_app.command("report")
+def report_command(
+    sweep_dir: Annotated[str, typer.Argument(metavar="DIR", help="Sweep directory (local path or s3:// URI).")],
+    fmt: Annotated[
+        list[str] | None,
+        typer.Option("--format", "-f", help="json, md or html; repeat or comma-separate (default: all three)."),
+    ] = None,
+) -> None:
+    """Write report.json / report.md / report.html into the sweep directory and print their paths."""
+    formats = _parse_formats(fmt)
+    sweep_dir = _check_dir(sweep_dir)
+    from search_spaces.report import render
+
+    written = render(sweep_dir, formats=formats)
+    for path in written.values():
+        typer.echo(path)
+
+
+@sweep_app.command("analyze")
+def analyze_command(
+    sweep_dir: Annotated[str, typer.Argument(metavar="DIR", help="Sweep directory (local path or s3:// URI).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole analysis as one JSON object.")] = False,
+) -> None:
+    """Print the analysis tables: best configurations, LR sensitivity, λ robustness, deltas, speed-up."""
+    sweep_dir = _check_dir(sweep_dir)
+    from search_spaces import analysis, results
+
+    trials = results.read_trials(sweep_dir)
+    metrics = results.read_metrics(sweep_dir)
+    out = analysis.analyze(trials, metrics)
+    if as_json:
+        typer.echo(json.dumps(out, allow_nan=False, ensure_ascii=False))
+        return
+    _print_tables(out)
+
+
+def _print_tables(out: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from search_spaces.analysis import format_coefficients
+    from search_spaces.report_text import coefficients_text, fmt, fmt_lr, fmt_tokens, method_name, single_lr_summary
+
+    # Pipes get 80 columns by default, too narrow for these tables; a real terminal keeps its width.
+    probe = Console()
+    console = Console(width=probe.width if probe.is_terminal else 140)
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in out["counts"].items() if v) or "no trials"
+    console.print(f"[bold]Trials:[/bold] {counts}")
+
+    best = out["best"]
+    table = Table(title="Best configuration", caption=escape(f"rule: {best['rule']}"), caption_justify="left")
+    for column in ("", "val CE", "step", "lr", "coefficients", "seed", "status", "trial"):
+        table.add_column(column, justify="right" if column in ("val CE", "step", "lr", "seed") else "left")
+    rows = ([("overall", best["overall"])] if best["overall"] else []) + list(best["per_method"].items())
+    for name, r in rows:
+        table.add_row(
+            f"[bold]overall: {method_name(r['method'])}[/bold]" if name == "overall" else method_name(name),
+            fmt(r["val_loss"]),
+            str(r["step"]),
+            fmt_lr(r["params"].get("lr")),
+            coefficients_text(r["params"]),
+            str(r["seed"]),
+            r["status"],
+            r["trial_id"],
+        )
+    console.print(table)
+
+    lrs = out["lr_sensitivity"]
+    table = Table(title="Learning-rate sensitivity", caption=escape(lrs["rule"]), caption_justify="left")
+    for column in ("method", "coefficients", "K", "LRS", "± seeds", "diverged", "largest stable LR", "note"):
+        table.add_column(column, justify="right" if column in ("K", "LRS", "± seeds", "diverged") else "left")
+    for f in [f for f in lrs["families"] if f["K"] >= 2 or f["lrs"] is not None]:
+        table.add_row(
+            method_name(f["method"]),
+            format_coefficients(f["coefficients"]),
+            str(f["K"]),
+            fmt(f["lrs"], 3),
+            fmt(f["lrs_seed_std"], 3),
+            str(f["diverged"]),
+            fmt_lr(f["largest_stable_lr"]) if f["largest_stable_lr"] is not None else "none",
+            escape(f["note"]),
+        )
+    console.print(table)
+    for line in single_lr_summary(lrs["families"]):
+        console.print(f"[dim]{escape(line)}[/dim]")
+    if out["paper"]:
+        console.print(
+            f"[dim]The sweep used the paper's LR grid; published LRS ({escape(out['paper']['citation'])}):[/dim]"
+        )
+        for size, values in out["paper"]["no_tying"].items():
+            console.print(f"  {size}: " + ", ".join(f"{method_name(m)} {v:.3f}" for m, v in values.items()))
+
+    per_method: dict[str, int] = {}
+    for r in out["lambda_robustness"]:
+        per_method[r["method"]] = per_method.get(r["method"], 0) + 1
+    swept = [r for r in out["lambda_robustness"] if per_method[r["method"]] > 1]
+    if swept:
+        table = Table(title="λ robustness (LRS per coefficient value)")
+        for column in ("method", "coefficient", "value", "K", "LRS", "diverged", "largest stable LR"):
+            table.add_column(column)
+        for r in swept:
+            table.add_row(
+                method_name(r["method"]),
+                r["coefficient"],
+                f"{r['value']:g}",
+                str(r["K"]),
+                fmt(r["lrs"], 3),
+                str(r["diverged"]),
+                fmt_lr(r["largest_stable_lr"]) if r["largest_stable_lr"] is not None else "none",
+            )
+        console.print(table)
+
+    deltas = out["paired_deltas"]
+    if deltas["rows"]:
+        table = Table(title="Paired against baseline", caption=escape(deltas["rule"]), caption_justify="left")
+        for column in ("method", "lr", "pairs", "Δ val CE", "± seeds", "method", "baseline", "diverged"):
+            table.add_column(column, justify="left" if column == "method" else "right")
+        for d in deltas["rows"]:
+            table.add_row(
+                d["label"],
+                fmt_lr(d["lr"]),
+                str(d["n_pairs"]),
+                f"{d['delta_mean']:+.4f}",
+                fmt(d["delta_std"], 3),
+                fmt(d["method_mean"]),
+                fmt(d["baseline_mean"]),
+                str(d["diverged"]),
+            )
+        console.print(table)
+
+    speed = out["speedup"]
+    if speed["baseline"]:
+        b = speed["baseline"]
+        table = Table(
+            title="Convergence speed-up against baseline",
+            caption=escape(
+                f"{speed['rule']}; baseline {b['trial_id']} reaches {fmt(b['target_val_loss'])} "
+                f"after {fmt_tokens(b['tokens'])} tokens"
+            ),
+            caption_justify="left",
+        )
+        for column in ("method", "trial", "tokens", "speed-up"):
+            table.add_column(column)
+        for m in speed["methods"]:
+            table.add_row(
+                method_name(m["method"]),
+                m["trial_id"],
+                fmt_tokens(m["tokens"]) if m["reached"] else "not reached",
+                f"{m['speedup']:.2f}x" if m["speedup"] is not None else "–",
+            )
+        console.print(table)
+    for line in best["missing"] + speed["missing"]:
+        console.print(f"[yellow]missing:[/yellow] {escape(line)}")
+
+
+def register(app: typer.Typer) -> None:
+    """``report`` and ``analyze`` live in the sweep group (imported above); nothing to add at top level."""
