@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import ray
+from ray.dashboard.modules.dashboard_sdk import SubmissionClient
 from ray.job_submission import JobSubmissionClient
 
 SUBMISSION_PREFIX = "lossweep-"
@@ -59,7 +61,18 @@ class _TimeoutClient(JobSubmissionClient):
 
     def __init__(self, address: str, *, timeout_s: float, headers: dict[str, str]) -> None:
         self._timeout_s = timeout_s
-        super().__init__(address, headers=headers)
+        if "://" not in address:
+            # A GCS address (host:port) needs Ray's own lookup of the dashboard URL.
+            super().__init__(address, headers=headers)
+            return
+        # JobSubmissionClient.__init__ replaces the address it is given by RAY_API_SERVER_ADDRESS or
+        # RAY_ADDRESS from the environment; the service's configured cluster must win over whatever
+        # the process happens to inherit, so the HTTP URL goes to the base class as it is.
+        self._client_ray_version = ray.__version__
+        SubmissionClient.__init__(self, address=address, headers=headers)
+        self._check_connection_and_version(
+            min_version="2.0", version_error_message="the Ray cluster is too old for the Jobs API (needs >= 2.0)"
+        )
 
     def _do_request(self, method: str, endpoint: str, **kwargs: Any) -> Any:  # type: ignore[override]
         # Submitting waits for Ray to start the job's supervisor actor: seconds on a busy node.
