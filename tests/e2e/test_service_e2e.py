@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from tests.fixtures.ray_cluster import stop_lossweep_jobs
 from tests.fixtures.service import ServiceProcess
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -106,6 +107,7 @@ def service(ray_cluster: Any, tmp_path: Path) -> Iterator[Service]:
         yield svc
     finally:
         svc.proc.stop()
+        stop_lossweep_jobs(ray_cluster)
 
 
 def check_finished_sweep(c: httpx.Client, sweep: dict[str, Any]) -> None:

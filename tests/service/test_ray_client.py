@@ -48,7 +48,7 @@ def test_the_environment_does_not_redirect_the_configured_cluster(
     # Ray's own JobSubmissionClient would follow these variables to the decoy and report it alive.
     monkeypatch.setenv("RAY_API_SERVER_ADDRESS", decoy_dashboard)
     monkeypatch.setenv("RAY_ADDRESS", decoy_dashboard)
-    with pytest.raises(RayUnavailable, match="unreachable|Ray Jobs API"):
+    with pytest.raises(RayUnavailable, match=r"unreachable|Ray Jobs API"):
         RayJobs(unreachable_ray(), timeout_s=3).ping()
 
 
