@@ -15,7 +15,7 @@ def presets(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List the sweep presets (``lossweep sweep run PRESET``) or, with --models, the model presets."""
+    """List the sweep presets (run one with: lossweep sweep run PRESET) or, with --models, the model presets."""
     from rich.console import Console
     from rich.table import Table
 
