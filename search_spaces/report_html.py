@@ -20,6 +20,7 @@ from search_spaces.report_text import (
     fmt_tokens,
     method_name,
     resources_text,
+    seed_speedup_text,
     single_lr_summary,
     status_line,
 )
@@ -382,15 +383,15 @@ def _speedup(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
             fmt_tokens(m["tokens"]) if m["reached"] else "not reached",
             (f"{m['speedup']:.2f}x" if m["speedup"] is not None else "–")
             + (f" (&lt; {m['speedup_upper_bound']:.2f}x)" if m.get("speedup_upper_bound") else ""),
+            escape(seed_speedup_text(m)),
         ]
         for m in s["methods"]
     ]
     if rows:
-        out.append(
-            '<div class="table-wrap">'
-            + _table(["method", "best trial", "tokens to baseline's final CE", "speed-up"], rows, numeric=(2, 3))
-            + "</div>"
-        )
+        headers = ["method", "best trial", "tokens to baseline's final CE", "speed-up", "over seeds"]
+        out.append('<div class="table-wrap">' + _table(headers, rows, numeric=(2, 3)) + "</div>")
+        if any(len(m.get("per_seed") or []) >= 2 for m in s["methods"]):
+            out.append(f'<p class="rule">Over seeds: {escape(s["seed_rule"])}.</p>')
     return "".join(out)
 
 

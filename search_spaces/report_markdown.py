@@ -18,6 +18,7 @@ from search_spaces.report_text import (
     fmt_tokens,
     method_name,
     resources_text,
+    seed_speedup_text,
     single_lr_summary,
     status_line,
 )
@@ -206,7 +207,7 @@ def _speedup(data: Mapping[str, Any]) -> list[str]:
         "",
     ]
     out += _table(
-        ["method", "best trial", "tokens to baseline's final CE", "speed-up"],
+        ["method", "best trial", "tokens to baseline's final CE", "speed-up", "over seeds"],
         [
             [
                 method_name(m["method"]),
@@ -214,10 +215,13 @@ def _speedup(data: Mapping[str, Any]) -> list[str]:
                 fmt_tokens(m["tokens"]) if m["reached"] else "not reached",
                 (f"{m['speedup']:.2f}x" if m["speedup"] is not None else "–")
                 + (f" (< {m['speedup_upper_bound']:.2f}x)" if m.get("speedup_upper_bound") else ""),
+                seed_speedup_text(m),
             ]
             for m in s["methods"]
         ],
     )
+    if any(len(m.get("per_seed") or []) >= 2 for m in s["methods"]):
+        out += [f"Over seeds: {s['seed_rule']}.", ""]
     return out
 
 

@@ -45,6 +45,19 @@ def fmt_tokens(value: Any) -> str:
     return f"{v:.0f}"
 
 
+def seed_speedup_text(entry: Mapping[str, Any]) -> str:
+    """``1.60x ± 0.57 (2 of 3 seeds)`` for a method of ``convergence_speedup``; ``–`` with fewer than
+    two paired seeds (the single-trial figure says it all then)."""
+    per_seed = entry.get("per_seed") or []
+    if len(per_seed) < 2:
+        return "–"
+    reached, mean, std = entry.get("seeds_reached", 0), entry.get("speedup_mean"), entry.get("speedup_std")
+    if mean is None:
+        return f"not reached on any of {len(per_seed)} seeds"
+    spread = f" ± {std:.2f}" if std is not None else ""
+    return f"{mean:.2f}x{spread} ({reached} of {len(per_seed)} seeds)"
+
+
 def duration(seconds: Any) -> str:
     if seconds is None:
         return "–"

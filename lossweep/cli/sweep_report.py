@@ -95,7 +95,15 @@ def _print_tables(out: dict[str, Any]) -> None:
     from rich.table import Table
 
     from search_spaces.analysis import format_coefficients
-    from search_spaces.report_text import coefficients_text, fmt, fmt_lr, fmt_tokens, method_name, single_lr_summary
+    from search_spaces.report_text import (
+        coefficients_text,
+        fmt,
+        fmt_lr,
+        fmt_tokens,
+        method_name,
+        seed_speedup_text,
+        single_lr_summary,
+    )
 
     # Pipes get 80 columns by default, too narrow for these tables; a real terminal keeps its width.
     probe = Console()
@@ -195,7 +203,7 @@ def _print_tables(out: dict[str, Any]) -> None:
             ),
             caption_justify="left",
         )
-        for column in ("method", "trial", "tokens", "speed-up"):
+        for column in ("method", "trial", "tokens", "speed-up", "over seeds"):
             table.add_column(column)
         for m in speed["methods"]:
             table.add_row(
@@ -203,6 +211,7 @@ def _print_tables(out: dict[str, Any]) -> None:
                 m["trial_id"],
                 fmt_tokens(m["tokens"]) if m["reached"] else "not reached",
                 f"{m['speedup']:.2f}x" if m["speedup"] is not None else "–",
+                seed_speedup_text(m),
             )
         console.print(table)
     for line in best["missing"] + speed["missing"]:

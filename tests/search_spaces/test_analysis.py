@@ -226,6 +226,55 @@ def test_convergence_speedup_against_the_best_baseline() -> None:
     assert by["z_loss"]["speedup_upper_bound"] == pytest.approx(400.0 / 200.0)
 
 
+def test_speedup_over_seeds_pairs_each_seed_with_its_own_baseline() -> None:
+    simreg = {"simreg_weight": 0.1, "simreg_temperature": 0.1}
+    rows = [
+        trial("b0", "baseline", 1e-3, 2.5, seed=0),
+        trial("b1", "baseline", 1e-3, 2.6, seed=1),
+        trial("b2", "baseline", 1e-3, 2.4, seed=2),
+        trial("bx", "baseline", 1e-2, 3.0, seed=1),  # another learning rate: not a repeat of the best
+        trial("s0", "simreg", 1e-3, 2.0, seed=0, **simreg),
+        trial("s1", "simreg", 1e-3, 2.1, seed=1, **simreg),
+        trial("s2", "simreg", 1e-3, 2.5, seed=2, **simreg),  # never reaches seed 2's baseline CE
+        trial("sx", "simreg", 1e-3, 1.0, seed=0, simreg_weight=0.5, simreg_temperature=0.1),
+    ]
+    tokens = [100, 200, 300, 400]
+    curves = {
+        "b0": [4.0, 3.0, 2.8, 2.5],  # target 2.5 at 400
+        "b1": [4.0, 3.2, 2.6, 2.6],  # target 2.6 first at 300
+        "b2": [4.0, 3.0, 2.6, 2.4],  # target 2.4 at 400
+        "bx": [4.0, 3.5, 3.2, 3.0],
+        "s0": [3.5, 2.5, 2.2, 2.0],  # reaches 2.5 at 200: 400 / 200 = 2.0
+        "s1": [3.8, 3.0, 2.2, 2.1],  # reaches 2.6 between 200 (3.0) and 300 (2.2): at 250 -> 300 / 250 = 1.2
+        "s2": [3.9, 3.0, 2.6, 2.5],
+        "sx": [3.0, 2.0, 1.5, 1.0],
+    }
+    metrics = pd.DataFrame(
+        {
+            "trial_id": [t for t in curves for _ in tokens],
+            "tokens": tokens * len(curves),
+            "val_loss": [v for values in curves.values() for v in values],
+        }
+    )
+    # The best simreg configuration is sx's (weight 0.5), which ran on seed 0 only.
+    out = analysis.convergence_speedup(frame(rows), metrics)
+    simreg_out = next(m for m in out["methods"] if m["method"] == "simreg")
+    assert simreg_out["trial_id"] == "sx"
+    assert [p["seed"] for p in simreg_out["per_seed"]] == [0]
+    # Without sx the best simreg configuration is weight 0.1, repeated on three seeds.
+    out = analysis.convergence_speedup(frame([r for r in rows if r["trial_id"] != "sx"]), metrics)
+    simreg_out = next(m for m in out["methods"] if m["method"] == "simreg")
+    per_seed = {p["seed"]: p for p in simreg_out["per_seed"]}
+    assert {p["baseline_trial_id"] for p in per_seed.values()} == {"b0", "b1", "b2"}
+    assert per_seed[0]["speedup"] == pytest.approx(2.0)
+    assert per_seed[1]["target_val_loss"] == pytest.approx(2.6)
+    assert per_seed[1]["speedup"] == pytest.approx(1.2)
+    assert per_seed[2]["speedup"] is None
+    assert simreg_out["seeds_reached"] == 2
+    assert simreg_out["speedup_mean"] == pytest.approx(1.6)
+    assert simreg_out["speedup_std"] == pytest.approx(math.sqrt(((2.0 - 1.6) ** 2 + (1.2 - 1.6) ** 2) / 1))
+
+
 def test_speedup_without_baseline_or_metrics_says_why() -> None:
     rows = frame([trial("s", "simreg", 1e-3, 1.8, simreg_weight=0.1, simreg_temperature=0.1)])
     assert "baseline" in analysis.convergence_speedup(rows, pd.DataFrame({"trial_id": ["s"]}))["missing"][0]

@@ -377,3 +377,17 @@ def test_report_of_a_real_tiny_sweep(tiny_report: tuple[Path, dict[str, str]]) -
     assert len(page.figures) == len(data["plots"])
     again = report.render(str(sweep_dir))
     assert Path(again["html"]).read_bytes() == Path(paths["html"]).read_bytes()
+
+
+def test_seed_speedup_text_gives_mean_spread_and_count() -> None:
+    from search_spaces.report_text import seed_speedup_text
+
+    two = [{"seed": 0, "speedup": 2.0}, {"seed": 1, "speedup": 1.2}, {"seed": 2, "speedup": None}]
+    assert seed_speedup_text({"per_seed": two, "seeds_reached": 2, "speedup_mean": 1.6, "speedup_std": 0.566}) == (
+        "1.60x ± 0.57 (2 of 3 seeds)"
+    )
+    assert seed_speedup_text({"per_seed": two[:1], "seeds_reached": 1, "speedup_mean": 2.0}) == "–"
+    none = [{"seed": 0, "speedup": None}, {"seed": 1, "speedup": None}]
+    assert seed_speedup_text({"per_seed": none, "seeds_reached": 0, "speedup_mean": None}) == (
+        "not reached on any of 2 seeds"
+    )
