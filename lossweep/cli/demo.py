@@ -184,16 +184,16 @@ def demo(
         raise typer.Exit(1)
 
 
-def _follow(client: Client, sweep: dict[str, Any], interval: float = 2.0) -> dict[str, Any]:
-    last = ""
+def _follow(client: Client, sweep: dict[str, Any], interval: float = 2.0, quiet_s: float = 30.0) -> dict[str, Any]:
+    last, last_at = "", 0.0
     while True:
         line = format_sweep(sweep)
-        eta = sweep.get("eta_s")
-        if eta and sweep["status"] == "RUNNING":
-            line += f"  eta {eta:.0f}s"
-        if line != last:
-            typer.echo(f"  [{time.strftime('%H:%M:%S')}] {line}")
-            last = line
+        # A new line when trials move; a changed estimate alone is worth one every ``quiet_s``.
+        if line != last or time.monotonic() - last_at >= quiet_s:
+            eta = sweep.get("eta_s")
+            shown = line + (f"  eta {eta:.0f}s" if eta and sweep["status"] == "RUNNING" else "")
+            typer.echo(f"  [{time.strftime('%H:%M:%S')}] {shown}")
+            last, last_at = line, time.monotonic()
         if sweep["status"] in FINAL:
             return sweep
         time.sleep(interval)
