@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from lossweep.cli.train_options import (
+    SUMMARY_KEYS,
     BatchSizeOpt,
     ColumnOpt,
     DataOpt,
@@ -30,18 +31,6 @@ from lossweep.cli.train_options import (
     WeightDecayOpt,
     build_train_config,
     fail,
-)
-
-# Keys of the final JSON object (more follow: every metric of the last report).
-SUMMARY_KEYS = (
-    "val_loss",
-    "train_loss",
-    "tokens",
-    "steps",
-    "diverged",
-    "diverged_step",
-    "diverged_cause",
-    "tokens_per_s",
 )
 
 

@@ -49,6 +49,20 @@ LossOpt = Annotated[
 GpuOpt = Annotated[bool, typer.Option("--gpu/--cpu", help="Train on a CUDA GPU when one is available.")]
 
 
+# First keys of the final JSON object of `train-local --json` and `train --json`; every metric of the
+# last report follows them.
+SUMMARY_KEYS = (
+    "val_loss",
+    "train_loss",
+    "tokens",
+    "steps",
+    "diverged",
+    "diverged_step",
+    "diverged_cause",
+    "tokens_per_s",
+)
+
+
 class FlagError(ValueError):
     """A flag value that cannot make a valid run; the message names the flag."""
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from lossweep.cli.train_options import (
+    SUMMARY_KEYS,
     BatchSizeOpt,
     ColumnOpt,
     DataOpt,
@@ -33,19 +34,6 @@ from lossweep.cli.train_options import (
     build_train_config,
     fail,
 )
-
-# First keys of the final JSON object; every metric of the last report follows.
-SUMMARY_KEYS = (
-    "val_loss",
-    "train_loss",
-    "tokens",
-    "steps",
-    "diverged",
-    "diverged_step",
-    "diverged_cause",
-    "tokens_per_s",
-)
-
 
 cluster_app = typer.Typer(
     name="cluster",
