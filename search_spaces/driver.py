@@ -41,8 +41,8 @@ def make_trainable(spec_doc: dict[str, Any], sweep_dir: str) -> Callable[[dict[s
 
     def lossweep_trial(config: dict[str, Any]) -> None:
         from ray import tune
-        from ray.tune.integration.ray_train import TuneReportCallback
 
+        from search_spaces.report_forwarding import fit_reporting_to_tune
         from search_spaces.translate import train_config, trial_params
         from trainables.trainer import Resources, fit
 
@@ -61,14 +61,16 @@ def make_trainable(spec_doc: dict[str, Any], sweep_dir: str) -> Callable[[dict[s
             tune.report({**json.loads(storage.read_bytes(done_path)), "replayed": 1})
             return
         manifest_dir = None if storage.is_uri(sweep_dir) else storage.join(sweep_dir, TRIALS_DIR, trial_id)
-        final = fit(
-            cfg,
-            resources,
-            # <sweep id>-<trial id>: the dashboard's pages and the exported metrics' tags name the trial.
-            name=f"{storage.basename(sweep_dir)}-{trial_id}",
-            storage_path=storage.join(sweep_dir, RUNS_DIR),
-            callbacks=[TuneReportCallback()],
-            manifest_dir=manifest_dir,
+        final = fit_reporting_to_tune(
+            lambda callbacks: fit(
+                cfg,
+                resources,
+                # <sweep id>-<trial id>: the dashboard's pages and the exported metrics' tags name the trial.
+                name=f"{storage.basename(sweep_dir)}-{trial_id}",
+                storage_path=storage.join(sweep_dir, RUNS_DIR),
+                callbacks=callbacks,
+                manifest_dir=manifest_dir,
+            )
         )
         plain = {k: v for k, v in final.items() if isinstance(v, str | int | float | bool) and k not in _TUNE_KEYS}
         storage.write_bytes(done_path, json.dumps(plain).encode())

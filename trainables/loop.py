@@ -2,8 +2,8 @@
 
 Each worker builds the engine's ``TrainingRun`` for its rank, wraps the model in DDP (gloo on CPU,
 NCCL on GPU), resumes from ``ray.train.get_checkpoint()`` when Ray restarts the worker group, and
-reports through ``ray.train.report``. ``TuneReportCallback`` forwards rank 0's dict only, so every
-reported row is all-reduced here first (``reduce_row``): means, except maxima for abs-max values and
+reports through ``ray.train.report``. What reaches Tune is rank 0's dict alone, so every reported
+row is all-reduced here first (``reduce_row``): means, except maxima for abs-max values and
 wall-clock time. A diverged run reports one last row with ``diverged=1`` and the finite sentinel,
 then returns normally, so the run ends TERMINATED and no NaN ever reaches Tune or Optuna.
 

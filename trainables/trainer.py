@@ -1,10 +1,11 @@
 """The driver side of one Ray Train run: resources, the ``TorchTrainer``, its manifest and result.
 
-``fit`` is what ``lossweep train`` and the Tune function trainable of a sweep call (the latter with
-``callbacks=[TuneReportCallback()]``). It checks the request against the cluster before starting, so
-a run the cluster can never place fails at once with what was asked and what exists, instead of
-waiting on a placement group forever (Train V2's ``controller_failure_limit`` defaults to -1, i.e.
-retry for ever; it is bounded here too, for clusters that shrink after the check).
+``fit`` is what ``lossweep train`` and the Tune function trainable of a sweep call (the latter with a
+callback that hands each report to Tune, ``search_spaces.report_forwarding``). It checks the request
+against the cluster before starting, so a run the cluster can never place fails at once with what
+was asked and what exists, instead of waiting on a placement group forever (Train V2's
+``controller_failure_limit`` defaults to -1, i.e. retry for ever; it is bounded here too, for
+clusters that shrink after the check).
 """
 
 from __future__ import annotations

@@ -84,15 +84,16 @@ def test_huge_lr_diverges_as_a_result(ray_connected: Any, data_cache: str, tmp_p
     """Through Tune, as a sweep runs it: the trial ends TERMINATED (not ERROR) with diverged=1, and
     no NaN reaches Tune's results."""
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from search_spaces.report_forwarding import fit_reporting_to_tune
 
     config = _config(data_cache, optim=OptimConfig(lr=1e4, warmup_steps=0), steps=40, checkpoint_interval=5)
     progress = tmp_path / "progress.jsonl"
     runs = tmp_path / "runs"
 
     def trial(_: dict[str, Any]) -> None:  # a nested function travels to the trial driver by value
-        fit(config, Resources(workers=1), name="diverges", storage_path=runs, progress_file=progress,
-            callbacks=[TuneReportCallback()])  # fmt: skip
+        fit_reporting_to_tune(lambda callbacks: fit(config, Resources(workers=1), name="diverges",
+                                                    storage_path=runs, progress_file=progress, callbacks=callbacks))
 
     grid = tune.Tuner(
         tune.with_resources(trial, {"CPU": 0, "trial_driver": 1}),
