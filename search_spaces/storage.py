@@ -8,9 +8,10 @@ object is written in one stream. Readers therefore never see half a file.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from trainables.atomic_file import write_atomic
 
 
 def is_uri(path: str | os.PathLike[str]) -> bool:
@@ -63,16 +64,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with filesystem.open_output_stream(inner) as out:
             out.write(data)
         return
-    target = local_path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(local_path(path), data)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

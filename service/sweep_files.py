@@ -8,13 +8,13 @@ of the service only sees strings. Reading results (trials, metrics) goes through
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from trainables.atomic_file import write_atomic
 
 SPEC_FILE = "spec.yaml"
 PROGRESS_FILE = "progress.json"
@@ -43,16 +43,7 @@ def write_bytes(path: str, data: bytes) -> None:
         with filesystem.open_output_stream(inner) as out:  # object stores replace objects atomically
             out.write(data)
         return
-    target = Path(_local(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(_local(path), data)
 
 
 def read_bytes(path: str) -> bytes | None:

@@ -7,11 +7,11 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from trainables.atomic_file import write_atomic
 from trainables.config import TrainConfig
 
 _PACKAGES = ("lossweep", "torch", "ray", "optuna", "tokenizers", "numpy")
@@ -75,15 +75,5 @@ def build_manifest(
 
 def write_manifest(path: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
     """Writes ``manifest`` as JSON to ``path`` atomically (temporary file, then rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(manifest, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+    return write_atomic(path, text.encode())
