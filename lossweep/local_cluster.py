@@ -232,7 +232,7 @@ def stop_local_cluster(cluster: LocalCluster, *, timeout: float = 5.0, keep_logs
     _signal_all(sorted(pids), signal.SIGTERM)
     _wait_gone(pids, timeout)
     for _ in range(3):
-        pids = {p for p in pids if _exists(p)} | set(cluster_pids(cluster.temp_dir, address))
+        pids = {p for p in pids if pid_alive(p)} | set(cluster_pids(cluster.temp_dir, address))
         if not pids:
             break
         _signal_all(sorted(pids), signal.SIGKILL)
@@ -447,11 +447,12 @@ def _signal_all(pids: list[int], sig: signal.Signals) -> None:
 
 def _wait_gone(pids: set[int], timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_exists(p) for p in pids):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.1)
 
 
-def _exists(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

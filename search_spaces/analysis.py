@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from search_spaces.spec import COEFFICIENTS
+
 # ---------------------------------------------------------------------------------------------------
 # Vocabulary of the sweep directory
 # ---------------------------------------------------------------------------------------------------
@@ -35,13 +37,6 @@ FINISHED: tuple[str, ...] = ("TERMINATED", "DIVERGED")
 # Trials that may hold the best configuration (running ones: best so far).
 ELIGIBLE_FOR_BEST: tuple[str, ...] = ("TERMINATED", "STOPPED", "RUNNING")
 
-COEFFICIENTS: tuple[str, ...] = (
-    "z_loss_weight",
-    "mu_loss_weight",
-    "softcap_cap",
-    "simreg_weight",
-    "simreg_temperature",
-)
 
 BEST_RULE = (
     "lowest best validation CE (minimum over the trial's evaluations, without any penalty term) among "

@@ -91,19 +91,13 @@ def fail(command: str, exc: Exception) -> typer.Exit:
 
 
 def parse_sets(sets: list[str]) -> dict[str, Any]:
-    """``["a.b=1", "c=[1,2]"]`` → ``{"a.b": 1, "c": [1, 2]}`` (values parsed as YAML scalars/lists)."""
-    import yaml
+    """``--set`` items as overrides, parsed as ``lossweep sweep run`` parses them."""
+    from search_spaces.presets import parse_set_args
 
-    out: dict[str, Any] = {}
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ServiceError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            out[key.strip()] = raw
-    return out
+    try:
+        return parse_set_args(sets)
+    except ValueError as exc:
+        raise ServiceError(str(exc)) from None
 
 
 def set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:

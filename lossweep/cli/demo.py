@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from lossweep.cli.client import SERVICE_RECORD, TOKEN_FILE, Client, ServiceError, format_sweep, state_dir
+from lossweep.local_cluster import pid_alive
 
 SERVICE_LOG = "service.log"
 FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -53,16 +54,6 @@ def _get(url: str, path: str, timeout: float = 3.0) -> Any | None:
         return response.status_code, None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def ensure_service(home: Path, cluster: Any, preferred_port: int) -> tuple[str, bool]:
     """The URL of a running local service attached to ``cluster``; starts one when needed."""
     record_path = home / SERVICE_RECORD
@@ -73,10 +64,10 @@ def ensure_service(home: Path, cluster: Any, preferred_port: int) -> tuple[str, 
         if ready is not None and ready[0] == 200 and record.get("ray") == cluster.dashboard_url:
             return url, False
         # Our earlier service is gone, or talks to a Ray that no longer runs: replace it.
-        if ready is not None and _pid_alive(pid):
+        if ready is not None and pid_alive(pid):
             os.kill(pid, 15)
             for _ in range(50):
-                if not _pid_alive(pid):
+                if not pid_alive(pid):
                     break
                 time.sleep(0.2)
     port = _free_port(preferred_port)
