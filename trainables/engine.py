@@ -6,7 +6,8 @@ every metric that is reported or decides anything is reduced across ranks first,
 identical rows and stop at the same step.
 
 One optimizer step: forward -> CE + terms -> backward -> clip (1.0) -> [divergence check on the
-reduced loss and gradient norm] -> AdamW step -> zero_grad -> [μ-centering]. Same seed ⇒ same initial
+reduced loss and gradient norm] -> AdamW step -> zero_grad -> [after-step terms: μ-centering]. The
+loss terms come in through their hooks (``losses.combine``): no term is known here by name. Same seed ⇒ same initial
 weights and the same batches for every method (the paired design of a sweep).
 """
 
@@ -66,10 +67,10 @@ class TrainingRun:
         wrap_model: Callable[[nn.Module], nn.Module] | None = None,
         dataset: Dataset | None = None,
     ) -> None:
-        from trainables.losses import center_output_embeddings_, total_loss
+        from trainables.losses.combine import after_step_, logit_transform, total_loss
 
         self._total_loss = total_loss
-        self._center = center_output_embeddings_
+        self._after_step = after_step_
         self.config = config
         self.rank = rank
         self.world_size = world_size
@@ -105,7 +106,10 @@ class TrainingRun:
         # Initialise on the CPU from a private generator: identical weights on every rank and device.
         generator = torch.Generator().manual_seed(config.seed)
         self.module = GPT(
-            self.model_config, precision=config.precision, softcap=config.loss.softcap, generator=generator
+            self.model_config,
+            precision=config.precision,
+            logit_transform=logit_transform(config.loss),
+            generator=generator,
         ).to(self.device)
         model: nn.Module = self.module
         if config.compile:
@@ -178,8 +182,7 @@ class TrainingRun:
         else:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-            if self.config.loss.mu_centering:
-                self._center(self.module.w_out)
+            self._after_step(self.config.loss, self.module)
             self.scheduler.step()
             self.step = step
             self.tokens += self.tokens_per_step

@@ -229,11 +229,6 @@ def _maybe_resume(run: Any, checkpoint: Any) -> int | None:
     return int(run.step)
 
 
-def load_checkpoint_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The engine state saved in a checkpoint directory (for inspection or warm starts)."""
-    return torch.load(Path(path) / CHECKPOINT_FILE, map_location="cpu", weights_only=False)
-
-
 # ----------------------------------------------------------------------------------------- progress
 
 

@@ -5,7 +5,8 @@ anywhere, optional weight tying, Xavier-normal init of every linear map and N(0,
 Norms are LayerNorm without bias (the paper's choice, not RMSNorm).
 
 ``forward(idx)`` returns ``(hidden, logits)``: ``hidden`` is the final norm's output (the LM head's
-input, which SimReg regularises), ``logits`` the head's output, soft-capped when ``softcap`` is set.
+input, which SimReg regularises), ``logits`` the head's output, passed through ``logit_transform`` when
+one is given (the configured loss's logit transforms, e.g. soft-capping; ``losses.combine.logit_transform``).
 
 Shapes: B = batch, T = sequence length, C = n_embd, nh = n_head, hs = head size, V = vocab size.
 """
@@ -13,6 +14,7 @@ Shapes: B = batch, T = sequence length, C = n_embd, nh = n_head, hs = head size,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Literal
 
@@ -20,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.losses import softcap  # the loss package owns the transform's math
 from trainables.presets import ModelConfig
 
 Precision = Literal["fp32", "bf16"]
@@ -119,24 +120,22 @@ class GPT(nn.Module):
     """The model. ``precision="bf16"`` runs the forward pass, LM head included, under bf16 autocast
     (the paper's setting, where the logit instability lives); ``"fp32"`` keeps everything float32.
     Under bf16 the logits come out as bf16 and the loss functions upcast them, so the rounding of the
-    head is what the loss sees. ``softcap`` (``LossConfig.softcap``) caps the logits in the head."""
+    head is what the loss sees. ``logit_transform`` (soft-capping) is the head's last operation."""
 
     def __init__(
         self,
         cfg: ModelConfig,
         *,
         precision: Precision = "fp32",
-        softcap: float | None = None,
+        logit_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-        if softcap is not None and not softcap > 0:
-            raise ValueError(f"softcap must be > 0, got {softcap}")
         self.config = cfg
         self.precision: Precision = precision
-        self.softcap = softcap
+        self.logit_transform = logit_transform
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = LayerNorm(cfg.n_embd, cfg.norm_eps)
@@ -188,6 +187,6 @@ class GPT(nn.Module):
                 x = block(x)  # (B, T, C)
             hidden = self.ln_f(x)  # (B, T, C)
             logits = self.lm_head(hidden)  # (B, T, V)
-            if self.softcap is not None:
-                logits = softcap(logits, self.softcap)  # (B, T, V)
+            if self.logit_transform is not None:
+                logits = self.logit_transform(logits)  # (B, T, V)
         return hidden, logits

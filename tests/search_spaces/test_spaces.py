@@ -84,8 +84,9 @@ def test_translate_to_a_train_config() -> None:
     cfg = train_config(spec, params)
     assert cfg.optim.lr == 3e-3 and cfg.seed == 4 and cfg.steps == 20 and cfg.eval_interval == 5
     assert cfg.loss.method == "simreg+mu_centering" and cfg.loss.mu_centering
-    assert cfg.loss.flat_params()["simreg_weight"] == 0.5
-    assert math.isclose(cfg.loss.flat_params()["simreg_temperature"], 0.1)  # the default
+    simreg = cfg.loss.term("simreg")
+    assert simreg is not None and simreg.weight == 0.5
+    assert math.isclose(simreg.params["temperature"], 0.1)  # the default
     assert cfg.model_overrides == {"n_layer": 1} and cfg.precision == "bf16" and cfg.data.seq_len == 32
     assert trial_params({"params": params}) == params
     assert trial_params({**params, "unrelated": 1}) == params

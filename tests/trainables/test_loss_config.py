@@ -119,17 +119,19 @@ def test_method_is_canonical_and_round_trips(written: str, canonical: str) -> No
     assert LossConfig.from_method(canonical, {}) == cfg
 
 
-def test_flat_params_give_the_sweep_columns() -> None:
-    cfg = LossConfig.from_method("z_loss+softcap", {"z_loss_weight": 1e-5})
-    assert cfg.flat_params() == {
-        "z_loss_weight": 1e-5,
-        "mu_loss_weight": None,
-        "simreg_weight": None,
-        "simreg_temperature": None,
-        "softcap_cap": 30.0,
+def test_softcap_and_mu_centering_are_terms_and_fields() -> None:
+    cfg = LossConfig.from_method("z_loss+softcap", {"z_loss_weight": 1e-5, "softcap_cap": 20.0})
+    assert [t.name for t in cfg.terms] == ["z_loss", "softcap"] and cfg.softcap == 20.0
+    assert LossConfig(terms=({"name": "softcap", "params": {"cap": 20.0}}, {"name": "z_loss", "weight": 1e-5})) == cfg
+    assert LossConfig(terms=({"name": "mu_centering"},)) == LossConfig(mu_centering=True)
+    # the manifest format is the one written before every kind of term was a TermConfig
+    assert cfg.to_dict() == {
+        "terms": [{"name": "z_loss", "weight": 1e-5, "params": {}}],
+        "softcap": 20.0,
+        "mu_centering": False,
     }
-    again = LossConfig.from_method(cfg.method, cfg.flat_params())
-    assert again == cfg
+    with pytest.raises(LossConfigError, match="disagrees"):
+        LossConfig(terms=({"name": "softcap", "params": {"cap": 20.0}},), softcap=30.0)
 
 
 # ------------------------------------------------------------ direct + dicts
@@ -141,8 +143,10 @@ def test_direct_construction_validates_and_canonicalises() -> None:
     assert a == b
     with pytest.raises(LossConfigError, match="given twice"):
         LossConfig(terms=(TermConfig(name="z_loss"), TermConfig(name="z_loss", weight=1.0)))
-    with pytest.raises(LossConfigError, match=r"unknown loss term 'softcap'.*LossConfig\.softcap"):
+    with pytest.raises(LossConfigError, match=r"'softcap' is a logit transform: it has no weight"):
         TermConfig(name="softcap", weight=30)
+    with pytest.raises(LossConfigError, match=r"unknown loss term 'zloss'"):
+        TermConfig(name="zloss")
     with pytest.raises(LossConfigError, match="weight: must be >= 0"):
         TermConfig(name="mu_loss", weight=-1e-4)
     with pytest.raises(LossConfigError, match="softcap"):
@@ -178,11 +182,11 @@ def test_equal_configs_hash_equal() -> None:
     assert a == b and hash(a) == hash(b) and len({a, b, LossConfig()}) == 2
 
 
-def test_describe_and_needs() -> None:
-    cfg = LossConfig.from_cli(["mu_loss=1e-4", "simreg=0.1", "softcap=30"])
+def test_describe() -> None:
+    cfg = LossConfig.from_cli(["mu_loss=1e-4", "simreg=0.1", "softcap=30", "mu_centering"])
     assert cfg.describe().startswith("mu_loss(weight=0.0001)+simreg(weight=0.1, temperature=0.1")
-    assert cfg.needs == frozenset({"w_out", "hidden"})
-    assert LossConfig().describe() == "baseline" and LossConfig().needs == frozenset()
+    assert cfg.describe().endswith("+softcap(cap=30)+mu_centering")
+    assert LossConfig().describe() == "baseline"
 
 
 # ----------------------------------------------------------------- torch-free

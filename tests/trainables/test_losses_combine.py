@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables.losses import LossConfig, cross_entropy, mu_loss, simreg_loss, total_loss, z_loss
+from trainables.losses.combine import after_step_, logit_transform
 
 
 def _inputs(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -32,7 +33,7 @@ def test_baseline_is_plain_cross_entropy() -> None:
 def test_every_term_weighted_and_reported_unweighted() -> None:
     x = _inputs(1)
     cfg = LossConfig.from_cli(["z_loss=0.01", "mu_loss=0.5", "simreg=0.2,temperature=0.3,causal=true"])
-    total, metrics = cfg.compute(**x)
+    total, metrics = total_loss(cfg, **x)
     ce = cross_entropy(x["logits"], x["labels"]).item()
     z = z_loss(x["logits"], x["labels"]).item()
     mu = mu_loss(x["w_out"]).item()
@@ -68,12 +69,23 @@ def test_missing_inputs_are_named() -> None:
 
 
 def test_after_step_hook_centres_only_when_enabled() -> None:
-    w = torch.randn(9, 4) + 1.0
-    before = w.clone()
-    LossConfig().after_step_(w)
-    assert torch.equal(w, before)
-    LossConfig.from_method("mu_centering", {}).after_step_(w)
-    assert w.mean(dim=0).abs().max().item() < 1e-6
+    model = torch.nn.Linear(4, 9, bias=False)
+    model.w_out = model.weight  # the engine hands the model, which exposes w_out
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    before = model.weight.detach().clone()
+    after_step_(LossConfig(), model)
+    assert torch.equal(model.weight, before)
+    after_step_(LossConfig.from_method("mu_centering", {}), model)
+    assert model.weight.mean(dim=0).abs().max().item() < 1e-6
+
+
+def test_logit_transform_is_the_configured_soft_cap() -> None:
+    assert logit_transform(LossConfig.from_method("z_loss+mu_centering", {})) is None
+    transform = logit_transform(LossConfig.from_method("softcap", {"softcap_cap": 2.0}))
+    assert transform is not None
+    x = torch.linspace(-10, 10, 7)
+    torch.testing.assert_close(transform(x), 2.0 * torch.tanh(x / 2.0))
 
 
 def test_public_functions_survive_their_submodules_being_imported() -> None:

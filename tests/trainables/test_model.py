@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from trainables.losses.combine import logit_transform
+from trainables.losses.config import LossConfig
 from trainables.model import GPT
 from trainables.presets import model_preset
 
@@ -83,7 +85,11 @@ def test_bf16_head_keeps_low_precision_logits() -> None:
 
 def test_softcap_bounds_the_logits() -> None:
     plain = _model()
-    capped = GPT(model_preset("tiny"), softcap=0.5, generator=torch.Generator().manual_seed(0))
+    capped = GPT(
+        model_preset("tiny"),
+        logit_transform=logit_transform(LossConfig(softcap=0.5)),
+        generator=torch.Generator().manual_seed(0),
+    )
     idx = torch.randint(0, 257, (2, 9))
     _, raw = plain(idx)
     _, logits = capped(idx)
@@ -94,5 +100,3 @@ def test_softcap_bounds_the_logits() -> None:
 def test_bad_settings() -> None:
     with pytest.raises(ValueError, match="precision"):
         GPT(model_preset("tiny"), precision="fp16")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="softcap"):
-        GPT(model_preset("tiny"), softcap=0.0)

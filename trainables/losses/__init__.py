@@ -1,14 +1,16 @@
 """Loss terms of lossweep: cross entropy plus z-loss, μ-loss, SimReg; soft-capping; μ-centering.
 
 The functional API is loaded lazily (PEP 562) so that importing this package or the torch-free
-``trainables.losses.config`` (the service, the sweep spec) never pulls in torch::
+``trainables.losses.config`` / ``trainables.losses.registry`` (the service, the sweep spec) never pulls
+in torch::
 
     from trainables.losses import cross_entropy, z_loss, mu_loss, simreg_loss, softcap
     from trainables.losses import center_output_embeddings_, total_loss, LossConfig
 
 Every function ignores labels equal to -100, averages over valid tokens only and computes in float32
 (half-precision inputs are upcast). SimReg's exact form is this project's interpretation of the
-paper (see ``trainables/losses/simreg.py`` and docs/losses.md).
+paper (see ``trainables/losses/simreg.py`` and docs/losses.md). Which terms exist, with which
+coefficients, is the registry's (``trainables.losses.registry``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from trainables.losses.config import LossConfig, LossConfigError, TermConfig
-from trainables.losses.registry import TERMS, TermSpec, get_term
+from trainables.losses.registry import TERMS, get_term
+from trainables.losses.term import Coefficient, Term
 
 if TYPE_CHECKING:
     from trainables.losses.combine import total_loss
@@ -37,18 +40,19 @@ _LAZY: dict[str, str] = {
     "z_loss": "trainables.losses.z_loss",
     "mu_loss": "trainables.losses.mu_loss",
     "center_output_embeddings_": "trainables.losses.mu_centering",
-    "softcap": "trainables.losses.softcap",
     "simreg_loss": "trainables.losses.simreg",
+    "softcap": "trainables.losses.softcap",
     "total_loss": "trainables.losses.combine",
 }
 
 __all__ = [
     "IGNORE_INDEX",
     "TERMS",
+    "Coefficient",
     "LossConfig",
     "LossConfigError",
+    "Term",
     "TermConfig",
-    "TermSpec",
     "center_output_embeddings_",
     "cross_entropy",
     "cross_entropy_and_log_z",
@@ -65,9 +69,11 @@ class _Package(types.ModuleType):
     """Keeps the public functions bound when their same-named submodules are imported.
 
     ``z_loss``, ``mu_loss``, ``softcap`` and ``cross_entropy`` are both functions and modules of this
-    package; importing a submodule makes Python set the package attribute to the module, which would
-    turn ``from trainables.losses import softcap`` into a module. The function wins here; reach a
-    module through ``importlib.import_module`` or ``from trainables.losses.softcap import ...``.
+    package, and every trial imports those modules (the registry's hooks live there); importing a
+    submodule makes Python set the package attribute to the module, which would turn
+    ``from trainables.losses import cross_entropy`` (the engine's evaluation) into a module. The
+    function wins here; reach a module through ``importlib.import_module`` or
+    ``from trainables.losses.softcap import ...``.
     """
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -1,18 +1,22 @@
-"""The training objective: cross entropy plus the configured terms, in one call per step.
+"""The training objective, built from a ``LossConfig`` through each term's hooks (``term.Term``).
 
-``total_loss`` computes the logsumexp of the logits once and shares it between CE, the z-loss and the
-``log Z`` diagnostics. Soft-capping is not applied here: the model's head applies it (it reads
-``LossConfig.softcap``), so the logits passed in are already capped. μ-centering is not a term either:
-call ``center_output_embeddings_`` (or ``LossConfig.after_step_``) after each optimizer step.
+``total_loss`` computes the logsumexp of the logits once and shares it between CE, the penalties (z-loss
+reads it) and the ``log Z`` diagnostics. Logit transforms are not applied here: the model's head applies
+``logit_transform(config)``, so the logits passed in are already transformed. After-step hooks run
+through ``after_step_`` after each optimizer step. The engine knows no term by name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import torch
 from torch import Tensor
 
-from trainables.losses.config import LossConfig
+from trainables.losses.config import LossConfig, TermConfig
 from trainables.losses.cross_entropy import cross_entropy_and_log_z, valid_mean
-from trainables.losses.registry import TermInputs, get_term
+from trainables.losses.term import TermInputs
 
 
 def total_loss(
@@ -23,12 +27,12 @@ def total_loss(
     hidden: Tensor | None = None,
     w_out: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """``CE + Σ weight · term`` and its metrics.
+    """``CE + Σ weight · penalty`` and its metrics.
 
     ``logits`` ``[B, T, V]`` (any float dtype; upcast inside), ``labels`` ``[B, T]`` (-100 = ignored),
     ``hidden`` ``[B, T, H]`` (needed by SimReg), ``w_out`` ``[V, H]`` (needed by μ-loss).
     Returns ``(total, metrics)``; ``metrics`` holds detached 0-d tensors (no host sync here):
-    ``train_loss`` (plain CE), ``total_loss``, ``term_<name>`` (unweighted value of each term),
+    ``train_loss`` (plain CE), ``total_loss``, ``term_<name>`` (unweighted value of each penalty),
     ``log_z_mean`` and ``log_z_sq_mean`` (over valid tokens).
     """
     ce, log_z, valid, n_valid = cross_entropy_and_log_z(logits, labels)
@@ -37,8 +41,8 @@ def total_loss(
     )
     total = ce
     metrics: dict[str, Tensor] = {"train_loss": ce.detach()}
-    for tc in config.terms:
-        value, term_metrics = get_term(tc.name).function(inputs, **tc.params)
+    for tc in config.of_kind("penalty"):
+        value, term_metrics = tc.term.penalty(inputs, **tc.params)
         total = total + tc.weight * value
         metrics.update(term_metrics)
     lz = log_z.detach()
@@ -46,3 +50,29 @@ def total_loss(
     metrics["log_z_mean"] = valid_mean(lz, n_valid)
     metrics["log_z_sq_mean"] = valid_mean(lz.square(), n_valid)
     return total, metrics
+
+
+class LogitTransform:
+    """The configured logit transforms applied in registry order: the model head's last operation."""
+
+    def __init__(self, terms: tuple[TermConfig, ...]) -> None:
+        self._steps = [(tc.term.hook(), dict(tc.params)) for tc in terms]
+        self.names = tuple(tc.name for tc in terms)
+
+    def __call__(self, logits: Tensor) -> Tensor:
+        for transform, params in self._steps:
+            logits = transform(logits, **params)
+        return logits
+
+
+def logit_transform(config: LossConfig) -> Callable[[Tensor], Tensor] | None:
+    """What the model's head applies to its logits (soft-capping); None without such a term."""
+    terms = config.of_kind("logit_transform")
+    return LogitTransform(terms) if terms else None
+
+
+@torch.no_grad()
+def after_step_(config: LossConfig, model: Any) -> None:
+    """Runs the configured after-step hooks (μ-centering) on ``model`` (it exposes ``w_out``)."""
+    for tc in config.of_kind("after_step"):
+        tc.term.after_step(model, **tc.params)

@@ -1,87 +1,87 @@
-"""LossConfig: cross entropy plus any set of registered terms, soft-capping and μ-centering.
+"""LossConfig: cross entropy plus any set of registered loss terms (``trainables.losses.registry``).
 
 Torch-free (the service and the sweep spec import it). A training run's objective is
 
-    total = CE + Σ_terms weight · term          (terms: z_loss, mu_loss, simreg — see registry.py)
-
-with two further switches that are not penalties: ``softcap`` (the model's head applies
-``cap · tanh(l / cap)`` to its logits; ``trainables.model`` reads this field) and ``mu_centering``
-(the training loop centres the output embeddings after every optimizer step).
+    total = CE + Σ_penalties weight · penalty       (logit transforms applied by the head first,
+                                                     after-step hooks run after each optimizer step)
 
 Three ways in, one canonical form out:
 
 - ``LossConfig.from_method("simreg+mu_centering", {"simreg_weight": 0.1})`` — a sweep trial: a method
-  name (``baseline`` or ``+``-joined parts) and the flat sweep parameters ``z_loss_weight``,
-  ``mu_loss_weight``, ``softcap_cap``, ``simreg_weight``, ``simreg_temperature`` (also
-  ``simreg_causal``, ``simreg_normalize``); missing ones take defaults.
+  name (``baseline`` or ``+``-joined term names) and the flat coefficients ``<term>_<coefficient>``
+  (``registry.COEFFICIENTS``; bool and int settings such as ``simreg_causal`` too); missing ones take
+  the registry's defaults.
 - ``LossConfig.from_cli(["z_loss=1e-4", "softcap=30"])`` — repeated ``--loss NAME[=VALUE][,key=value]``.
 - ``LossConfig.from_dict(config.to_dict())`` — JSON round trip (manifests, Tune configs, Ray Jobs).
 
-Terms are kept in a canonical order with every default parameter filled in, so equal objectives give
-equal configs (and config hashes) however they were written. ``method`` gives the canonical name back.
+Terms are kept in registry order with every default filled in, so equal objectives give equal configs
+(and config hashes) however they were written. ``method`` gives the canonical name back.
 
-SimReg here is **this project's interpretation** of the paper (a supervised-contrastive loss on the
-L2-normalised final hidden states, positives = same next token in the sequence; PAPERS.md §2 and
-``trainables/losses/simreg.py``, docs/losses.md): the paper does not state the exact form.
+``softcap`` and ``mu_centering`` are also fields of ``LossConfig`` and keys of ``to_dict``: manifests
+and config hashes written before every kind of term was a ``TermConfig`` stay readable and equal.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from trainables.losses.registry import TERMS, get_term
-
-if TYPE_CHECKING:
-    from torch import Tensor
+from trainables.losses.registry import BASELINE, TERMS, get_term
+from trainables.losses.term import Coefficient, Term
 
 SOFTCAP = "softcap"
 MU_CENTERING = "mu_centering"
-BASELINE = "baseline"
-DEFAULT_SOFTCAP = 30.0
-METHOD_PARTS: tuple[str, ...] = (*TERMS, SOFTCAP, MU_CENTERING)  # canonical order of a method name
+_LEGACY_FIELDS = (SOFTCAP, MU_CENTERING)  # terms that to_dict writes as fields of their own
 
 
 class LossConfigError(ValueError):
     """An invalid loss configuration; the message names the field and the problem."""
 
 
+def _get(name: str) -> Term:
+    try:
+        return get_term(name)
+    except ValueError as e:
+        raise LossConfigError(str(e)) from None
+
+
 @dataclass(frozen=True, kw_only=True)
 class TermConfig:
-    """One penalty term: registered ``name``, ``weight`` (>= 0; None = the term's default) and ``params``
-    (validated against the registry; defaults filled in)."""
+    """One registered term: ``name``, ``weight`` (penalties only: >= 0, None = the default) and
+    ``params`` (its other coefficients, validated against the registry; defaults filled in)."""
 
     name: str
-    weight: float = None  # type: ignore[assignment]  # filled with the term's default weight
+    weight: float | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        try:
-            spec = get_term(self.name)
-        except ValueError as e:
-            raise LossConfigError(str(e)) from None
-        where = f"loss term {self.name!r}: weight"
-        weight = spec.default_weight if self.weight is None else _weight(self.weight, where)
+        term = _get(self.name)
+        weight: float | None = None
+        if term.weight is not None:
+            raw = term.weight.default if self.weight is None else self.weight
+            weight = float(_coerce(term.weight, raw, f"loss term {self.name!r}: weight"))
+        elif self.weight is not None:
+            raise LossConfigError(f"loss term {self.name!r} is a {term.kind.replace('_', ' ')}: it has no weight")
         if not isinstance(self.params, Mapping):
             raise LossConfigError(f"loss term {self.name!r}: params must be a mapping, got {self.params!r}")
-        params: dict[str, Any] = {}
         for key in self.params:
             try:
-                spec.param(key)
+                term.param(key)
             except ValueError as e:
                 raise LossConfigError(str(e)) from None
-        for p in spec.params:  # registry order, so equal configs serialise identically
+        params: dict[str, Any] = {}
+        for p in term.params:  # registry order, so equal configs serialise identically
             if p.name in self.params and self.params[p.name] is not None:
-                try:
-                    params[p.name] = p.coerce(self.params[p.name], f"loss term {self.name!r}: {p.name}")
-                except ValueError as e:
-                    raise LossConfigError(str(e)) from None
+                params[p.name] = _coerce(p, self.params[p.name], f"loss term {self.name!r}: {p.name}")
             elif p.default is not None:
                 params[p.name] = p.default
         object.__setattr__(self, "weight", weight)
         object.__setattr__(self, "params", params)
+
+    @property
+    def term(self) -> Term:
+        return get_term(self.name)
 
     def __hash__(self) -> int:  # params is a dict: hash its items so configs can be set members / keys
         return hash((self.name, self.weight, tuple(sorted(self.params.items()))))
@@ -90,14 +90,16 @@ class TermConfig:
         return {"name": self.name, "weight": self.weight, "params": dict(self.params)}
 
     def describe(self) -> str:
-        inner = ", ".join([f"weight={self.weight:g}", *(f"{k}={_fmt(v)}" for k, v in self.params.items())])
-        return f"{self.name}({inner})"
+        values = [f"weight={self.weight:g}"] if self.weight is not None else []
+        values += [f"{k}={_fmt(v)}" for k, v in self.params.items()]
+        return f"{self.name}({', '.join(values)})" if values else self.name
 
 
 @dataclass(frozen=True, kw_only=True)
 class LossConfig:
-    """The objective of one run: CE + Σ weight·term, an optional logit soft-cap (applied by the model's
-    head) and optional μ-centering (applied by the loop after each optimizer step). Baseline = defaults."""
+    """The objective of one run: CE plus the configured terms of every kind. Baseline = defaults.
+
+    ``softcap`` (the cap) and ``mu_centering`` mirror the terms of those names: give either form."""
 
     terms: tuple[TermConfig, ...] = ()
     softcap: float | None = None
@@ -112,75 +114,45 @@ class LossConfig:
             if t.name in seen:
                 raise LossConfigError(f"loss term {t.name!r} is given twice")
             seen.add(t.name)
-        order = list(TERMS)
-        terms.sort(key=lambda t: order.index(t.name))
-        object.__setattr__(self, "terms", tuple(terms))
         if self.softcap is not None:
-            object.__setattr__(self, "softcap", _positive(self.softcap, "loss.softcap (the logit cap)"))
+            cap = _coerce(get_term(SOFTCAP).param("cap"), self.softcap, "loss.softcap (the logit cap)")
+            given = next((t for t in terms if t.name == SOFTCAP), None)
+            if given is None:
+                terms.append(TermConfig(name=SOFTCAP, params={"cap": cap}))
+            elif given.params["cap"] != cap:
+                raise LossConfigError(f"loss.softcap={cap:g} disagrees with the softcap term's cap")
         if not isinstance(self.mu_centering, bool):
             raise LossConfigError(f"loss.mu_centering must be true or false, got {self.mu_centering!r}")
+        if self.mu_centering and MU_CENTERING not in seen:
+            terms.append(TermConfig(name=MU_CENTERING))
+        order = list(TERMS)
+        terms.sort(key=lambda t: order.index(t.name))
+        by_name = {t.name: t for t in terms}
+        object.__setattr__(self, "terms", tuple(terms))
+        object.__setattr__(self, "softcap", by_name[SOFTCAP].params["cap"] if SOFTCAP in by_name else None)
+        object.__setattr__(self, "mu_centering", MU_CENTERING in by_name)
 
     # ------------------------------------------------------------------ views
     @property
     def method(self) -> str:
-        """Canonical method name: the parts in ``METHOD_PARTS`` order joined by ``+``; ``baseline`` if none."""
-        parts = [t.name for t in self.terms]
-        if self.softcap is not None:
-            parts.append(SOFTCAP)
-        if self.mu_centering:
-            parts.append(MU_CENTERING)
-        return "+".join(parts) or BASELINE
-
-    @property
-    def needs(self) -> frozenset[str]:
-        """Inputs the terms read besides logits and labels (``hidden``, ``w_out``)."""
-        return frozenset().union(*(get_term(t.name).needs for t in self.terms))
+        """Canonical method name: the term names in registry order joined by ``+``; ``baseline`` if none."""
+        return "+".join(t.name for t in self.terms) or BASELINE
 
     def term(self, name: str) -> TermConfig | None:
         return next((t for t in self.terms if t.name == name), None)
 
+    def of_kind(self, kind: str) -> tuple[TermConfig, ...]:
+        """The configured terms of one kind (``penalty``, ``logit_transform``, ``after_step``), in order."""
+        return tuple(t for t in self.terms if t.term.kind == kind)
+
     def describe(self) -> str:
         """Human-readable, e.g. ``simreg(weight=0.1, temperature=0.1, causal=false, normalize=true)+mu_centering``."""
-        parts = [t.describe() for t in self.terms]
-        if self.softcap is not None:
-            parts.append(f"{SOFTCAP}(cap={self.softcap:g})")
-        if self.mu_centering:
-            parts.append(MU_CENTERING)
-        return "+".join(parts) or BASELINE
-
-    def flat_params(self) -> dict[str, float | None]:
-        """The numeric coefficients under their flat sweep names (``z_loss_weight``, ``mu_loss_weight``,
-        ``softcap_cap``, ``simreg_weight``, ``simreg_temperature``), None where the method has none."""
-        out: dict[str, float | None] = {}
-        for name, spec in TERMS.items():
-            tc = self.term(name)
-            out[f"{name}_weight"] = tc.weight if tc else None
-            for p in spec.params:
-                if p.kind == "float":
-                    out[f"{name}_{p.name}"] = tc.params.get(p.name) if tc else None
-        out[f"{SOFTCAP}_cap"] = self.softcap
-        return out
-
-    # ------------------------------------------------------------- compute
-    def compute(
-        self, *, logits: Tensor, labels: Tensor, hidden: Tensor | None = None, w_out: Tensor | None = None
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``trainables.losses.combine.total_loss(self, ...)``: ``(CE + Σ weight·term, metrics)``."""
-        from trainables.losses.combine import total_loss
-
-        return total_loss(self, logits=logits, labels=labels, hidden=hidden, w_out=w_out)
-
-    def after_step_(self, w_out: Tensor) -> None:
-        """The post-optimizer-step hook: centres ``w_out`` in place when ``mu_centering`` is on."""
-        if self.mu_centering:
-            from trainables.losses.mu_centering import center_output_embeddings_
-
-            center_output_embeddings_(w_out)
+        return "+".join(t.describe() for t in self.terms) or BASELINE
 
     # ---------------------------------------------------------- round trip
     def to_dict(self) -> dict[str, Any]:
         return {
-            "terms": [t.to_dict() for t in self.terms],
+            "terms": [t.to_dict() for t in self.terms if t.name not in _LEGACY_FIELDS],
             "softcap": self.softcap,
             "mu_centering": self.mu_centering,
         }
@@ -201,45 +173,36 @@ class LossConfig:
     # -------------------------------------------------------------- methods
     @classmethod
     def from_method(cls, method: str, params: Mapping[str, Any] | None = None) -> LossConfig:
-        """A config from a method name (``baseline``, a part of ``METHOD_PARTS`` or a ``+`` join such as
-        ``simreg+mu_centering``) and flat sweep parameters (``<term>_weight``, ``<term>_<param>``,
-        ``softcap_cap``). Missing or None parameters take defaults; parameters of parts the method does
-        not contain are ignored (a sweep passes all of them); an unknown ``<part>_...`` name is an error.
-        Keys that belong to no loss part (``lr``, ``seed``, ...) are ignored."""
+        """A config from a method name (``baseline``, a term name or a ``+`` join such as
+        ``simreg+mu_centering``) and flat coefficients ``<term>_<coefficient>``. Missing or None values
+        take defaults; coefficients of terms the method does not contain are ignored (a sweep passes
+        all of them); an unknown ``<term>_...`` name is an error. Keys that belong to no term (``lr``,
+        ``seed``, ...) are ignored."""
         params = dict(params or {})
         parts = _method_parts(method)
         _check_flat_names(params)
         terms: list[TermConfig] = []
         for name in parts:
-            if name in TERMS:
-                spec = TERMS[name]
-                term_params = {p.name: params.get(f"{name}_{p.name}") for p in spec.params}
-                terms.append(
-                    TermConfig(
-                        name=name,
-                        weight=params.get(f"{name}_weight"),
-                        params={k: v for k, v in term_params.items() if v is not None},
-                    )
-                )
-        softcap = None
-        if SOFTCAP in parts:
-            cap = params.get(f"{SOFTCAP}_cap")
-            softcap = DEFAULT_SOFTCAP if cap is None else cap
-        return cls(terms=tuple(terms), softcap=softcap, mu_centering=MU_CENTERING in parts)
+            term = TERMS[name]
+            values = {c.name: params.get(term.flat_name(c.name)) for c in term.coefficients}
+            weight = values.pop("weight", None) if term.weight is not None else None
+            terms.append(
+                TermConfig(name=name, weight=weight, params={k: v for k, v in values.items() if v is not None})
+            )
+        return cls(terms=tuple(terms))
 
     @classmethod
     def from_cli(cls, args: Sequence[str]) -> LossConfig:
         """A config from repeated ``--loss NAME[=VALUE][,key=value...]`` strings.
 
-        ``z_loss``/``mu_loss``/``simreg``: VALUE is the weight (default per term), keys are the term's
-        parameters (``simreg=0.1,temperature=0.1,causal=true``); ``softcap[=CAP]`` (default 30);
-        ``mu_centering`` (no value); ``baseline`` alone or no argument: plain CE.
+        VALUE is the term's first coefficient (a penalty's weight, soft-capping's cap; the registry's
+        default when left out), keys are its coefficients (``simreg=0.1,temperature=0.1,causal=true``);
+        a term without coefficients (``mu_centering``) takes no value; ``baseline`` alone or no
+        argument: plain CE.
         """
         if isinstance(args, str):
             args = [args]
         terms: list[TermConfig] = []
-        softcap: float | None = None
-        mu_centering = False
         seen: set[str] = set()
         for arg in args:
             name, value, options = _parse_cli_item(arg)
@@ -250,36 +213,23 @@ class LossConfig:
             if name == BASELINE:
                 if value is not None or options:
                     raise LossConfigError(f"{where}: baseline takes no value")
-            elif name == MU_CENTERING:
-                if value is not None or options:
-                    raise LossConfigError(f"{where}: mu_centering takes no value (it has no hyperparameter)")
-                mu_centering = True
-            elif name == SOFTCAP:
-                extra = sorted(set(options) - {"cap"})
-                if extra:
-                    raise LossConfigError(f"{where}: softcap has no parameter {extra[0]!r} (known: cap)")
-                if value is not None and "cap" in options:
-                    raise LossConfigError(f"{where}: the cap is given twice")
-                raw = value if value is not None else options.get("cap")
-                softcap = DEFAULT_SOFTCAP if raw is None else _positive(_number(raw, f"{where}: cap"), f"{where}: cap")
-            else:
-                if value is not None and "weight" in options:
-                    raise LossConfigError(f"{where}: the weight is given twice")
-                weight = value if value is not None else options.pop("weight", None)
-                options.pop("weight", None)
-                try:
-                    terms.append(
-                        TermConfig(
-                            name=name,
-                            weight=None if weight is None else _number(weight, f"{where}: weight"),
-                            params=options,
-                        )
-                    )
-                except LossConfigError as e:
-                    raise LossConfigError(f"{where}: {e}") from None
+                continue
+            term = TERMS[name]
+            if value is not None:
+                if not term.coefficients:
+                    raise LossConfigError(f"{where}: {name} takes no value (it has no coefficient)")
+                first = term.coefficients[0].name
+                if first in options:
+                    raise LossConfigError(f"{where}: the {first} is given twice")
+                options[first] = value
+            weight = options.pop("weight", None) if term.weight is not None else None
+            try:
+                terms.append(TermConfig(name=name, weight=weight, params=options))
+            except LossConfigError as e:
+                raise LossConfigError(f"{where}: {e}") from None
         if BASELINE in seen and len(seen) > 1:
             raise LossConfigError("--loss baseline cannot be combined with other losses")
-        return cls(terms=tuple(terms), softcap=softcap, mu_centering=mu_centering)
+        return cls(terms=tuple(terms))
 
 
 # ---------------------------------------------------------------- helpers
@@ -291,30 +241,11 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool):
-        raise LossConfigError(f"{where}: expected a number, got {value!r}")
+def _coerce(coefficient: Coefficient, value: Any, where: str) -> Any:
     try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise LossConfigError(f"{where}: expected a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise LossConfigError(f"{where}: must be finite, got {value!r}")
-    return number
-
-
-def _weight(value: Any, where: str) -> float:
-    number = _number(value, where)
-    if number < 0:
-        raise LossConfigError(f"{where}: must be >= 0, got {value!r}")
-    return number
-
-
-def _positive(value: Any, where: str) -> float:
-    number = _number(value, where)
-    if not number > 0:
-        raise LossConfigError(f"{where}: must be > 0, got {value!r}")
-    return number
+        return coefficient.coerce(value, where)
+    except ValueError as e:
+        raise LossConfigError(str(e)) from None
 
 
 def _term(item: Any) -> TermConfig:
@@ -338,7 +269,7 @@ def _method_parts(method: str) -> list[str]:
     if not isinstance(method, str) or not method.strip():
         raise LossConfigError(f"method must be a non-empty string, got {method!r}")
     parts = [_canonical_name(p) for p in method.split("+")]
-    known = (BASELINE, *METHOD_PARTS)
+    known = (BASELINE, *TERMS)
     for p in parts:
         if p not in known:
             raise LossConfigError(f"method {method!r}: unknown part {p!r}; known: {', '.join(known)}")
@@ -350,16 +281,13 @@ def _method_parts(method: str) -> list[str]:
 
 
 def _flat_names() -> set[str]:
-    names = {f"{SOFTCAP}_cap"}
-    for name, spec in TERMS.items():
-        names.add(f"{name}_weight")
-        names.update(f"{name}_{p.name}" for p in spec.params)
-    return names
+    """Every coefficient's flat name, settings (bool, int) included."""
+    return {t.flat_name(c.name) for t in TERMS.values() for c in t.coefficients}
 
 
 def _check_flat_names(params: Mapping[str, Any]) -> None:
     known = _flat_names()
-    prefixes = tuple(f"{p}_" for p in METHOD_PARTS)
+    prefixes = tuple(f"{name}_" for name in TERMS)
     for key in params:
         if key not in known and isinstance(key, str) and key.startswith(prefixes):
             raise LossConfigError(f"unknown loss parameter {key!r}; known: {', '.join(sorted(known))}")
@@ -372,7 +300,7 @@ def _parse_cli_item(arg: str) -> tuple[str, str | None, dict[str, str]]:
     head, *rest = [piece.strip() for piece in arg.split(",")]
     name, sep, value = head.partition("=")
     name = _canonical_name(name)
-    known = (BASELINE, *METHOD_PARTS)
+    known = (BASELINE, *TERMS)
     if name not in known:
         raise LossConfigError(f"--loss {arg!r}: unknown loss {name!r}; known: {', '.join(known)}")
     if sep and not value.strip():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from trainables.losses.cross_entropy import upcast
-from trainables.losses.registry import TermInputs
+from trainables.losses.term import TermInputs
 
 
 def mu_loss(w_out: Tensor) -> Tensor:
@@ -19,7 +19,7 @@ def mu_loss(w_out: Tensor) -> Tensor:
     return upcast(w_out).mean(dim=0).square().sum()
 
 
-def term(inputs: TermInputs) -> tuple[Tensor, dict[str, Tensor]]:
+def penalty(inputs: TermInputs) -> tuple[Tensor, dict[str, Tensor]]:
     if inputs.w_out is None:
         raise ValueError("loss term 'mu_loss' needs w_out (the output embeddings [V, H])")
     value = mu_loss(inputs.w_out)

@@ -1,165 +1,163 @@
-"""The registry of loss terms: what each penalty is called, its default weight and its parameters.
+"""The registry of loss terms: the one place that knows every term, built-in or from a plugin.
 
-A *term* is a penalty added to cross entropy: ``total = CE + Σ weight · term``. Each lives in its own
-module (``trainables/losses/<name>.py``) exposing ``term(inputs, **params) -> (value, metrics)``,
-where ``value`` is the unweighted scalar and ``metrics`` maps metric names to detached scalars.
+Every consumer reads it instead of keeping a list of its own: the loss config and the CLI (names,
+kinds, coefficients and their defaults), the sweep spec and the service (valid methods and flat
+coefficient names, positivity), the search spaces (log scale), the analysis, reports and plots
+(labels, order, colours) and ``/best-config`` (which columns are coefficients). ``TERMS`` holds the
+built-in terms below, then the terms installed packages declare in the entry-point group
+``lossweep.losses`` (``trainables.losses.plugins``), in name order. That order is the canonical order
+of a method's parts (``simreg+mu_centering``) and of the terms in reports.
 
-This module is torch-free: the service and the sweep spec validate loss configurations with it
-without loading torch. The term functions themselves are imported on first use (``TermSpec.function``).
-
-Soft-capping and μ-centering are not terms: soft-capping transforms the LM head's logits (the model
-applies ``softcap``) and μ-centering is a hook after each optimizer step (``center_output_embeddings_``).
-``LossConfig`` carries both as fields.
-
-Adding a penalty: write ``trainables/losses/<name>.py`` with a ``term`` function, add one ``TermSpec``
-below, a search-space entry and a test; the training loop does not change.
+Torch-free: the declarations name the modules that implement them (imported on first use).
+Adding a term: its module (``trainables/losses/<name>.py``), one ``Term`` below, its test.
 """
 
 from __future__ import annotations
 
-import importlib
-import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
 
-if TYPE_CHECKING:
-    from torch import Tensor
+from trainables.losses.plugins import load_plugins
+from trainables.losses.term import Coefficient, Term
 
-ParamKind = Literal["float", "bool", "int"]
+BASELINE = "baseline"  # the method without any term: plain cross entropy
 
-
-@dataclass(frozen=True, kw_only=True)
-class TermInputs:
-    """Everything a term may read; prepared once per step by ``combine.total_loss``.
-
-    ``log_z`` is the per-token logsumexp of the logits computed once together with cross entropy
-    (float32, shape ``[N]`` over the flattened ``B*T`` tokens, 0 at ignored tokens); ``valid`` the
-    ``[N]`` mask of tokens whose label is not -100 and ``n_valid`` its count as a 0-d tensor.
-    """
-
-    logits: Tensor  # [B, T, V] as produced by the head (soft-capped if configured)
-    labels: Tensor  # [B, T] next-token targets, -100 = ignored
-    hidden: Tensor | None  # [B, T, H] final-norm output (the head's input)
-    w_out: Tensor | None  # [V, H] output embeddings
-    log_z: Tensor  # [N] float32
-    valid: Tensor  # [N] bool
-    n_valid: Tensor  # [] long
-
-
-TermFn = Callable[..., "tuple[Tensor, dict[str, Tensor]]"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ParamSpec:
-    """One parameter of a term, validated by ``LossConfig`` (torch-free)."""
-
-    name: str
-    kind: ParamKind
-    default: float | bool | int | None  # None: optional, left out of the config unless given
-    positive: bool = False  # must be > 0
-    doc: str = ""
-
-    def coerce(self, value: Any, where: str) -> float | bool | int:
-        """``value`` converted to this parameter's kind, or a ValueError naming ``where``."""
-        if self.kind == "bool":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.strip().lower() in _BOOL_WORDS:
-                return _BOOL_WORDS[value.strip().lower()]
-            if isinstance(value, int) and value in (0, 1):
-                return bool(value)
-            raise ValueError(f"{where}: expected true or false, got {value!r}")
-        if isinstance(value, bool):
-            raise ValueError(f"{where}: expected a number, got {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected a number, got {value!r}") from None
-        if not math.isfinite(number):
-            raise ValueError(f"{where}: must be finite, got {value!r}")
-        if self.positive and not number > 0:
-            raise ValueError(f"{where}: must be > 0, got {value!r}")
-        if self.kind == "int":
-            if number != int(number):
-                raise ValueError(f"{where}: expected an integer, got {value!r}")
-            return int(number)
-        return number
-
-
-_BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
-
-
-@dataclass(frozen=True, kw_only=True)
-class TermSpec:
-    """A registered penalty: name, implementing module, default weight, parameters, needed inputs."""
-
-    name: str
-    module: str
-    default_weight: float
-    params: tuple[ParamSpec, ...] = ()
-    needs: frozenset[str] = frozenset()  # subset of {"hidden", "w_out"} beyond logits/labels
-    summary: str = ""
-
-    @property
-    def function(self) -> TermFn:
-        """The term's ``term(inputs, **params)`` function (imports torch on first use)."""
-        return importlib.import_module(self.module).term
-
-    def param(self, name: str) -> ParamSpec:
-        for p in self.params:
-            if p.name == name:
-                return p
-        known = ", ".join(p.name for p in self.params) or "none"
-        raise ValueError(f"loss term {self.name!r} has no parameter {name!r} (known: {known})")
-
-
-TERMS: Mapping[str, TermSpec] = MappingProxyType(
-    {
-        "z_loss": TermSpec(
-            name="z_loss",
-            module="trainables.losses.z_loss",
-            default_weight=1e-4,
-            summary="mean over valid tokens of (log Z)^2 (PaLM); shares CE's logsumexp",
+_BUILTIN: tuple[Term, ...] = (
+    Term(
+        name="z_loss",
+        kind="penalty",
+        label="z-loss",
+        implementation="trainables.losses.z_loss",
+        coefficients=(
+            Coefficient(name="weight", default=1e-4, log_scale=True, low=1e-6, high=1e-1, doc="λ (PaLM: 1e-4)"),
         ),
-        "mu_loss": TermSpec(
-            name="mu_loss",
-            module="trainables.losses.mu_loss",
-            default_weight=1e-4,
-            needs=frozenset({"w_out"}),
-            summary="||mean of the output embeddings||^2 (OEC)",
+        summary="mean over valid tokens of (log Z)^2 (PaLM); shares CE's logsumexp",
+        color="#E69F00",
+        dash=(0, (6, 2)),
+    ),
+    Term(
+        name="mu_loss",
+        kind="penalty",
+        label="μ-loss",
+        implementation="trainables.losses.mu_loss",
+        coefficients=(
+            Coefficient(name="weight", default=1e-4, log_scale=True, low=1e-6, high=1e-1, doc="λ (OEC: 1e-4)"),
         ),
-        "simreg": TermSpec(
-            name="simreg",
-            module="trainables.losses.simreg",
-            default_weight=0.1,
-            needs=frozenset({"hidden"}),
-            params=(
-                ParamSpec(name="temperature", kind="float", default=0.1, positive=True, doc="contrastive temperature"),
-                ParamSpec(name="causal", kind="bool", default=False, doc="positives and contrast only from s < t"),
-                ParamSpec(name="normalize", kind="bool", default=True, doc="L2-normalise hidden states first"),
-                ParamSpec(
-                    name="chunk_budget",
-                    kind="int",
-                    default=None,
-                    positive=True,
-                    doc="max elements of one similarity block (memory bound; does not change the value)",
-                ),
+        summary="||mean of the output embeddings||^2 (OEC)",
+        color="#56B4E9",
+        dash=(0, (2, 1.5)),
+    ),
+    Term(
+        name="simreg",
+        kind="penalty",
+        label="SimReg",
+        implementation="trainables.losses.simreg",
+        coefficients=(
+            Coefficient(name="weight", default=0.1, log_scale=True, low=1e-3, high=1.0, doc="λ"),
+            Coefficient(
+                name="temperature",
+                default=0.1,
+                positive=True,
+                log_scale=True,
+                low=0.03,
+                high=1.0,
+                doc="contrastive temperature τ",
             ),
-            summary="supervised-contrastive similarity of same-next-token hidden states (this project's "
-            "interpretation of SimReg, see docs/losses.md)",
+            Coefficient(name="causal", kind="bool", default=False, doc="positives and contrast only from s < t"),
+            Coefficient(name="normalize", kind="bool", default=True, doc="L2-normalise hidden states first"),
+            Coefficient(
+                name="chunk_budget",
+                kind="int",
+                positive=True,
+                doc="max elements of one similarity block (memory bound; does not change the value)",
+            ),
         ),
-    }
+        summary="supervised-contrastive similarity of same-next-token hidden states (this project's "
+        "interpretation of SimReg, see docs/losses.md)",
+        color="#D55E00",
+        dash="-",
+    ),
+    Term(
+        name="softcap",
+        kind="logit_transform",
+        label="soft-cap",
+        implementation="trainables.losses.softcap",
+        coefficients=(
+            Coefficient(name="cap", default=30.0, positive=True, low=5.0, high=50.0, doc="c in c·tanh(l/c)"),
+        ),
+        summary="logits <- cap · tanh(logits / cap) in the LM head (OEC v2, Gemma 2)",
+        color="#CC79A7",
+        dash=(0, (3, 2)),
+    ),
+    Term(
+        name="mu_centering",
+        kind="after_step",
+        label="μ-centering",
+        implementation="trainables.losses.mu_centering",
+        summary="after every optimizer step, subtract the mean output embedding (OEC)",
+        color="#009E73",
+        dash=(0, (7, 2, 1.5, 2)),
+    ),
 )
 
+_BUILTIN_TERMS = {t.name: t for t in _BUILTIN}
+TERMS: Mapping[str, Term] = MappingProxyType({**_BUILTIN_TERMS, **load_plugins(_BUILTIN_TERMS)})
 
-def get_term(name: str) -> TermSpec:
+#: Flat names of every swept coefficient (``z_loss_weight``, ``simreg_temperature``, ...), in registry order.
+COEFFICIENTS: tuple[str, ...] = tuple(name for t in TERMS.values() for name in t.flat_coefficients())
+
+
+def get_term(name: str) -> Term:
     """The registered term called ``name``; a ValueError listing the known names otherwise."""
     try:
         return TERMS[name]
     except KeyError:
-        hint = ""
-        if name in ("softcap", "mu_centering"):
-            hint = f" ({name} is not a penalty term: set LossConfig.{name})"
-        raise ValueError(f"unknown loss term {name!r}{hint}; known terms: {', '.join(TERMS)}") from None
+        raise ValueError(f"unknown loss term {name!r}; known terms: {', '.join(TERMS)}") from None
+
+
+def coefficient(flat_name: str) -> Coefficient:
+    """The swept coefficient with flat name ``flat_name``; a ValueError listing the known ones otherwise."""
+    for t in TERMS.values():
+        found = t.flat_coefficients().get(flat_name)
+        if found is not None:
+            return found
+    raise ValueError(f"unknown coefficient {flat_name!r}; known: {', '.join(COEFFICIENTS)}")
+
+
+def default_coefficients() -> dict[str, float]:
+    """Each swept coefficient's default value under its flat name (those with a default)."""
+    return {
+        name: float(c.default)
+        for t in TERMS.values()
+        for name, c in t.flat_coefficients().items()
+        if c.default is not None
+    }
+
+
+def method_parts(method: str) -> list[str]:
+    """The registered terms of a canonical method name (``baseline`` has none). No validation: an
+    unknown part is returned as it is (``LossConfig.from_method`` validates)."""
+    return [] if method == BASELINE else str(method).split("+")
+
+
+def method_coefficients(method: str) -> tuple[str, ...]:
+    """Flat names of the swept coefficients ``method`` (``simreg+mu_centering`` …) reads."""
+    return tuple(name for part in method_parts(method) if part in TERMS for name in TERMS[part].flat_coefficients())
+
+
+def method_label(method: str) -> str:
+    """Human name of a method; combinations joined with `` + ``, unknown parts as they are."""
+    if method == BASELINE:
+        return BASELINE
+    return " + ".join(TERMS[p].label if p in TERMS else p for p in method_parts(method))
+
+
+def method_rank(method: str) -> tuple[int, int]:
+    """Sort key of methods in tables and plots: baseline, the single terms in registry order, then
+    combinations (by their first part), unknown names last."""
+    if method == BASELINE:
+        return (0, 0)
+    parts = method_parts(method)
+    order = list(TERMS)
+    first = order.index(parts[0]) if parts and parts[0] in order else len(order)
+    return (1 if len(parts) == 1 and parts[0] in TERMS else 2, first)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainables.losses.cross_entropy import IGNORE_INDEX, upcast
-from trainables.losses.registry import TermInputs
+from trainables.losses.term import TermInputs
 
 DEFAULT_CHUNK_BUDGET = 1 << 24  # elements of one [B, c, T] block: 64 MiB in float32
 
@@ -156,7 +156,7 @@ def simreg_loss(
         return _SupCon.apply(z, labels.long(), float(temperature), bool(causal), int(chunk_budget))
 
 
-def term(
+def penalty(
     inputs: TermInputs,
     *,
     temperature: float,

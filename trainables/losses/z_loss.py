@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from trainables.losses.cross_entropy import log_z_and_target, valid_mean
-from trainables.losses.registry import TermInputs
+from trainables.losses.term import TermInputs
 
 
 def z_loss_from_log_z(log_z: Tensor, n_valid: Tensor) -> Tensor:
@@ -27,6 +27,6 @@ def z_loss(logits: Tensor, labels: Tensor) -> Tensor:
     return z_loss_from_log_z(log_z, valid.sum())
 
 
-def term(inputs: TermInputs) -> tuple[Tensor, dict[str, Tensor]]:
+def penalty(inputs: TermInputs) -> tuple[Tensor, dict[str, Tensor]]:
     value = z_loss_from_log_z(inputs.log_z, inputs.n_valid)
     return value, {"term_z_loss": value.detach()}
