@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search_spaces.spec import COEFFICIENTS
+from trainables.losses.registry import COEFFICIENTS, default_coefficients, method_rank
 
 # ---------------------------------------------------------------------------------------------------
 # Vocabulary of the sweep directory
@@ -300,12 +300,9 @@ def _family_sort(key: tuple[str, tuple[tuple[str, Any], ...]]) -> tuple[Any, ...
     )
 
 
-_METHOD_ORDER = ("baseline", "z_loss", "mu_loss", "mu_centering", "softcap", "simreg")
-
-
 def method_order(method: str) -> int:
-    """Baseline first, then the paper's order, then combinations and anything else."""
-    return _METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER)
+    """Baseline first, then the loss registry's order, then combinations and anything else."""
+    return method_rank(method)
 
 
 def sort_methods(methods: Iterable[str]) -> list[str]:
@@ -422,15 +419,8 @@ LRS_COLUMNS = [
 ]
 
 
-# The defaults of trainables.losses.config.LossConfig.from_method (kept here: this module is torch-free
-# and must not depend on trainables).
-DEFAULT_COEFFICIENTS: dict[str, float] = {
-    "z_loss_weight": 1e-4,
-    "mu_loss_weight": 1e-4,
-    "softcap_cap": 30.0,
-    "simreg_weight": 0.1,
-    "simreg_temperature": 0.1,
-}
+# The defaults LossConfig.from_method fills in.
+DEFAULT_COEFFICIENTS: dict[str, float] = default_coefficients()
 
 
 def primary_families(table: pd.DataFrame) -> list[dict[str, Any]]:

@@ -22,8 +22,9 @@ from ray.tune import Callback
 
 from search_spaces import results
 from search_spaces.ray_metrics import export_progress
-from search_spaces.spec import COEFFICIENTS, SweepSpec
+from search_spaces.spec import SweepSpec
 from search_spaces.translate import train_config, trial_params
+from trainables.losses.registry import COEFFICIENTS
 
 HEARTBEAT_S = 10.0
 

@@ -23,6 +23,8 @@ from matplotlib import rc_context, ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from trainables.losses.registry import BASELINE, TERMS
+
 _RC = {
     "svg.hashsalt": "lossweep",
     "svg.fonttype": "path",  # glyphs as paths: the page looks the same whatever fonts the reader has
@@ -41,14 +43,8 @@ _RC = {
 }
 
 # One colour per method everywhere in the report (Okabe–Ito, readable with colour-vision deficiency).
-METHOD_COLORS: dict[str, str] = {
-    "baseline": "#000000",
-    "z_loss": "#E69F00",
-    "mu_loss": "#56B4E9",
-    "mu_centering": "#009E73",
-    "softcap": "#CC79A7",
-    "simreg": "#D55E00",
-}
+# The loss registry gives each term its colour; a term that declares none (a plugin) takes the next extra one.
+METHOD_COLORS: dict[str, str] = {BASELINE: "#000000", **{n: t.color for n, t in TERMS.items() if t.color}}
 _EXTRA_COLORS = ("#0072B2", "#F0E442", "#999999", "#882255", "#44AA99", "#117733")
 DIVERGED_MARK = "X"
 _DIVERGED_COLOR = "#8b1a1a"
@@ -60,14 +56,7 @@ def method_color(method: str, *, index: int = 0) -> str:
 
 # Methods often coincide (μ-centering equals baseline in fp32): dashes keep every line visible on top of
 # the baseline, which is drawn wider underneath.
-_METHOD_DASHES: dict[str, Any] = {
-    "baseline": "-",
-    "z_loss": (0, (6, 2)),
-    "mu_loss": (0, (2, 1.5)),
-    "mu_centering": (0, (7, 2, 1.5, 2)),
-    "softcap": (0, (3, 2)),
-    "simreg": "-",
-}
+_METHOD_DASHES: dict[str, Any] = {BASELINE: "-", **{n: t.dash for n, t in TERMS.items() if t.dash is not None}}
 
 
 def line_style(method: str, *, width: float = 1.8) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 from yaml import YAMLError
 
 from search_spaces.spec import SweepSpec, load_yaml
+from trainables.losses.registry import coefficient, method_coefficients
 
 #: The OEC paper's peak learning-rate grid and coefficient grid (PAPERS.md §1).
 OEC_LR_GRID = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
@@ -100,6 +101,14 @@ def oec_lambda_robustness(**scale: Any) -> SweepSpec:
     )
 
 
+def _search_ranges(methods: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The loss registry's search range of every coefficient the methods read."""
+    return {name: coefficient(name).search_range() for m in methods for name in method_coefficients(m)}
+
+
+ALL_METHODS = ["baseline", "z_loss", "mu_loss", "mu_centering", "softcap", "simreg", "simreg+mu_centering"]
+
+
 def simreg_tpe(**scale: Any) -> SweepSpec:
     return _spec(
         "simreg-tpe",
@@ -108,10 +117,7 @@ def simreg_tpe(**scale: Any) -> SweepSpec:
         scale,
         methods=["simreg"],
         lr={"distribution": "loguniform", "low": 3e-4, "high": 3e-1},
-        coefficients={
-            "simreg_weight": {"distribution": "loguniform", "low": 1e-3, "high": 1.0},
-            "simreg_temperature": {"distribution": "loguniform", "low": 0.03, "high": 1.0},
-        },
+        coefficients=_search_ranges(["simreg"]),
         search={"algorithm": "tpe", "num_samples": 24, "startup_trials": 6},
         scheduler={"name": "asha", "reduction_factor": 3},
     )
@@ -123,15 +129,9 @@ def all_methods_tpe(**scale: Any) -> SweepSpec:
         "Optuna TPE over the method itself, then only that method's coefficients, and the learning rate; "
         "ASHA on tokens.",
         scale,
-        methods=["baseline", "z_loss", "mu_loss", "mu_centering", "softcap", "simreg", "simreg+mu_centering"],
+        methods=ALL_METHODS,
         lr={"distribution": "loguniform", "low": 3e-4, "high": 3e-1},
-        coefficients={
-            "z_loss_weight": {"distribution": "loguniform", "low": 1e-6, "high": 1e-1},
-            "mu_loss_weight": {"distribution": "loguniform", "low": 1e-6, "high": 1e-1},
-            "softcap_cap": {"distribution": "uniform", "low": 5.0, "high": 50.0},
-            "simreg_weight": {"distribution": "loguniform", "low": 1e-3, "high": 1.0},
-            "simreg_temperature": {"distribution": "loguniform", "low": 0.03, "high": 1.0},
-        },
+        coefficients=_search_ranges(ALL_METHODS),
         search={"algorithm": "tpe", "num_samples": 32, "startup_trials": 8},
         scheduler={"name": "asha", "reduction_factor": 3},
     )

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from search_spaces import analysis, plots, storage
+from trainables.losses.registry import TERMS
 
 FORMATS: tuple[str, ...] = ("json", "md", "html")
 SCHEMA = "lossweep.report/1"
@@ -36,7 +37,6 @@ _TRIAL_COLUMNS = (
     "diverged_step",
     "diverged_cause",
 )
-_HEATMAPS = (("z_loss", "z_loss_weight", "z-loss λ"), ("mu_loss", "mu_loss_weight", "μ-loss λ"))
 _MAX_HEATMAP_SIDE = 12
 
 
@@ -306,9 +306,13 @@ def _heatmaps(trials: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
     if trials.empty:
         return out, missing
     methods = set(trials["method"])
-    for method, column, _title in _HEATMAPS:
+    for method, columns in _heatmap_terms():
         if method not in methods:
             continue
+        if len(columns) > 1:
+            _pair_heatmap(trials, method, columns, out, missing)
+            continue
+        column = columns[0]
         matrix = analysis.grid_matrix(trials, column, "lr", methods=[method])
         if len(matrix["rows"]) < 2:
             swept = ", ".join(f"{v:g}" for v in matrix["rows"]) or "none finished"
@@ -322,17 +326,35 @@ def _heatmaps(trials: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
         else:
             matrix["kind"] = "grid"
         out[method] = {"row": column, "col": "lr", **matrix}
-    if "simreg" in methods:
-        matrix = analysis.grid_matrix(trials, "simreg_weight", "simreg_temperature", methods=["simreg"], reduce="min")
-        if len(matrix["rows"]) < 2 and len(matrix["cols"]) < 2:
-            missing.append("no SimReg weight x temperature map: fewer than two finished weights or temperatures")
-        else:
-            side_ok = len(matrix["rows"]) <= _MAX_HEATMAP_SIDE and len(matrix["cols"]) <= _MAX_HEATMAP_SIDE
-            filled = sum(v is not None for line in matrix["values"] for v in line)
-            dense = filled >= 0.5 * len(matrix["rows"]) * len(matrix["cols"])
-            matrix["kind"] = "grid" if side_ok and dense else "scatter"
-            out["simreg"] = {"row": "simreg_weight", "col": "simreg_temperature", **matrix}
     return out, missing
+
+
+def _heatmap_terms() -> list[tuple[str, tuple[str, ...]]]:
+    """The penalties of the registry and the coefficients their λ-robustness map shows: the weight
+    against the learning rate, or, for a penalty with more swept coefficients, its first two
+    against each other (the best learning rate per cell)."""
+    out = []
+    for name, term in TERMS.items():
+        columns = tuple(term.flat_coefficients())
+        if term.kind == "penalty" and columns:
+            out.append((name, columns[:2]))
+    return out
+
+
+def _pair_heatmap(
+    trials: pd.DataFrame, method: str, columns: tuple[str, ...], out: dict[str, Any], missing: list[str]
+) -> None:
+    row, col = columns
+    matrix = analysis.grid_matrix(trials, row, col, methods=[method], reduce="min")
+    if len(matrix["rows"]) < 2 and len(matrix["cols"]) < 2:
+        a, b = (c.removeprefix(f"{method}_") for c in columns)
+        missing.append(f"no {TERMS[method].label} {a} x {b} map: fewer than two finished {a}s or {b}s")
+        return
+    side_ok = len(matrix["rows"]) <= _MAX_HEATMAP_SIDE and len(matrix["cols"]) <= _MAX_HEATMAP_SIDE
+    filled = sum(v is not None for line in matrix["values"] for v in line)
+    dense = filled >= 0.5 * len(matrix["rows"]) * len(matrix["cols"])
+    matrix["kind"] = "grid" if side_ok and dense else "scatter"
+    out[method] = {"row": row, "col": col, **matrix}
 
 
 def _best_curves(best: Mapping[str, Any], metrics: pd.DataFrame) -> list[dict[str, Any]]:
@@ -381,51 +403,34 @@ def _figures(data: Mapping[str, Any], lrs_table: pd.DataFrame, trials: pd.DataFr
     if lines:
         figures.append(plots.lr_sensitivity_plot(lines, l0=l0))
     heat = data["lambda_robustness"]["heatmaps"]
-    for method, column, title in _HEATMAPS:
-        if method in heat:
-            matrix = heat[method]
-            caption = (
-                f"Final validation CE of {method} by {column} (rows) and peak learning rate (columns), "
-                "mean over seeds. "
-                "A robust coefficient keeps its row low across learning rates; dark red cells held diverged runs "
-                "(✕ k/n: k of the cell's n runs), counted as ln V."
-            )
-            if matrix["kind"] == "grid":
-                figures.append(
-                    plots.heatmap_plot(
-                        f"heat-{method}",
-                        matrix,
-                        title=f"λ robustness: {title} x learning rate",
-                        row_label=column,
-                        col_label="peak learning rate",
-                        caption=caption,
-                        l0=l0,
-                    )
-                )
-            else:
-                figures.append(_scatter(f"heat-{method}", trials, method, column, "lr", _SCATTER_CAPTION))
-    if "simreg" in heat:
-        matrix = heat["simreg"]
+    for method, columns in _heatmap_terms():
+        if method not in heat:
+            continue
+        if len(columns) > 1:
+            figures.append(_pair_figure(method, heat[method], trials, l0))
+            continue
+        column, title = columns[0], f"{TERMS[method].label} λ"
+        matrix = heat[method]
         caption = (
-            "Final validation CE of SimReg by weight (rows) and temperature (columns): the best learning rate per "
-            "cell, mean over seeds; dark red cells held diverged runs (✕ k/n), counted as ln V."
+            f"Final validation CE of {method} by {column} (rows) and peak learning rate (columns), "
+            "mean over seeds. "
+            "A robust coefficient keeps its row low across learning rates; dark red cells held diverged runs "
+            "(✕ k/n: k of the cell's n runs), counted as ln V."
         )
         if matrix["kind"] == "grid":
             figures.append(
                 plots.heatmap_plot(
-                    "heat-simreg",
+                    f"heat-{method}",
                     matrix,
-                    title="SimReg: weight x temperature",
-                    row_label="simreg_weight",
-                    col_label="simreg_temperature",
+                    title=f"λ robustness: {title} x learning rate",
+                    row_label=column,
+                    col_label="peak learning rate",
                     caption=caption,
                     l0=l0,
                 )
             )
         else:
-            figures.append(
-                _scatter("heat-simreg", trials, "simreg", "simreg_weight", "simreg_temperature", _SCATTER_CAPTION)
-            )
+            figures.append(_scatter(f"heat-{method}", trials, method, column, "lr", _SCATTER_CAPTION))
     if data["curves"]:
         figures.append(plots.val_curve_plot(data["curves"]))
         figures.append(plots.diagnostics_plot(data["curves"]))
@@ -433,6 +438,21 @@ def _figures(data: Mapping[str, Any], lrs_table: pd.DataFrame, trials: pd.DataFr
     if reached:
         figures.append(plots.speedup_plot(reached))
     return figures
+
+
+def _pair_figure(method: str, matrix: Mapping[str, Any], trials: pd.DataFrame, l0: float) -> plots.Plot:
+    label = TERMS[method].label
+    row, col = matrix["row"], matrix["col"]
+    a, b = row.removeprefix(f"{method}_"), col.removeprefix(f"{method}_")
+    if matrix["kind"] != "grid":
+        return _scatter(f"heat-{method}", trials, method, row, col, _SCATTER_CAPTION)
+    caption = (
+        f"Final validation CE of {label} by {a} (rows) and {b} (columns): the best learning rate per "
+        "cell, mean over seeds; dark red cells held diverged runs (✕ k/n), counted as ln V."
+    )
+    return plots.heatmap_plot(
+        f"heat-{method}", matrix, title=f"{label}: {a} x {b}", row_label=row, col_label=col, caption=caption, l0=l0
+    )
 
 
 _SCATTER_CAPTION = (

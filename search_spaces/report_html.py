@@ -24,6 +24,7 @@ from search_spaces.report_text import (
     single_lr_summary,
     status_line,
 )
+from trainables.losses.registry import TERMS
 
 _CSS = """
 :root { --fg:#1d2330; --muted:#5b6475; --line:#e4e7ee; --bg:#f6f7fb; --card:#fff; --accent:#2f5fd0;
@@ -317,11 +318,13 @@ def _signed(value: float | None) -> str:
 def _lambda(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
     section = data["lambda_robustness"]
     out = ['<h2 id="lambda">λ robustness</h2>']
-    figs = [_figure(plots.get(name)) for name in ("heat-z_loss", "heat-mu_loss", "heat-simreg")]
+    figs = [_figure(plots.get(f"heat-{method}")) for method in section["heatmaps"]]
     figs = [f for f in figs if f]
     if not figs:
+        penalties = [t.label for t in TERMS.values() if t.kind == "penalty" and t.flat_coefficients()]
+        names = ", ".join(penalties[:-1]) + (" or " if len(penalties) > 1 else "") + penalties[-1]
         out.append(
-            '<p class="muted">No coefficient was swept over more than one value for z-loss, μ-loss or SimReg, '
+            f'<p class="muted">No coefficient was swept over more than one value for {escape(names)}, '
             "so there is no heat map (see what is missing above).</p>"
         )
     out.extend(figs)

@@ -5,19 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-METHOD_NAMES = {
-    "baseline": "baseline",
-    "z_loss": "z-loss",
-    "mu_loss": "μ-loss",
-    "mu_centering": "μ-centering",
-    "softcap": "soft-cap",
-    "simreg": "SimReg",
-}
+from trainables.losses.registry import method_label
 
 
 def method_name(method: str) -> str:
-    """Human name of a method; combinations joined with ``+``."""
-    return " + ".join(METHOD_NAMES.get(part, part) for part in str(method).split("+"))
+    """Human name of a method (the loss registry's labels); combinations joined with ``+``."""
+    return method_label(str(method))
 
 
 def fmt(value: Any, digits: int = 4) -> str:

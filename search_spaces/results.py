@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from search_spaces import storage
-from search_spaces.spec import COEFFICIENTS, SweepSpec, load_yaml
+from search_spaces.spec import SweepSpec, load_yaml
+from trainables.losses.registry import COEFFICIENTS
 
 if TYPE_CHECKING:
     import pandas as pd

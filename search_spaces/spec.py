@@ -33,25 +33,10 @@ from pydantic import (
     model_validator,
 )
 
-from trainables.losses.config import BASELINE, LossConfig, LossConfigError
+from trainables.losses.config import LossConfig, LossConfigError
+from trainables.losses.registry import BASELINE, coefficient, method_coefficients
 from trainables.presets import MODEL_PRESETS, model_preset
 
-#: Flat coefficient names of the loss methods, as ``LossConfig.from_method`` reads them.
-COEFFICIENTS: tuple[str, ...] = (
-    "z_loss_weight",
-    "mu_loss_weight",
-    "softcap_cap",
-    "simreg_weight",
-    "simreg_temperature",
-)
-#: Which method part uses which coefficients (μ-centering and the baseline have none).
-PART_COEFFICIENTS: dict[str, tuple[str, ...]] = {
-    "z_loss": ("z_loss_weight",),
-    "mu_loss": ("mu_loss_weight",),
-    "softcap": ("softcap_cap",),
-    "simreg": ("simreg_weight", "simreg_temperature"),
-    "mu_centering": (),
-}
 DEFAULT_MAX_TRIALS = 1000
 
 
@@ -305,12 +290,11 @@ class SweepSpec(BaseModel):
     @classmethod
     def _coefficients(cls, coefficients: dict[str, Value]) -> dict[str, Value]:
         for name, value in coefficients.items():
-            if name not in COEFFICIENTS:
-                raise ValueError(f"unknown coefficient {name!r}; known: {', '.join(COEFFICIENTS)}")
+            declared = coefficient(name)  # a ValueError listing the known names
             if isinstance(value, list) and not value:
                 raise ValueError(f"{name}: the list is empty")
             numbers = _values_of(value)
-            positive = name in ("softcap_cap", "simreg_temperature")
+            positive = declared.positive
             bad = [v for v in numbers if not math.isfinite(v) or (v <= 0 if positive else v < 0)]
             if bad:
                 need = "positive" if positive else "non-negative"
@@ -396,13 +380,6 @@ class SweepSpec(BaseModel):
         if self.search.algorithm == "random":
             return self.search.num_samples * len(self.seeds)
         return self.search.num_samples
-
-
-def method_coefficients(method: str) -> tuple[str, ...]:
-    """Flat coefficient names ``method`` (``simreg+mu_centering`` …) reads."""
-    if method == BASELINE:
-        return ()
-    return tuple(c for part in method.split("+") for c in PART_COEFFICIENTS.get(part, ()))
 
 
 def _check_fits(resources: ResourcesSpec, nodes: Sequence[Mapping[str, float]]) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from search_spaces.spec import COEFFICIENTS, SweepSpec
+from search_spaces.spec import SweepSpec
 from trainables.config import DataConfig, OptimConfig, TrainConfig
 from trainables.losses.config import LossConfig
+from trainables.losses.registry import COEFFICIENTS
 
 PARAM_KEYS = ("method", "lr", *COEFFICIENTS, "seed")
 

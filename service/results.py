@@ -11,8 +11,8 @@ from typing import Any
 
 from service.errors import ApiError
 from service.sweep_files import join, read_bytes
+from trainables.losses.registry import COEFFICIENTS  # torch-free: built-in and plugin coefficient names
 
-COEFFICIENTS = ("z_loss_weight", "mu_loss_weight", "softcap_cap", "simreg_weight", "simreg_temperature")
 _EXCLUDED = {"DIVERGED", "ERROR", "PENDING"}
 
 # matplotlib's pyplot is not thread-safe: one report renders at a time in this process.

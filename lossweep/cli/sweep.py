@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
 sweep_app = typer.Typer(help="Run and analyse sweeps without the service.", no_args_is_help=True)
 
-_COEFFICIENTS = ("z_loss_weight", "mu_loss_weight", "softcap_cap", "simreg_weight", "simreg_temperature")
-_SHORT = {"z_loss_weight": "z", "mu_loss_weight": "mu", "softcap_cap": "cap", "simreg_weight": "w",
-          "simreg_temperature": "tau"}  # fmt: skip
 _STYLE = {"RUNNING": "cyan", "TERMINATED": "green", "STOPPED": "yellow", "DIVERGED": "red", "ERROR": "bold red"}
 
 
@@ -84,6 +81,7 @@ def trials_table(sweep_dir: str, title: str) -> Table:
     from rich.table import Table
 
     from search_spaces.results import read_progress, read_trials
+    from trainables.losses.registry import COEFFICIENTS
 
     progress = read_progress(sweep_dir) or {}
     counts = progress.get("counts") or {}
@@ -98,9 +96,7 @@ def trials_table(sweep_dir: str, title: str) -> Table:
     except FileNotFoundError:
         rows = []
     for row in rows:
-        coeffs = " ".join(
-            f"{_SHORT[c]}={_fmt(row.get(c), 3)}" for c in _COEFFICIENTS if _fmt(row.get(c)) != "-"
-        )
+        coeffs = " ".join(f"{c}={_fmt(row.get(c), 3)}" for c in COEFFICIENTS if _fmt(row.get(c)) != "-")
         status = str(row.get("status"))
         if status == "DIVERGED" and row.get("diverged_step") is not None:
             status = f"DIVERGED@{row['diverged_step']}"

@@ -152,12 +152,10 @@ def method_label(method: str) -> str:
     return " + ".join(TERMS[p].label if p in TERMS else p for p in method_parts(method))
 
 
-def method_rank(method: str) -> tuple[int, int]:
-    """Sort key of methods in tables and plots: baseline, the single terms in registry order, then
-    combinations (by their first part), unknown names last."""
+def method_rank(method: str) -> int:
+    """Sort key of methods in tables and plots: baseline first, then the single terms in registry
+    order, then combinations and unknown names (equal rank: break ties by name)."""
     if method == BASELINE:
-        return (0, 0)
-    parts = method_parts(method)
+        return 0
     order = list(TERMS)
-    first = order.index(parts[0]) if parts and parts[0] in order else len(order)
-    return (1 if len(parts) == 1 and parts[0] in TERMS else 2, first)
+    return order.index(method) + 1 if method in TERMS else len(order) + 1
