@@ -20,7 +20,13 @@ for module in (train, train_ray, sweep, sweep_report, presets, serve, client, de
 
 
 def main() -> None:
-    app()
+    from trainables.losses.plugins import PluginError
+
+    try:
+        app()
+    except PluginError as exc:  # an installed loss plugin is broken: say which, without a traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

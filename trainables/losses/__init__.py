@@ -20,20 +20,28 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from trainables.losses.config import LossConfig, LossConfigError, TermConfig
-from trainables.losses.registry import TERMS, get_term
-from trainables.losses.term import Coefficient, Term
-
 if TYPE_CHECKING:
     from trainables.losses.combine import total_loss
+    from trainables.losses.config import LossConfig, LossConfigError, TermConfig
     from trainables.losses.cross_entropy import IGNORE_INDEX, cross_entropy, cross_entropy_and_log_z
     from trainables.losses.mu_centering import center_output_embeddings_
     from trainables.losses.mu_loss import mu_loss
+    from trainables.losses.registry import TERMS, get_term
     from trainables.losses.simreg import simreg_loss
     from trainables.losses.softcap import softcap
+    from trainables.losses.term import Coefficient, Term
     from trainables.losses.z_loss import z_loss
 
+# Lazy as well: the registry loads the installed plugins, and ``trainables.losses.plugins`` must be
+# importable on its own (the CLI catches its error around everything that reads the registry).
 _LAZY: dict[str, str] = {
+    "LossConfig": "trainables.losses.config",
+    "LossConfigError": "trainables.losses.config",
+    "TermConfig": "trainables.losses.config",
+    "TERMS": "trainables.losses.registry",
+    "get_term": "trainables.losses.registry",
+    "Coefficient": "trainables.losses.term",
+    "Term": "trainables.losses.term",
     "cross_entropy": "trainables.losses.cross_entropy",
     "cross_entropy_and_log_z": "trainables.losses.cross_entropy",
     "IGNORE_INDEX": "trainables.losses.cross_entropy",
