@@ -55,7 +55,7 @@ TINY_OVERRIDES: dict[str, Any] = {
 
 
 class Service:
-    def __init__(self, home: Path, cluster: Any) -> None:
+    def __init__(self, home: Path, cluster: Any, extra_env: dict[str, str] | None = None) -> None:
         from service.auth import create_token
         from service.db import init_db, make_engine, make_sessionmaker, session_scope
 
@@ -66,6 +66,7 @@ class Service:
             "LOSSWEEP_RAY_AUTH_TOKEN": cluster.auth_token or "",
             "LOSSWEEP_POLL_INTERVAL_S": "0.5",
             "LOSSWEEP_MAX_CONCURRENT_SWEEPS_PER_USER": "1",
+            **(extra_env or {}),
         }
         engine = make_engine(f"sqlite:///{home / 'lossweep.db'}")
         init_db(engine)
