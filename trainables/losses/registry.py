@@ -48,6 +48,16 @@ _BUILTIN: tuple[Term, ...] = (
         dash=(0, (2, 1.5)),
     ),
     Term(
+        name="logit_mean",
+        kind="penalty",
+        label="logit-mean",
+        implementation="trainables.losses.logit_mean",
+        coefficients=(Coefficient(name="weight", default=1e-4, log_scale=True, low=1e-6, high=1e-1, doc="λ"),),
+        summary="mean over valid tokens of (mean logit)^2: pins the mean logit mu·h at 0, CE unchanged",
+        color="#0072B2",
+        dash=(0, (1, 1.5)),
+    ),
+    Term(
         name="simreg",
         kind="penalty",
         label="SimReg",
