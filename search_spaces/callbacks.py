@@ -23,7 +23,7 @@ from ray.tune import Callback
 from search_spaces import results
 from search_spaces.ray_metrics import export_progress
 from search_spaces.spec import SweepSpec
-from search_spaces.translate import train_config, trial_params
+from search_spaces.translate import TrialPlan, trial_params
 from trainables.losses.registry import COEFFICIENTS
 
 HEARTBEAT_S = 10.0
@@ -66,9 +66,16 @@ class SweepResultsCallback(Callback):
             self._spec = SweepSpec.model_validate(self.spec_doc)
         return self._spec
 
+    @property
+    def plan(self) -> TrialPlan:
+        if not hasattr(self, "_plan"):
+            self._plan = TrialPlan.from_spec(self.spec)
+        return self._plan
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_spec", None)
+        state.pop("_plan", None)
         return state
 
     def setup(self, **info: Any) -> None:
@@ -107,7 +114,7 @@ class SweepResultsCallback(Callback):
                 row[name] = params.get(name)
             row["seed"] = params.get("seed")
             try:
-                row["config_hash"] = train_config(self.spec, params).config_hash()
+                row["config_hash"] = self.plan.config(params).config_hash()
             except Exception:  # a config the trainer refuses shows up as the trial's error instead
                 row["config_hash"] = None
             self.rows[tid] = row

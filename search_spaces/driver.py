@@ -24,6 +24,7 @@ from typing import Any
 from search_spaces import storage
 from search_spaces.spaces import define_by_run, explicit_trials
 from search_spaces.spec import SweepSpec
+from search_spaces.translate import TrialPlan, trial_params
 
 #: The custom resource clusters started by lossweep declare; one per concurrently running trial driver.
 TRIAL_DRIVER_RESOURCE = "trial_driver"
@@ -35,25 +36,20 @@ RESULT_FILE = "result.json"
 _TUNE_KEYS = frozenset({"checkpoint_path", "run_path", "done", "training_iteration", "trial_id"})
 
 
-def make_trainable(spec_doc: dict[str, Any], sweep_dir: str) -> Callable[[dict[str, Any]], None]:
-    """The Tune function trainable: builds the trial's ``TrainConfig`` and runs it with ``trainables.trainer.fit``,
-    forwarding the workers' reports to Tune."""
+def make_trainable(plan: TrialPlan, sweep_dir: str) -> Callable[[dict[str, Any]], None]:
+    """The Tune function trainable: resolves the trial's ``TrainConfig`` from the sweep's ``plan`` and
+    the trial's parameters and runs it with ``trainables.trainer.fit``, forwarding the workers' reports
+    to Tune."""
 
     def lossweep_trial(config: dict[str, Any]) -> None:
         from ray import tune
 
         from search_spaces.report_forwarding import fit_reporting_to_tune
-        from search_spaces.translate import train_config, trial_params
-        from trainables.trainer import Resources, fit
+        from trainables.trainer import fit
 
-        spec = SweepSpec.model_validate(spec_doc)
         trial_id = tune.get_context().get_trial_id()
-        cfg = train_config(spec, trial_params(config))
-        resources = Resources(
-            workers=spec.resources.workers,
-            cpus_per_worker=spec.resources.cpus_per_worker,
-            gpus_per_worker=spec.resources.gpus_per_worker,
-        )
+        cfg = plan.config(trial_params(config))
+        resources = plan.resources
         done_path = storage.join(sweep_dir, TRIALS_DIR, trial_id, RESULT_FILE)
         if storage.exists(done_path):
             # Finished before the driver was interrupted, after Tune's last experiment snapshot: Tune
@@ -128,8 +124,8 @@ def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[
     """``(tuner, resumed)``: a restored Tuner when ``sweep_dir`` holds an interrupted run, else a new one."""
     from ray import tune
 
-    spec_doc = spec.model_dump(mode="json")
-    trainable = tune.with_resources(make_trainable(spec_doc, sweep_dir), {"CPU": 0, TRIAL_DRIVER_RESOURCE: 1})
+    plan = TrialPlan.from_spec(spec)
+    trainable = tune.with_resources(make_trainable(plan, sweep_dir), {"CPU": 0, TRIAL_DRIVER_RESOURCE: 1})
     experiment = storage.join(sweep_dir, TUNE_DIR)
     search, param_space, num_samples = search_setup(spec, sweep_dir, sweep_id)
     if tune.Tuner.can_restore(experiment):

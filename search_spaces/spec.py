@@ -36,6 +36,7 @@ from pydantic import (
 from trainables.losses.config import LossConfig, LossConfigError
 from trainables.losses.registry import BASELINE, coefficient, method_coefficients
 from trainables.presets import MODEL_PRESETS, model_preset
+from trainables.trainer import InsufficientResourcesError, Resources, check_resources
 
 DEFAULT_MAX_TRIALS = 1000
 
@@ -204,15 +205,17 @@ class ResourcesSpec(BaseModel):
 
     @model_validator(mode="after")
     def _something(self) -> ResourcesSpec:
-        if self.cpus_per_worker == 0 and self.gpus_per_worker == 0:
-            raise ValueError("a worker must hold some CPU or GPU (cpus_per_worker and gpus_per_worker are both 0)")
+        self.resources()  # the trainer's own checks, so a spec never asks for what a run refuses
         return self
 
+    def resources(self) -> Resources:
+        """The trainer's ``Resources`` of one trial (a ValueError naming the problem otherwise)."""
+        return Resources(
+            workers=self.workers, cpus_per_worker=self.cpus_per_worker, gpus_per_worker=self.gpus_per_worker
+        )
+
     def per_worker(self) -> dict[str, float]:
-        out = {"CPU": float(self.cpus_per_worker)}
-        if self.gpus_per_worker > 0:
-            out["GPU"] = float(self.gpus_per_worker)
-        return out
+        return self.resources().per_worker()
 
 
 class ObjectiveSpec(BaseModel):
@@ -383,20 +386,7 @@ class SweepSpec(BaseModel):
 
 
 def _check_fits(resources: ResourcesSpec, nodes: Sequence[Mapping[str, float]]) -> None:
-    need = resources.per_worker()
-    fitting = [n for n in nodes if all(float(n.get(k, 0.0)) + 1e-9 >= v for k, v in need.items())]
-    shapes = "; ".join(", ".join(f"{k}: {float(n.get(k, 0)):g}" for k in need) for n in nodes) or "none"
-    if not fitting:
-        raise ValueError(
-            f"resources: a worker asks for {', '.join(f'{k}: {v:g}' for k, v in need.items())} but no node of the "
-            f"cluster has that much (nodes: {shapes})"
-        )
-    placeable = min(
-        sum(math.floor((float(n.get(k, 0.0)) + 1e-9) / v) for n in fitting) if v > 0 else resources.workers
-        for k, v in need.items()
-    )
-    if placeable < resources.workers:
-        raise ValueError(
-            f"resources: {resources.workers} workers of {', '.join(f'{k}: {v:g}' for k, v in need.items())} each "
-            f"do not fit the cluster, which holds at most {placeable} of them (nodes: {shapes})"
-        )
+    try:
+        check_resources(resources.resources(), nodes=nodes)
+    except InsufficientResourcesError as exc:
+        raise ValueError(f"resources: {exc}") from None

@@ -51,7 +51,7 @@ class Resources:
         if not self.gpus_per_worker >= 0 or not math.isfinite(self.gpus_per_worker):
             raise ValueError(f"Resources.gpus_per_worker must be >= 0, got {self.gpus_per_worker!r}")
         if self.cpus_per_worker == 0 and self.gpus_per_worker == 0:
-            raise ValueError("Resources: a worker must hold some CPU or GPU (both are 0)")
+            raise ValueError("a worker must hold some CPU or GPU (cpus_per_worker and gpus_per_worker are both 0)")
 
     def per_worker(self) -> dict[str, float]:
         """Ray resources of one worker."""
@@ -107,7 +107,7 @@ def check_resources(resources: Resources, *, nodes: Sequence[Mapping[str, float]
     if not fitting:
         raise InsufficientResourcesError(
             f"asked for {resources.workers} worker(s) of {asked} each, but no node of the cluster is that large"
-            f" (nodes: {shapes}). Lower --cpus-per-worker/--gpus or add a larger node."
+            f" (nodes: {shapes}). Ask for fewer CPUs or GPUs per worker, or add a larger node."
         )
     capacity = {
         k: sum(math.floor((n.get(k, 0.0) + 1e-9) / v) if v > 0 else 10**9 for n in fitting)
@@ -119,7 +119,7 @@ def check_resources(resources: Resources, *, nodes: Sequence[Mapping[str, float]
         raise InsufficientResourcesError(
             f"asked for {resources.workers} worker(s) of {asked} each ({_fmt(resources.total())} in all), but the"
             f" cluster has {have} in all and can hold at most {placeable} such worker(s) (nodes: {shapes})."
-            " Use fewer --workers, fewer CPUs per worker, or a larger cluster."
+            " Use fewer workers, fewer CPUs per worker, or a larger cluster."
         )
 
 
