@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from trainables.losses.plugins import load_plugins
-from trainables.losses.term import Coefficient, Term
+from trainables.losses.term import Coefficient, Term, penalty_weight
 
 BASELINE = "baseline"  # the method without any term: plain cross entropy
 
@@ -29,7 +29,7 @@ _BUILTIN: tuple[Term, ...] = (
         label="z-loss",
         implementation="trainables.losses.z_loss",
         coefficients=(
-            Coefficient(name="weight", default=1e-4, log_scale=True, low=1e-6, high=1e-1, doc="λ (PaLM: 1e-4)"),
+            penalty_weight(1e-4, 1e-6, 1e-1, "λ (PaLM: 1e-4)"),
         ),
         summary="mean over valid tokens of (log Z)^2 (PaLM); shares CE's logsumexp",
         color="#E69F00",
@@ -41,7 +41,7 @@ _BUILTIN: tuple[Term, ...] = (
         label="μ-loss",
         implementation="trainables.losses.mu_loss",
         coefficients=(
-            Coefficient(name="weight", default=1e-4, log_scale=True, low=1e-6, high=1e-1, doc="λ (OEC: 1e-4)"),
+            penalty_weight(1e-4, 1e-6, 1e-1, "λ (OEC: 1e-4)"),
         ),
         summary="||mean of the output embeddings||^2 (OEC)",
         color="#56B4E9",
@@ -52,7 +52,7 @@ _BUILTIN: tuple[Term, ...] = (
         kind="penalty",
         label="logit-mean",
         implementation="trainables.losses.logit_mean",
-        coefficients=(Coefficient(name="weight", default=1e-4, log_scale=True, low=1e-6, high=1e-1, doc="λ"),),
+        coefficients=(penalty_weight(1e-4, 1e-6, 1e-1),),
         summary="mean over valid tokens of (mean logit)^2: pins the mean logit mu·h at 0, CE unchanged",
         color="#0072B2",
         dash=(0, (1, 1.5)),
@@ -63,7 +63,7 @@ _BUILTIN: tuple[Term, ...] = (
         label="SimReg",
         implementation="trainables.losses.simreg",
         coefficients=(
-            Coefficient(name="weight", default=0.1, log_scale=True, low=1e-3, high=1.0, doc="λ"),
+            penalty_weight(0.1, 1e-3, 1.0),
             Coefficient(
                 name="temperature",
                 default=0.1,

@@ -124,6 +124,11 @@ class Coefficient:
         return {"distribution": "loguniform" if self.log_scale else "uniform", "low": self.low, "high": self.high}
 
 
+def penalty_weight(default: float, low: float, high: float, doc: str = "λ") -> Coefficient:
+    """A penalty's ``weight`` coefficient: a float >= 0 on a log scale, worth searching over [low, high]."""
+    return Coefficient(name=WEIGHT, default=default, log_scale=True, low=low, high=high, doc=doc)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Term:
     """A loss term: its declaration and its hooks (see the module docstring). ``label`` is the name a
