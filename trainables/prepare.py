@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trainables.corpus import TEXT_SUFFIXES, VAL_PERCENT, CorpusError, is_val_document, stdlib_files, stdlib_root
-from trainables.shards import DEFAULT_SHARD_TOKENS, ShardError, ShardWriter
+from trainables.shards import DEFAULT_SHARD_TOKENS, ShardError, ShardWriter, shard_dtype
 from trainables.tokenizer import BPETokenizer, ByteTokenizer, parse_tokenizer_spec, train_tokenizer
 
 Format = Literal["text", "jsonl", "parquet"]
@@ -295,6 +295,28 @@ def corpus_error_in(exc: BaseException) -> str | None:
 
 
 @dataclass(frozen=True)
+class Plan:
+    """What ``prepare`` will do, checked before any Ray work: the units, the tokenizer, the dtype."""
+
+    source: str
+    spec: str
+    units: list[Unit]
+    tokenizer: ByteTokenizer | BPETokenizer
+    tokenizer_file: bytes
+    field: str
+    dtype: str
+
+
+def make_plan(source: str, tokenizer: str, *, fmt: str = "auto", field: str = "text", dtype: str = "auto") -> Plan:
+    """Reads the source's listing and builds (or trains) the tokenizer; ``CorpusError``/``ValueError``
+    with one line on bad input (a missing or unreadable file, a vocabulary the dtype cannot hold)."""
+    parse_tokenizer_spec(tokenizer)
+    units = find_units(source, fmt=fmt)
+    tok, blob = build_tokenizer(tokenizer, units, field)
+    return Plan(source, tokenizer, units, tok, blob, field, shard_dtype(tok.vocab_size, dtype))
+
+
+@dataclass(frozen=True)
 class Progress:
     units_done: int
     units: int
@@ -304,24 +326,19 @@ class Progress:
 
 
 def prepare(
-    source: str,
-    tokenizer: str,
+    plan: Plan,
     out: str,
     *,
-    fmt: str = "auto",
-    field: str = "text",
-    dtype: str = "auto",
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     concurrency: int | None = None,
     overwrite: bool = False,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, Any]:
-    """Tokenizes ``source`` into a shard set at ``out`` on the connected Ray cluster (``ray.init`` first);
-    returns the manifest. See the module docstring."""
+    """Tokenizes the plan's source into a shard set at ``out`` on the connected Ray cluster (``ray.init``
+    first); returns the manifest. See the module docstring."""
     import ray
 
-    units = find_units(source, fmt=fmt)
-    tok, blob = build_tokenizer(tokenizer, units, field)
+    units, tok, blob, field, source = plan.units, plan.tokenizer, plan.tokenizer_file, plan.field, plan.source
     total = sum(u.size for u in units)
     workers = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
     ctx = ray.data.DataContext.get_current()
@@ -330,7 +347,7 @@ def prepare(
     ds = ray.data.from_items([asdict(u) for u in units], override_num_blocks=min(len(units), 4 * workers * 8))
     ds = ds.map_batches(
         _TokenizeUnits,
-        fn_constructor_args=(tokenizer, blob, field),
+        fn_constructor_args=(plan.spec, blob, field),
         batch_size=1,
         concurrency=min(workers, len(units)),
         num_cpus=1,
@@ -347,9 +364,9 @@ def prepare(
         out,
         vocab_size=tok.vocab_size,
         eot_id=tok.eot_id,
-        tokenizer_spec=tokenizer,
+        tokenizer_spec=plan.spec,
         tokenizer_file=blob,
-        dtype=dtype,
+        dtype=plan.dtype,
         shard_tokens=shard_tokens,
         overwrite=overwrite,
     ) as writer:
@@ -381,4 +398,4 @@ def prepare(
         return writer.finish({**source_info, "documents": docs})
 
 
-__all__ = ["PrepareError", "ShardError", "Unit", "build_tokenizer", "find_units", "prepare", "tokenize_unit"]
+__all__ = ["Plan", "PrepareError", "ShardError", "Unit", "find_units", "make_plan", "prepare", "tokenize_unit"]

@@ -83,6 +83,22 @@ def _local(path: str) -> Path:
     return Path(path[len("file://") :] if path.startswith("file://") else path).expanduser()
 
 
+def check_out(out: str | os.PathLike[str], *, overwrite: bool) -> None:
+    """Refuses an ``out`` that already holds a shard set (or, locally, any files) unless ``overwrite``."""
+    text = str(out).rstrip("/")
+    if _is_uri(text):
+        from pyarrow import fs as pafs
+
+        filesystem, root = pafs.FileSystem.from_uri(text)
+        if filesystem.get_file_info(f"{root}/{MANIFEST}").type != pafs.FileType.NotFound and not overwrite:
+            raise ShardError(f"{text} already holds a shard set; pass --overwrite to replace it")
+        return
+    final = _local(text).resolve()
+    if final.exists() and not overwrite:
+        what = "a shard set" if (final / MANIFEST).exists() else "files"
+        raise ShardError(f"{final} already holds {what}; pass --overwrite to replace it, or another --out")
+
+
 class _Target:
     """Where a shard set is written: files open for streaming, then ``commit`` makes it visible."""
 
@@ -92,19 +108,16 @@ class _Target:
         if _is_uri(self.out):
             from pyarrow import fs as pafs
 
+            check_out(self.out, overwrite=overwrite)
             self.fs, self.root = pafs.FileSystem.from_uri(self.out)
-            if self.fs.get_file_info(f"{self.root}/{MANIFEST}").type != pafs.FileType.NotFound and not overwrite:
-                raise ShardError(f"{self.out} already holds a shard set; pass --overwrite to replace it")
             # a prefix without a manifest is an interrupted write (or a replaced set): start clean
             if self.fs.get_file_info(self.root).type != pafs.FileType.NotFound:
                 self.fs.delete_dir_contents(self.root, missing_dir_ok=True)
             self.fs.create_dir(self.root, recursive=True)
             self.staging: Path | None = None
         else:
+            check_out(self.out, overwrite=overwrite)
             final = _local(self.out).resolve()
-            if final.exists() and not overwrite:
-                what = "a shard set" if (final / MANIFEST).exists() else "files"
-                raise ShardError(f"{final} already holds {what}; pass --overwrite to replace it, or another --out")
             final.parent.mkdir(parents=True, exist_ok=True)
             self.final = final
             self.staging = final.parent / f".{final.name}.partial"
