@@ -261,17 +261,22 @@ class _TokenizeUnits:
         import pyarrow as pa
 
         keys = list(Unit.__dataclass_fields__)
-        rows = [
-            tokenize_unit(Unit(**{k: _plain(batch[k][i]) for k in keys}), self.tok, self.field)
-            for i in range(len(batch["index"]))
-        ]
+        rows = []
+        for i in range(len(batch["index"])):
+            unit = Unit(**{k: _plain(batch[k][i]) for k in keys})
+            try:
+                rows.append({**tokenize_unit(unit, self.tok, self.field), "error": None})
+            except (CorpusError, OSError, UnicodeError) as exc:  # bad input: a message for the user, not a crash
+                message = str(exc) if isinstance(exc, CorpusError) else f"{unit.path}: {_first_line(exc)}"
+                rows.append({"index": unit.index, "train": b"", "val": b"", "train_docs": 0, "val_docs": 0,
+                             "size": unit.size, "error": message})  # fmt: skip
         # ids travel as Arrow binary: a numpy bytes array would strip trailing zero bytes (id 0)
         columns = {k: [r[k] for r in rows] for k in _OUT}
-        return pa.table({k: pa.array(v, type=pa.large_binary() if k in ("train", "val") else pa.int64())
-                         for k, v in columns.items()})  # fmt: skip
+        types = {"train": pa.large_binary(), "val": pa.large_binary(), "error": pa.string()}
+        return pa.table({k: pa.array(v, type=types.get(k, pa.int64())) for k, v in columns.items()})
 
 
-_OUT = ("index", "train", "val", "train_docs", "val_docs", "size")
+_OUT = ("index", "train", "val", "train_docs", "val_docs", "size", "error")
 
 
 def _plain(value: Any) -> Any:
@@ -279,21 +284,6 @@ def _plain(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- pipeline
-def corpus_error_in(exc: BaseException) -> str | None:
-    """The one-line message of a ``CorpusError`` raised in a Ray task (Ray wraps it with tracebacks)."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, CorpusError) and e.args and isinstance(e.args[0], str) and "\n" not in e.args[0]:
-            return e.args[0]
-        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
-    return None
-
-
 @dataclass(frozen=True)
 class Plan:
     """What ``prepare`` will do, checked before any Ray work: the units, the tokenizer, the dtype."""
@@ -371,23 +361,19 @@ def prepare(
         overwrite=overwrite,
     ) as writer:
         done = done_bytes = 0
-        try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
-                for row in batch.to_pylist():
-                    if row["index"] != done:  # a broken order would break determinism silently
-                        raise RuntimeError(f"unit {row['index']} arrived when {done} was due")
-                    for split in ("train", "val"):
-                        writer.add(split, np.frombuffer(row[split], dtype=np.uint32))
-                        docs[split] += row[f"{split}_docs"]
-                    done += 1
-                    done_bytes += row["size"]
-                    if on_progress is not None:
-                        on_progress(Progress(done, len(units), done_bytes, total, sum(writer.tokens.values())))
-        except ray.exceptions.RayError as exc:
-            message = corpus_error_in(exc)
-            if message is None:
-                raise
-            raise PrepareError(message) from None
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=2):
+            for row in batch.to_pylist():
+                if row["error"]:
+                    raise PrepareError(row["error"])
+                if row["index"] != done:  # a broken order would break determinism silently
+                    raise RuntimeError(f"unit {row['index']} arrived when {done} was due")
+                for split in ("train", "val"):
+                    writer.add(split, np.frombuffer(row[split], dtype=np.uint32))
+                    docs[split] += row[f"{split}_docs"]
+                done += 1
+                done_bytes += row["size"]
+                if on_progress is not None:
+                    on_progress(Progress(done, len(units), done_bytes, total, sum(writer.tokens.values())))
         for split in ("train", "val"):
             if writer.tokens[split] == 0:
                 raise PrepareError(
