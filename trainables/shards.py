@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
@@ -246,20 +247,42 @@ class ShardWriter:
             if state.tokens == 0:
                 raise ShardError(f"the {split} split is empty: nothing to write")
         splits = {s: {"tokens": st.tokens, "shards": st.shards} for s, st in self._splits.items()}
-        manifest: dict[str, Any] = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "dtype": self.dtype,
-            "vocab_size": self.vocab_size,
-            "eot_id": self.eot_id,
-            "tokenizer": self.tokenizer,
-            "shard_tokens": self.shard_tokens,
-            "splits": splits,
-            "content_hash": content_hash(self.dtype, self.vocab_size, self.tokenizer["sha256"], splits),
-            "source": dict(source or {}),
-        }
+        manifest = build_manifest(
+            dtype=self.dtype,
+            vocab_size=self.vocab_size,
+            eot_id=self.eot_id,
+            tokenizer=self.tokenizer,
+            shard_tokens=self.shard_tokens,
+            splits=splits,
+            source=source,
+        )
         self._target.commit((json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
         return manifest
+
+
+def build_manifest(
+    *,
+    dtype: str,
+    vocab_size: int,
+    eot_id: int,
+    tokenizer: Mapping[str, str],
+    shard_tokens: int,
+    splits: Mapping[str, Any],
+    source: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The manifest of a shard set (see the module docstring); ``content_hash`` derives from the rest."""
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "dtype": dtype,
+        "vocab_size": vocab_size,
+        "eot_id": eot_id,
+        "tokenizer": dict(tokenizer),
+        "shard_tokens": shard_tokens,
+        "splits": dict(splits),
+        "content_hash": content_hash(dtype, vocab_size, tokenizer["sha256"], splits),
+        "source": dict(source or {}),
+    }
 
 
 def content_hash(dtype: str, vocab_size: int, tokenizer_sha256: str, splits: Mapping[str, Any]) -> str:
@@ -335,12 +358,31 @@ def synthetic_shards(
 # ---------------------------------------------------------------------------------------------- reading
 class ShardedTokens:
     """The ids of one split: a read-only sequence over its shards' memory maps. A slice within one
-    shard is a view of the map; one across a shard boundary is a small copy."""
+    shard is a view of the map; one across a shard boundary is a small copy.
+
+    Every page a slice touches stays mapped into the process (the kernel also maps its neighbours,
+    ~64 kB per fault), so a long run that samples windows all over a large corpus would see its RSS
+    climb toward the corpus size, though those pages are only page cache. Every ``RELEASE_EVERY``
+    slices the maps' pages are therefore unmapped from this process (``MADV_DONTNEED``: the page cache
+    keeps them, a later touch is a minor fault), which bounds the mapped part of RSS by a few MB.
+    """
+
+    RELEASE_EVERY = 64
 
     def __init__(self, maps: list[np.ndarray]) -> None:
         self._maps = maps
         self._ends = np.cumsum([len(m) for m in maps], dtype=np.int64)
         self.dtype = maps[0].dtype if maps else np.dtype(np.uint16)
+        self._reads = 0
+        self._touched: set[int] = set()
+
+    def release(self) -> None:
+        """Unmaps the pages touched so far from this process (the data stays valid and readable)."""
+        for i in self._touched:
+            raw = getattr(self._maps[i], "_mmap", None)
+            if raw is not None and hasattr(raw, "madvise"):
+                raw.madvise(mmap.MADV_DONTNEED)
+        self._touched.clear()
 
     def __len__(self) -> int:
         return int(self._ends[-1]) if len(self._ends) else 0
@@ -353,6 +395,9 @@ class ShardedTokens:
             raise TypeError("shard tokens are read by contiguous slices, tokens[a:b]")
         if stop <= start:
             return np.zeros(0, dtype=self.dtype)
+        self._reads += 1
+        if self._reads % self.RELEASE_EVERY == 0:
+            self.release()
         pieces = self._pieces(start, stop)
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
 
@@ -363,6 +408,7 @@ class ShardedTokens:
             base = int(self._ends[i - 1]) if i else 0
             end = min(stop, int(self._ends[i]))
             pieces.append(self._maps[i][start - base : end - base])
+            self._touched.add(i)
             start, i = end, i + 1
         return pieces
 
