@@ -334,13 +334,14 @@ def prepare(
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # shards in unit order: the determinism of the output
     ctx.enable_progress_bars = False
-    ds = ray.data.from_items([asdict(u) for u in units], override_num_blocks=min(len(units), 4 * workers * 8))
+    ds = ray.data.from_items([asdict(u) for u in units], override_num_blocks=min(len(units), 1024))
     ds = ds.map_batches(
         _TokenizeUnits,
         fn_constructor_args=(plan.spec, blob, field),
         batch_size=1,
-        concurrency=min(workers, len(units)),
+        compute=ray.data.ActorPoolStrategy(size=min(workers, len(units))),
         num_cpus=1,
+        max_restarts=0,  # a failed actor fails the prepare (rerun it); no silent retry with lost arguments
     )
     source_info = {
         "source": source if source == "stdlib" else str(Path(source).expanduser().resolve()),

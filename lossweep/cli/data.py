@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from typing import Annotated, Any
 
@@ -40,7 +42,8 @@ def prepare_command(
         int | None, typer.Option("--workers", help="Tokenizer actors (default: one per CPU of the cluster).")
     ] = None,
     address: Annotated[
-        str | None, typer.Option("--address", help="Ray address. Default: the local cluster (started if needed).")
+        str | None,
+        typer.Option("--address", help="Ray address. Default: RAY_ADDRESS, else the local cluster (started if needed)"),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing shard set at --out.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON on the last line.")] = False,
@@ -69,7 +72,8 @@ def prepare_command(
             plan = make_plan(source, tokenizer, fmt=fmt, field=field, dtype=dtype)
     except (CorpusError, ValueError) as exc:
         fail(str(exc))
-    _connect(address, console)
+    _connect(address or os.environ.get("RAY_ADDRESS") or None, console)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # the progress bar below says what matters
     bar = Progress(
         TextColumn("tokenizing"),
         BarColumn(),
