@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -335,14 +336,18 @@ def prepare(
     ctx.execution_options.preserve_order = True  # shards in unit order: the determinism of the output
     ctx.enable_progress_bars = False
     ds = ray.data.from_items([asdict(u) for u in units], override_num_blocks=min(len(units), 1024))
-    ds = ds.map_batches(
-        _TokenizeUnits,
-        fn_constructor_args=(plan.spec, blob, field),
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=min(workers, len(units))),
-        num_cpus=1,
-        max_restarts=0,  # a failed actor fails the prepare (rerun it); no silent retry with lost arguments
-    )
+    with warnings.catch_warnings():
+        # max_restarts goes through Ray's generic remote arguments, which 2.60 flags as deprecated; without
+        # it Ray logs an error per actor (restartable actors with constructor arguments in the object store)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ds = ds.map_batches(
+            _TokenizeUnits,
+            fn_constructor_args=(plan.spec, blob, field),
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=min(workers, len(units))),
+            num_cpus=1,
+            max_restarts=0,  # a failed actor fails the prepare (rerun it), as any other error does
+        )
     source_info = {
         "source": source if source == "stdlib" else str(Path(source).expanduser().resolve()),
         "format": units[0].fmt,

@@ -73,7 +73,9 @@ def prepare_command(
     except (CorpusError, ValueError) as exc:
         fail(str(exc))
     _connect(address or os.environ.get("RAY_ADDRESS") or None, console)
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # the progress bar below says what matters
+    import ray.data  # noqa: F401 - configures its loggers on import: quiet them after that
+
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # the progress bar below says what matters
     bar = Progress(
         TextColumn("tokenizing"),
         BarColumn(),
