@@ -5,6 +5,8 @@ Sources (``SOURCE``):
 - ``stdlib`` — the built-in corpus (``trainables.corpus``), file by file;
 - a text file or a folder of ``.txt``/``.md``/``.py`` files — a file is a document;
 - a ``.jsonl`` file or a folder of them — a line is a document, its text under ``field`` (``text``);
+  files larger than ``JSONL_UNIT_BYTES`` are cut into byte ranges (a line belongs to the range that
+  holds its first byte), so one multi-GB file is many units of work, never one huge one;
 - a ``.parquet`` file or a folder of them — a row is a document, its text in column ``field``.
 
 A folder is read as Parquet if it holds any ``.parquet`` file, else as JSONL if it holds any
@@ -13,7 +15,8 @@ A folder is read as Parquet if it holds any ``.parquet`` file, else as JSONL if 
 The work is cut into units (a file; a Parquet row group), tokenized by a pool of Ray Data actors that
 each load the tokenizer once, and written by this process in unit order (Ray Data keeps the order),
 so the shards are byte-identical for the same input whatever the parallelism. A document goes to
-the validation split when a hash of its key (relative path, ``#row`` for JSONL/Parquet rows) falls
+the validation split when a hash of its key (relative path; ``@byte`` offset of a JSONL line, ``#row``
+of a Parquet row) falls
 in the lowest ``VAL_PERCENT`` % — the rule of ``text:`` corpora, so adding documents never moves
 others between splits; a single text file is split at 90 % of its length instead.
 """
@@ -37,6 +40,7 @@ from trainables.tokenizer import BPETokenizer, ByteTokenizer, parse_tokenizer_sp
 Format = Literal["text", "jsonl", "parquet"]
 FORMATS: tuple[str, ...] = ("auto", "text", "jsonl", "parquet")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
+JSONL_UNIT_BYTES = 64 << 20
 BPE_SAMPLE_BYTES = 64 << 20  # a bpe:N tokenizer is trained on the first 64 MB of training documents
 
 
@@ -55,6 +59,8 @@ class Unit:
     size: int  # bytes of source it covers (for progress)
     row_group: int = -1
     first_row: int = 0
+    start: int = 0  # JSONL: the byte range [start, end) whose lines this unit reads; end -1 = to the end
+    end: int = -1
     whole_split: bool = False  # the source's only document: split at 90 % of its length
 
 
@@ -110,6 +116,12 @@ def find_units(source: str, *, fmt: str = "auto") -> list[Unit]:
         rel = path.name if path == root else path.relative_to(root).as_posix()
         if chosen == "parquet":
             units.extend(_parquet_units(path, rel, len(units)))
+        elif chosen == "jsonl" and path.stat().st_size > JSONL_UNIT_BYTES:
+            size = path.stat().st_size
+            for start in range(0, size, JSONL_UNIT_BYTES):
+                end = min(start + JSONL_UNIT_BYTES, size)
+                units.append(Unit(index=len(units), path=str(path), rel=rel, fmt="jsonl", size=end - start,
+                                  start=start, end=end))  # fmt: skip
         else:
             units.append(Unit(index=len(units), path=str(path), rel=rel, fmt=chosen, size=path.stat().st_size))
     if chosen == "text" and len(units) == 1:
@@ -156,17 +168,25 @@ def iter_documents(unit: Unit, field: str) -> Iterator[tuple[str, str]]:
             yield unit.rel, text
     elif unit.fmt == "jsonl":
         with open(unit.path, "rb") as fh:
-            for lineno, line in enumerate(fh, 1):
+            if unit.start > 0:  # skip the line that began before this range: the previous unit reads it
+                fh.seek(unit.start - 1)
+                fh.readline()
+            while unit.end < 0 or fh.tell() < unit.end:
+                offset = fh.tell()
+                line = fh.readline()
+                if not line:
+                    break
                 if not line.strip():
                     continue
+                where = f"{unit.path} (the line at byte {offset})"
                 try:
                     record = json.loads(line)
                 except ValueError:
-                    raise PrepareError(f"{unit.path}:{lineno} is not a JSON object") from None
+                    raise PrepareError(f"{where} is not a JSON object") from None
                 text = record.get(field) if isinstance(record, dict) else None
                 if not isinstance(text, str):
-                    raise PrepareError(f"{unit.path}:{lineno} has no string field {field!r}; set it with --field")
-                yield f"{unit.rel}#{lineno}", text
+                    raise PrepareError(f"{where} has no string field {field!r}; set it with --field")
+                yield f"{unit.rel}@{offset}", text
     else:
         import pyarrow as pa
         import pyarrow.parquet as pq

@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.trainables.test_shards import small_hf_tokenizer
+from trainables import prepare as prepare_mod
 from trainables.corpus import is_val_document
-from trainables.prepare import PrepareError, find_units, make_plan, prepare
+from trainables.prepare import PrepareError, find_units, iter_documents, make_plan, prepare
 from trainables.shards import ShardError, open_shards, verify
 from trainables.tokenizer import EOT, ByteTokenizer
 
@@ -34,13 +35,13 @@ def _jsonl_folder(root: Path, files: int = 3, rows: int = 40) -> list[tuple[str,
     (root / "README.md").write_text("not data")
     for f in range(files):
         name = f"sub/part-{f}.jsonl" if f else "a.jsonl"
-        lines = []
+        blob = b""
         for r in range(rows):
             text = _doc(f * 1000 + r)
-            lines.append(json.dumps({"id": r, "text": text}))
-            docs.append((f"{name}#{r + 1}", text))
-        (root / name).write_text("\n".join(lines) + "\n")
-    return sorted(docs, key=lambda kv: (kv[0].split("#")[0], int(kv[0].split("#")[1])))
+            docs.append((f"{name}@{len(blob)}", text))  # a line's key is its byte offset
+            blob += json.dumps({"id": r, "text": text}).encode() + b"\n"
+        (root / name).write_bytes(blob)
+    return sorted(docs, key=lambda kv: (kv[0].split("@")[0], int(kv[0].split("@")[1])))
 
 
 def _reference(docs: list[tuple[str, str]], encode: object, eot: int) -> dict[str, list[int]]:
@@ -67,6 +68,18 @@ def test_sources_are_found_in_corpus_order(tmp_path: Path) -> None:
     (single,) = find_units(str(tmp_path / "one.txt"))
     assert single.fmt == "text" and single.whole_split
     assert len(find_units("stdlib")) > 300
+
+
+def test_large_jsonl_files_are_cut_into_byte_ranges_without_losing_a_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = _jsonl_folder(tmp_path / "j", files=1, rows=200)
+    whole = [d for u in find_units(str(tmp_path / "j")) for d in iter_documents(u, "text")]
+    assert whole == docs
+    monkeypatch.setattr(prepare_mod, "JSONL_UNIT_BYTES", 997)  # ranges that cut lines anywhere
+    units = find_units(str(tmp_path / "j"))
+    assert len(units) > 10 and sum(u.size for u in units) == (tmp_path / "j" / "a.jsonl").stat().st_size
+    assert [d for u in units for d in iter_documents(u, "text")] == docs  # each line once, in order
 
 
 def test_unreadable_sources_fail_in_one_line_before_any_work(tmp_path: Path) -> None:
@@ -143,7 +156,8 @@ def test_a_bad_record_fails_in_one_line_and_leaves_nothing(tmp_path: Path, ray_c
     _jsonl_folder(tmp_path / "src")
     with open(tmp_path / "src" / "sub" / "part-2.jsonl", "a") as fh:
         fh.write('{"text": 3}\n')  # the last unit fails, after the first ones were written
-    with pytest.raises(PrepareError, match=r"part-2\.jsonl:41 has no string field 'text'; set it with --field") as info:
+    message = r"part-2\.jsonl \(the line at byte \d+\) has no string field 'text'; set it with --field"
+    with pytest.raises(PrepareError, match=message) as info:
         prepare(make_plan(str(tmp_path / "src"), "bytes"), str(tmp_path / "out"), shard_tokens=100)
     assert "\n" not in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no set, no staging folder
