@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -35,7 +36,7 @@ import numpy as np
 
 from trainables.corpus import TEXT_SUFFIXES, VAL_PERCENT, CorpusError, is_val_document, stdlib_files, stdlib_root
 from trainables.shards import DEFAULT_SHARD_TOKENS, ShardError, ShardWriter, shard_dtype
-from trainables.tokenizer import BPETokenizer, ByteTokenizer, parse_tokenizer_spec, train_tokenizer
+from trainables.tokenizer import BPETokenizer, ByteTokenizer, hf_tokenizer_path, parse_tokenizer_spec, train_tokenizer
 
 Format = Literal["text", "jsonl", "parquet"]
 FORMATS: tuple[str, ...] = ("auto", "text", "jsonl", "parquet")
@@ -251,12 +252,8 @@ def build_tokenizer(spec: str, units: list[Unit], field: str) -> tuple[ByteToken
             if budget <= 0:
                 break
     tok = train_tokenizer(spec, docs)
-    if kind == "hf":
-        from trainables.tokenizer import hf_tokenizer_path
-
+    if kind == "hf":  # the user's file byte for byte: its hash in the manifest is the file they hold
         return tok, hf_tokenizer_path(spec).read_bytes()
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         tok.save(Path(tmp) / "tokenizer.json")
         return tok, (Path(tmp) / "tokenizer.json").read_bytes()
