@@ -137,8 +137,9 @@ class ModelSpec(BaseModel):
 
 
 class DataSpec(BaseModel):
-    """Corpus (``stdlib`` | ``text:PATH`` | ``parquet:PATH``), tokenizer (``bytes`` | ``bpe:N``), batches.
-    ``batch_size`` is the global batch of sequences per optimizer step."""
+    """Corpus (``stdlib`` | ``text:PATH`` | ``parquet:PATH`` | ``shards:DIR``), tokenizer (``bytes`` | ``bpe:N``
+    | ``hf:PATH``; a ``shards:`` corpus brings its own), batches. ``batch_size`` is the global batch of
+    sequences per optimizer step."""
 
     model_config = _STRICT
 

@@ -14,7 +14,7 @@ from service.errors import ApiError, error_item, validation_error
 from service.schemas import PresetSubmission
 from service.settings import Settings
 
-CORPUS_SCHEMES = ("text:", "parquet:")
+CORPUS_SCHEMES = ("text:", "parquet:", "shards:")
 
 
 def resolve_submission(body: Any, settings: Settings) -> tuple[Any, str | None]:
@@ -75,7 +75,7 @@ def count_trials(spec: Any, settings: Settings) -> int | None:
 
 
 def check_data_paths(spec_dict: dict[str, Any], settings: Settings) -> None:
-    """Refuses ``text:PATH``/``parquet:PATH`` corpora outside the configured data roots. Paths are
+    """Refuses ``text:PATH``/``parquet:PATH``/``shards:DIR`` corpora outside the configured data roots. Paths are
     resolved (symlinks, ``..``) before the check, so traversal out of a root is refused too."""
     roots = settings.resolved_data_roots
     errors = []

@@ -67,8 +67,8 @@ class DataConfig(_DictMixin):
     2-worker run with batch B follows the same trajectory as a 1-worker run with batch B.
     """
 
-    corpus: str = "stdlib"  # "stdlib" | "text:PATH" | "parquet:PATH"
-    tokenizer: str = "bytes"  # "bytes" | "bpe:N"
+    corpus: str = "stdlib"  # "stdlib" | "text:PATH" | "parquet:PATH" | "shards:DIR"
+    tokenizer: str = "bytes"  # "bytes" | "bpe:N" | "hf:PATH"; a shards: corpus brings its own
     column: str = "tokens"  # token-id column for parquet corpora
     seq_len: int = 128
     batch_size: int = 16

@@ -11,6 +11,8 @@ Spec strings (``DataConfig.corpus``):
 - ``text:PATH`` — one text file, or a directory of ``.txt``/``.md``/``.py`` files (recursively).
 - ``parquet:PATH`` — a parquet file (or a directory of them) with a column of token ids, either one
   integer per row or a list of ids per row (pre-tokenized data from elsewhere).
+- ``shards:DIR`` — token shards made by ``lossweep data prepare`` (``trainables.shards``), memory-mapped,
+  never read whole; the only kind for pretraining-scale corpora.
 
 Documents are ordered by relative path, so the corpus and its hash are the same on every machine.
 Train/validation split: a document goes to validation when a hash of its relative path falls in the
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 VAL_PERCENT = 10
+CORPUS_KINDS = "'stdlib', 'text:PATH', 'parquet:PATH' or 'shards:DIR'"
 TEXT_SUFFIXES = (".txt", ".md", ".py")
 STDLIB_EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"})
 
@@ -74,7 +77,8 @@ def _walk(root: Path, suffixes: tuple[str, ...], excluded: frozenset[str]) -> li
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _is_val(relpath: str) -> bool:
+def is_val_document(relpath: str) -> bool:
+    """Whether the document of this key (relative path, or path#row) belongs to the validation split."""
     digest = hashlib.sha256(relpath.encode()).digest()
     return int.from_bytes(digest[:8], "big") % 100 < VAL_PERCENT
 
@@ -97,8 +101,8 @@ def _read_documents(root: Path, files: list[Path], spec: str) -> TextCorpus:
         cut = int(len(text) * (100 - VAL_PERCENT) / 100)
         train, val = (text[:cut],), (text[cut:],)
     else:
-        train = tuple(t for rel, t in docs if not _is_val(rel))
-        val = tuple(t for rel, t in docs if _is_val(rel))
+        train = tuple(t for rel, t in docs if not is_val_document(rel))
+        val = tuple(t for rel, t in docs if is_val_document(rel))
         if not val:  # few files: still validate on something held out
             val, train = train[-1:], train[:-1]
         elif not train:
@@ -130,7 +134,9 @@ def load_corpus(spec: str, *, column: str = "tokens") -> TextCorpus | TokenCorpu
         return _read_documents(path, _walk(path, TEXT_SUFFIXES, frozenset({"__pycache__"})), spec)
     if kind == "parquet":
         return _load_parquet(_existing(rest, spec), spec, column)
-    raise CorpusError(f"unknown corpus {spec!r}; use 'stdlib', 'text:PATH' or 'parquet:PATH'")
+    if kind == "shards":
+        raise CorpusError(f"corpus {spec!r}: shard sets are opened with trainables.shards.open_shards")
+    raise CorpusError(f"unknown corpus {spec!r}; use {CORPUS_KINDS}")
 
 
 def _load_parquet(path: Path, spec: str, column: str) -> TokenCorpus:

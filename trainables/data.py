@@ -23,7 +23,15 @@ import numpy as np
 from trainables.config import DataConfig
 from trainables.corpus import CorpusError, TextCorpus, load_corpus
 from trainables.sampler import BatchSampler, DataSizeError, EvalBatches
-from trainables.tokenizer import BPETokenizer, ByteTokenizer, load_tokenizer, parse_tokenizer_spec, train_tokenizer
+from trainables.shards import ShardedTokens, is_shards_spec, open_shards
+from trainables.tokenizer import (
+    BPETokenizer,
+    ByteTokenizer,
+    load_tokenizer,
+    parse_tokenizer_spec,
+    tokenizer_identity,
+    train_tokenizer,
+)
 
 __all__ = [
     "BatchSampler",
@@ -42,8 +50,8 @@ CACHE_FORMAT = 1
 class Dataset:
     """Token ids of both splits, the tokenizer (None for pre-tokenized corpora) and provenance."""
 
-    train: np.ndarray
-    val: np.ndarray
+    train: np.ndarray | ShardedTokens
+    val: np.ndarray | ShardedTokens
     vocab_size: int
     corpus_hash: str
     tokenizer: ByteTokenizer | BPETokenizer | None
@@ -64,7 +72,20 @@ def cache_key(corpus_hash: str, tokenizer_spec: str) -> str:
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
-    """The run's tokens; raises ``CorpusError``/``ValueError`` with a one-line message on bad input."""
+    """The run's tokens; raises ``CorpusError``/``ValueError`` with a one-line message on bad input.
+
+    A ``shards:DIR`` corpus is opened in O(1) of its size: memory maps, the manifest's vocabulary and
+    content hash; its tokenizer is the one it was prepared with (``cfg.tokenizer`` does not apply)."""
+    if is_shards_spec(cfg.corpus):
+        shards = open_shards(cfg.corpus)
+        return Dataset(
+            train=shards.train,
+            val=shards.val,
+            vocab_size=shards.vocab_size,
+            corpus_hash=shards.content_hash,
+            tokenizer=shards.tokenizer(),
+            spec=cfg.corpus,
+        )
     parse_tokenizer_spec(cfg.tokenizer)  # fail on a bad spec before reading any corpus
     corpus = load_corpus(cfg.corpus, column=cfg.column)
     if not isinstance(corpus, TextCorpus):
@@ -77,7 +98,11 @@ def load_dataset(cfg: DataConfig) -> Dataset:
             tokenizer=None,
             spec=cfg.corpus,
         )
-    entry = cache_root(cfg) / "tokens" / cache_key(corpus.content_hash, cfg.tokenizer)
+    try:
+        identity = tokenizer_identity(cfg.tokenizer)
+    except OSError as exc:
+        raise CorpusError(f"tokenizer {cfg.tokenizer!r}: cannot read its file ({exc.strerror or exc})") from None
+    entry = cache_root(cfg) / "tokens" / cache_key(corpus.content_hash, identity)
     loaded = _load_entry(entry, cfg.tokenizer)
     if loaded is None:
         if entry.exists():  # unreadable leftovers (another format version, manual edits): replace them

@@ -7,14 +7,32 @@ step ``s`` is the windows at positions ``[s*B, (s+1)*B)`` of that endless sequen
 before: resuming needs only the step, every method of a sweep sees the same data in the same order,
 and rank ``r`` of ``W`` takes rows ``[r*B/W, (r+1)*B/W)`` of the global batch — disjoint from every
 other rank's, and together exactly the 1-worker batch.
+
+An epoch's order is a stored permutation while it has at most ``STORED_ORDER_MAX_WINDOWS`` windows;
+above that (pretraining-scale shard corpora) it is a keyed Feistel permutation computed per window, so
+the sampler's memory does not grow with the corpus (13B tokens in windows of 129 would otherwise be a
+0.8 GB order array per rank). ``tokens`` may be any sliceable sequence of ids with a length: a numpy
+array, a memory map, or the shard view of ``trainables.shards``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+STORED_ORDER_MAX_WINDOWS = 1 << 20  # 8 MB of int64 order per epoch; above it, a computed permutation
+_FEISTEL_ROUNDS = 6
+
+
+class TokenSequence(Protocol):
+    """What the sampler reads: a length and contiguous slices ``tokens[a:b]`` (an array of ids)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, key: slice, /) -> Any: ...
 
 
 class DataSizeError(ValueError):
@@ -34,7 +52,45 @@ def shard_size(global_batch: int, world_size: int) -> int:
 class _Epoch:
     index: int
     offset: int
-    order: np.ndarray
+    order: np.ndarray | None  # the stored permutation, or None when ``keys`` compute it
+    keys: np.ndarray | None = None
+
+    def window_index(self, positions: np.ndarray, n: int) -> np.ndarray:
+        if self.order is not None:
+            return self.order[positions]
+        assert self.keys is not None
+        return feistel_permute(positions, n, self.keys)
+
+
+def _round(half: np.ndarray, key: np.uint64, mask: np.uint64) -> np.ndarray:
+    # splitmix64's finaliser: a cheap, well-mixed keyed function of one half
+    z = (half + key) * np.uint64(0x9E3779B97F4A7C15)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    return z & mask
+
+
+def feistel_permute(positions: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
+    """A bijection of ``[0, n)`` applied to ``positions``: a balanced Feistel network on the smallest
+    even number of bits that holds ``n``, with cycle-walking back into range (fewer than 4 rounds on
+    average, since that domain is below ``4n``). Memory is O(len(positions)), not O(n)."""
+    bits = max(2, int(n - 1).bit_length())
+    bits += bits % 2
+    half = bits // 2
+    mask = np.uint64((1 << half) - 1)
+    x = np.asarray(positions, dtype=np.uint64).copy()
+    todo = np.ones(len(x), dtype=bool)
+    with np.errstate(over="ignore"):
+        while todo.any():
+            v = x[todo]
+            left, right = v >> np.uint64(half), v & mask
+            for key in keys:
+                left, right = right, left ^ _round(right, np.uint64(key), mask)
+            v = (left << np.uint64(half)) | right
+            x[todo] = v
+            todo[todo] = v >= np.uint64(n)
+    return x.astype(np.int64)
 
 
 class BatchSampler:
@@ -42,7 +98,7 @@ class BatchSampler:
 
     def __init__(
         self,
-        tokens: np.ndarray,
+        tokens: TokenSequence,
         *,
         seq_len: int,
         global_batch: int,
@@ -76,17 +132,24 @@ class BatchSampler:
         if self._epoch is None or self._epoch.index != epoch:
             rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, epoch, 0x5A17])))
             offset = int(rng.integers(0, self.window))
-            order = rng.permutation(self.windows_per_epoch)
-            self._epoch = _Epoch(epoch, offset, order)
+            if self.windows_per_epoch <= STORED_ORDER_MAX_WINDOWS:
+                self._epoch = _Epoch(epoch, offset, rng.permutation(self.windows_per_epoch))
+            else:
+                keys = rng.integers(0, 2**63, size=_FEISTEL_ROUNDS, dtype=np.int64).astype(np.uint64)
+                self._epoch = _Epoch(epoch, offset, None, keys)
         return self._epoch
 
     def starts(self, step: int) -> np.ndarray:
         """Token offsets of this rank's windows at ``step``."""
         first = step * self.global_batch + self.rank * self.local_batch
+        positions = np.arange(first, first + self.local_batch, dtype=np.int64)
+        epochs = positions // self.windows_per_epoch
         out = np.empty(self.local_batch, dtype=np.int64)
-        for i, pos in enumerate(range(first, first + self.local_batch)):
-            plan = self._epoch_plan(pos // self.windows_per_epoch)
-            out[i] = plan.offset + int(plan.order[pos % self.windows_per_epoch]) * self.window
+        for epoch in np.unique(epochs):  # one epoch, or two where the batch straddles a boundary
+            sel = epochs == epoch
+            plan = self._epoch_plan(int(epoch))
+            index = plan.window_index(positions[sel] % self.windows_per_epoch, self.windows_per_epoch)
+            out[sel] = plan.offset + index * self.window
         return out
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,8 +164,11 @@ class BatchSampler:
             raise ValueError(f"sampler state {state} does not match this run's data order {self.state_dict()}")
 
 
-def windows(tokens: np.ndarray, starts: np.ndarray, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = np.stack([np.asarray(tokens[s : s + seq_len + 1], dtype=np.int64) for s in starts])  # (b, T+1)
+def windows(tokens: TokenSequence, starts: np.ndarray, seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    n = seq_len + 1
+    rows = np.empty((len(starts), n), dtype=np.int64)  # (b, T+1)
+    for i, s in enumerate(starts.tolist()):
+        rows[i] = tokens[s : s + n]  # from a memory map: only these pages are read
     t = torch.from_numpy(rows)
     return t[:, :-1], t[:, 1:]
 
@@ -114,7 +180,7 @@ class EvalBatches:
 
     def __init__(
         self,
-        tokens: np.ndarray,
+        tokens: TokenSequence,
         *,
         seq_len: int,
         global_batch: int,

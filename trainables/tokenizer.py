@@ -1,8 +1,11 @@
-"""Tokenizers: ``bytes`` (256 byte values + ``<|endoftext|>``) and ``bpe:N`` (byte-level BPE trained
-with Hugging Face ``tokenizers`` on the training split, vocabulary N including the special token)."""
+"""Tokenizers: ``bytes`` (256 byte values + ``<|endoftext|>``), ``bpe:N`` (byte-level BPE trained
+with Hugging Face ``tokenizers`` on the training split, vocabulary N including the special token) and
+``hf:PATH`` (a Hugging Face ``tokenizer.json`` file, e.g. GPT-2's; it must know ``<|endoftext|>``,
+which ends every document)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,10 +38,15 @@ class Tokenizer(Protocol):
 
 
 def parse_tokenizer_spec(spec: str) -> tuple[str, int | None]:
-    """``"bytes"`` -> ("bytes", None); ``"bpe:4096"`` -> ("bpe", 4096); anything else: ValueError."""
+    """``"bytes"`` -> ("bytes", None); ``"bpe:4096"`` -> ("bpe", 4096); ``"hf:PATH"`` -> ("hf", None);
+    anything else: ValueError."""
     if spec == "bytes":
         return "bytes", None
     kind, _, size = spec.partition(":")
+    if kind == "hf":
+        if not size:
+            raise ValueError(f"tokenizer {spec!r}: name the file as hf:/path/to/tokenizer.json")
+        return "hf", None
     if kind == "bpe":
         try:
             n = int(size)
@@ -47,7 +55,20 @@ def parse_tokenizer_spec(spec: str) -> tuple[str, int | None]:
         if n < MIN_BPE_VOCAB:
             raise ValueError(f"tokenizer {spec!r}: BPE vocabulary must be >= {MIN_BPE_VOCAB} (bytes + EOT)")
         return "bpe", n
-    raise ValueError(f"unknown tokenizer {spec!r}; use 'bytes' or 'bpe:N' (e.g. bpe:4096)")
+    raise ValueError(f"unknown tokenizer {spec!r}; use 'bytes', 'bpe:N' (e.g. bpe:4096) or 'hf:PATH' (tokenizer.json)")
+
+
+def hf_tokenizer_path(spec: str) -> Path:
+    """The file of an ``hf:PATH`` spec."""
+    return Path(spec.partition(":")[2]).expanduser()
+
+
+def tokenizer_identity(spec: str) -> str:
+    """The spec, plus the file's hash for ``hf:PATH``: a tokenizer file edited in place is another
+    tokenizer, so caches keyed by this never serve ids of the old one."""
+    if parse_tokenizer_spec(spec)[0] != "hf":
+        return spec
+    return f"{spec}#sha256={hashlib.sha256(hf_tokenizer_path(spec).read_bytes()).hexdigest()}"
 
 
 class ByteTokenizer:
@@ -90,6 +111,8 @@ class ByteTokenizer:
 
 
 class BPETokenizer:
+    """Any Hugging Face ``tokenizers`` tokenizer: one trained here (``bpe:N``) or loaded (``hf:PATH``)."""
+
     def __init__(self, tok: object, spec: str) -> None:
         self._tok = tok
         self.spec = spec
@@ -115,7 +138,14 @@ class BPETokenizer:
     def load(cls, path: Path, spec: str) -> BPETokenizer:
         from tokenizers import Tokenizer as HFTokenizer
 
-        return cls(HFTokenizer.from_file(str(path)), spec)
+        try:
+            tok = HFTokenizer.from_file(str(path))
+        except Exception as exc:  # unreadable or not a tokenizer.json: one line naming the file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"tokenizer {spec!r}: {path} is not a readable tokenizer.json ({first})") from None
+        if tok.token_to_id(EOT) is None:
+            raise ValueError(f"tokenizer {spec!r}: {path} has no {EOT} token, which lossweep puts after every document")
+        return cls(tok, spec)
 
     @property
     def vocab_size(self) -> int:
@@ -146,13 +176,17 @@ class BPETokenizer:
 
 
 def train_tokenizer(spec: str, train_docs: Sequence[str]) -> ByteTokenizer | BPETokenizer:
+    """The tokenizer of ``spec``: trained on ``train_docs`` for ``bpe:N``, else ready-made."""
     kind, size = parse_tokenizer_spec(spec)
     if kind == "bytes":
         return ByteTokenizer()
+    if kind == "hf":
+        return BPETokenizer.load(hf_tokenizer_path(spec), spec)
     assert size is not None
     return BPETokenizer.train(train_docs, size)
 
 
 def load_tokenizer(spec: str, path: Path) -> ByteTokenizer | BPETokenizer:
+    """The tokenizer of ``spec`` as saved at ``path`` (by ``save``)."""
     kind, _ = parse_tokenizer_spec(spec)
     return ByteTokenizer() if kind == "bytes" else BPETokenizer.load(path, spec)

@@ -17,7 +17,12 @@ if TYPE_CHECKING:
 
 PresetOpt = Annotated[str, typer.Option("--preset", help="Model preset (see `lossweep presets --models`).")]
 DataOpt = Annotated[
-    str, typer.Option("--data", help="Corpus: 'stdlib' (the Python standard library), 'text:PATH' or 'parquet:PATH'.")
+    str,
+    typer.Option(
+        "--data",
+        help="Corpus: 'stdlib' (the Python standard library), 'text:PATH', 'parquet:PATH' or 'shards:DIR' "
+        "(made by `lossweep data prepare`).",
+    ),
 ]
 TokenizerOpt = Annotated[str, typer.Option("--tokenizer", help="'bytes' or 'bpe:N' (BPE trained on the corpus).")]
 ColumnOpt = Annotated[str, typer.Option("--column", help="Token-id column of a parquet corpus.")]
@@ -95,6 +100,7 @@ def build_train_config(
 ) -> TrainConfig:
     """The ``TrainConfig`` the flags describe; ``FlagError`` on any invalid value."""
     from trainables.config import DataConfig, OptimConfig, TrainConfig
+    from trainables.corpus import CORPUS_KINDS
     from trainables.losses.config import LossConfig
     from trainables.presets import model_preset
     from trainables.tokenizer import parse_tokenizer_spec
@@ -126,11 +132,7 @@ def build_train_config(
     except ValueError as exc:
         raise FlagError(f"--tokenizer: {exc}") from None
     kind = data.partition(":")[0]
-    check(
-        data == "stdlib" or kind in ("text", "parquet"),
-        "--data",
-        f"use stdlib, text:PATH or parquet:PATH, not {data!r}",
-    )
+    check(data == "stdlib" or kind in ("text", "parquet", "shards"), "--data", f"use {CORPUS_KINDS}, not {data!r}")
     try:
         loss = LossConfig.from_cli(list(losses or ()))
     except ValueError as exc:

@@ -165,6 +165,7 @@ def test_data_paths_outside_the_roots_are_refused(live_service: LiveService, tmp
         "text:/etc/passwd",
         f"text:{root}/../secret.txt",
         f"parquet:{root}/corpus/../../x.parquet",
+        f"shards:{root}/../prepared",  # prepared token shards follow the same roots
         f"text:{root}/link.txt",  # a symlink out of the root
         "text:relative/path.txt",
     ):
