@@ -11,6 +11,8 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from search_spaces.sweep_dir import FINAL_SWEEP_STATUSES
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -45,7 +47,8 @@ class SweepStatus(enum.StrEnum):
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({SweepStatus.SUCCEEDED, SweepStatus.FAILED, SweepStatus.CANCELLED})
+# The service adds QUEUED (not yet on Ray) to the driver's statuses; the final ones are the sweep dir's.
+FINAL_STATUSES = frozenset(SweepStatus(s) for s in FINAL_SWEEP_STATUSES)
 
 
 class Base(DeclarativeBase):

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TRIAL_STATUSES = ("PENDING", "RUNNING", "TERMINATED", "STOPPED", "DIVERGED", "ERROR")
+from search_spaces.sweep_dir import TRIAL_STATUSES
 
 
 class PresetSubmission(BaseModel):
