@@ -22,10 +22,16 @@ from ray.job_submission import JobSubmissionClient
 SUBMISSION_PREFIX = "lossweep-"
 SUBMIT_TIMEOUT_S = 120.0
 FINAL_JOB_STATUSES = frozenset({"STOPPED", "SUCCEEDED", "FAILED"})
+LIVE_JOB_STATUSES = ("PENDING", "RUNNING")
 
 
 class RayUnavailable(Exception):
     """Ray's Jobs API did not answer (or refused our credentials)."""
+
+
+class RayRefused(Exception):
+    """Ray answered and refused this job (a bad runtime env, a rejected entrypoint): retrying the same
+    submission will not help, and other sweeps are not affected."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ class RayJobs:
         except RuntimeError as exc:
             if self.status(submission_id) is not None:
                 return submission_id
-            raise RayUnavailable(f"Ray refused the job {submission_id}: {_short(exc)}") from exc
+            raise RayRefused(f"Ray refused the job {submission_id}: {_short(exc)}") from exc
 
     def status(self, submission_id: str) -> JobInfo | None:
         """The job's state, or None when Ray does not know this submission id."""
