@@ -14,14 +14,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from search_spaces.storage import join
+from search_spaces.sweep_dir import TRIAL_STATUSES
 from service.auth import Principal
 from service.errors import ApiError
 from service.grafana import grafana_link
 from service.models import IdempotencyKey, Sweep, SweepStatus
-from service.schemas import TRIAL_STATUSES, BestSoFar, SweepDetail, SweepLinks, SweepPublic
+from service.schemas import BestSoFar, SweepDetail, SweepLinks, SweepPublic
 from service.settings import Settings
-from service.specs import check_data_paths, count_trials, resolve_submission
-from service.sweep_files import join
+from service.specs import check_data_paths, count_trials, resolve_submission, storable
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -68,7 +69,7 @@ def create_sweep(
 
     spec, preset = resolve_submission(body, settings)
     num_trials = count_trials(spec, settings)
-    spec_dict = spec.model_dump(mode="json")
+    spec_dict = storable(spec)
     check_data_paths(spec_dict, settings)
 
     waiting = session.scalar(
