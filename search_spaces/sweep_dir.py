@@ -78,6 +78,33 @@ def trial_manifest_path(sweep_dir: str, trial_id: str) -> str:
     return storage.join(sweep_dir, TRIALS_DIR, trial_id, TRIAL_MANIFEST_FILE)
 
 
+#: The files a report is computed from.
+REPORT_INPUTS: tuple[str, ...] = (SPEC_FILE, MANIFEST_FILE, PROGRESS_FILE, TRIALS_FILE, METRICS_FILE)
+
+
+def signature(sweep_dir: str) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, modification time in ns) of each report input that exists: changes whenever one of
+    them is replaced, so it keys a cache of what is computed from them."""
+    out = []
+    if storage.is_uri(sweep_dir):
+        from pyarrow import fs as pafs
+
+        filesystem, inner = pafs.FileSystem.from_uri(sweep_dir)
+        for info in filesystem.get_file_info([f"{inner}/{name}" for name in REPORT_INPUTS]):
+            if info.type == pafs.FileType.File:
+                mtime = info.mtime_ns if info.mtime_ns is not None else 0
+                out.append((info.base_name, int(info.size or 0), int(mtime)))
+        return tuple(out)
+    root = storage.local_path(sweep_dir)
+    for name in REPORT_INPUTS:
+        try:
+            st = (root / name).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        out.append((name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def read_optional(file: str) -> bytes | None:
     """The file's bytes, or None when it (or its directory) does not exist."""
     try:

@@ -52,7 +52,14 @@ class Settings(BaseSettings):
         default=None, description="Ray's auth token (Ray >= 2.59 enables token auth by default)."
     )
     public_url: str | None = Field(
-        default=None, description="Base URL of this service used in links; default: taken from each request."
+        default=None,
+        description="Base URL of this service used in links. Unset: the request's own base URL when its Host is "
+        "one of trusted_hosts, else links are relative (/v1/...): a Host header never sets where links point.",
+    )
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Host names (without port) whose requests may set the base URL of links when public_url is "
+        "unset (comma-separated or a JSON list).",
     )
     python_executable: str = Field(
         default=sys.executable, description="Absolute interpreter path on the Ray nodes for the sweep driver job."
@@ -80,6 +87,15 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @field_validator("trusted_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
+        return value
 
     @field_validator("data_roots", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,6 +54,20 @@ def _replay(session: Session, owner: str, key: str, digest: str) -> Sweep | None
     return sweep
 
 
+def lock_owner(session: Session, owner: str) -> None:
+    """Serialises one user's submissions until the transaction ends, so the per-user counts and the insert
+    are one atomic step, also across service processes: on PostgreSQL a transaction-scoped advisory lock
+    on the user; on SQLite the database's write lock, taken before the counts (BEGIN IMMEDIATE)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"lossweep-owner:{owner}".encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    elif dialect == "sqlite":
+        connection = session.connection()
+        if not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_sweep(
     session: Session, settings: Settings, principal: Principal, body: Any, idempotency_key: str | None
 ) -> tuple[Sweep, bool]:
@@ -72,6 +86,7 @@ def create_sweep(
     spec_dict = storable(spec)
     check_data_paths(spec_dict, settings)
 
+    lock_owner(session, principal.name)
     waiting = session.scalar(
         select(func.count())
         .select_from(Sweep)

@@ -251,9 +251,19 @@ def report(
         raise fail("report", exc) from exc
     if output is None:
         match = re.search(r'filename="([^"]+)"', response.headers.get("content-disposition", ""))
-        output = Path(match.group(1) if match else f"lossweep-{sweep_id}-report.{format}")
+        output = Path(safe_filename(match.group(1) if match else "", f"lossweep-report.{format}"))
     output.write_bytes(response.content)
     typer.echo(str(output))
+
+
+def safe_filename(suggested: str, fallback: str) -> str:
+    """The server's suggested file name as a plain name in the current directory: no directories
+    (``../``, ``/etc/``, ``C:\\``), no hidden or control characters; ``fallback`` when nothing is left."""
+    import re
+
+    name = re.split(r"[/\\]", suggested)[-1]
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
+    return name[:200] or fallback
 
 
 def register(app: typer.Typer) -> None:

@@ -114,8 +114,11 @@ def ensure_token(home: Path, url: str) -> str:
     with session_scope(make_sessionmaker(engine)) as session:
         _, token = create_token(session, getpass.getuser() or "demo", admin=True)
     engine.dispose()
-    path.write_text(token + "\n")
-    path.chmod(0o600)
+    # Created 0600 (not chmod-ed after writing): no moment where another user can read the token.
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
     return token
 
 

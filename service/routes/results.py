@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from service.deps import BaseUrlDep, ReaderDep, SessionDep, StateDep
+from search_spaces.sweep_dir import signature
+from service.deps import ReaderDep, SessionDep, StateDep
 from service.results import (
     best_config,
     metrics_rows,
@@ -44,7 +45,7 @@ class ConfigFormat(StrEnum):
     json = "json"
 
 
-_REPORTS: dict[tuple[str, str, str], str] = {}
+_REPORTS: dict[tuple[Any, ...], str] = {}
 _REPORTS_KEPT = 32
 _REPORTS_LOCK = threading.Lock()
 _REPORT_TYPES = {"json": "application/json", "md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8"}
@@ -115,22 +116,22 @@ def get_report(
     state: StateDep,
     session: SessionDep,
     _: ReaderDep,
-    base: BaseUrlDep,
     format: Annotated[ReportFormat, Query()] = ReportFormat.html,
 ) -> Response:
     sweep = get_sweep(session, sweep_id)
-    links = sweep_links(sweep, state.settings, base)
+    # The report's own links depend on the configuration only (LOSSWEEP_PUBLIC_URL, else relative), never
+    # on the request, so one render serves every reader.
+    links = sweep_links(sweep, state.settings, state.settings.public_url or "")
     link_map = {"trials.csv": f"{links.trials}?format=csv", "trials.parquet": f"{links.trials}?format=parquet"}
-    # A final sweep's report no longer changes: keep the last few renders (matplotlib is slow).
-    key = (sweep.id, format.value, base)
-    text = _REPORTS.get(key) if sweep.status_enum.is_final else None
+    # Keep the last few renders (matplotlib is slow), keyed on the sweep and the files they come from.
+    key = (sweep.id, format.value, signature(sweep.sweep_dir))
+    text = _REPORTS.get(key)
     if text is None:
         text = render_report(sweep.sweep_dir, format.value, link_map)
-        if sweep.status_enum.is_final:
-            with _REPORTS_LOCK:
-                _REPORTS[key] = text
-                while len(_REPORTS) > _REPORTS_KEPT:
-                    _REPORTS.pop(next(iter(_REPORTS)))
+        with _REPORTS_LOCK:
+            _REPORTS[key] = text
+            while len(_REPORTS) > _REPORTS_KEPT:
+                _REPORTS.pop(next(iter(_REPORTS)))
     partial = "" if sweep.status_enum.is_final else "-partial"
     return _download(text, _REPORT_TYPES[format.value], f"lossweep-{sweep.id}-report{partial}.{format.value}")
 

@@ -105,3 +105,30 @@ def test_a_refused_job_fails_alone_and_the_queue_goes_on(ray_cluster: Any, servi
     finally:
         proxy.close()
         stop_lossweep_jobs(ray_cluster)
+
+
+def test_a_lost_job_with_a_cancel_requested_ends_cancelled(ray_cluster: Any, service_factory) -> None:  # type: ignore[no-untyped-def]
+    import json
+    from pathlib import Path
+
+    from search_spaces.sweep_dir import read_progress
+    from service.db import session_scope
+    from service.models import Sweep, SweepStatus
+    from service.reconcile import reconcile
+
+    live = service_factory(ray_address=ray_cluster.dashboard_url, ray_auth_token=ray_cluster.auth_token,
+                           run_monitor=False)
+    state = live.app.state.lossweep
+    sweep_dir = Path(live.settings.home) / "lost-0001"
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "progress.json").write_text(json.dumps({"status": "RUNNING", "eta_s": 5.0}))
+    with session_scope(state.sessions) as session:
+        session.add(Sweep(id="lost-0001", name="lost", owner="alice", status=SweepStatus.RUNNING.value,
+                          message="cancel requested", spec={}, sweep_dir=str(sweep_dir),
+                          ray_submission_id="lossweep-lost-0001-never-submitted", ray_job_status="RUNNING",
+                          cancel_requested=True))
+    reconcile(state)  # Ray has no such job (a restarted cluster)
+    with session_scope(state.sessions) as session:
+        row = session.get(Sweep, "lost-0001")
+        assert row is not None and row.status == "CANCELLED" and row.ray_job_status is None
+    assert read_progress(str(sweep_dir))["status"] == "CANCELLED"  # type: ignore[index]
