@@ -65,7 +65,7 @@ class SweepPublic(BaseModel):
     ray_submission_id: str | None = Field(description="The Ray job's submission id.")
     ray_job_status: str | None
     cancel_requested: bool
-    sweep_dir: str
+    sweep_dir: str | None = Field(description="Where the sweep's files live on the server (shown to admins only).")
     created_at: datetime
     submitted_at: datetime | None
     started_at: datetime | None

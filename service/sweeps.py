@@ -137,12 +137,49 @@ def create_sweep(
     return sweep, False
 
 
-def get_sweep(session: Session, sweep_id: str) -> Sweep:
+def can_read(principal: Principal, sweep: Sweep, settings: Settings) -> bool:
+    """The visibility model: users read their own sweeps, admins everyone's, and LOSSWEEP_PUBLIC_READ
+    opens reads of every sweep to everyone (anonymous callers included)."""
+    return settings.public_read or principal.is_admin or sweep.owner == principal.name
+
+
+def get_sweep(session: Session, sweep_id: str, principal: Principal | None = None,
+              settings: Settings | None = None) -> Sweep:
+    """The sweep, as ``principal`` may see it: a sweep they may not read is answered as one that does not
+    exist (its id says nothing about it). Without a principal: internal use, no visibility check."""
     # Ids are short and printable; anything else cannot exist (and PostgreSQL refuses NUL in text).
     sweep = session.get(Sweep, sweep_id) if len(sweep_id) <= 64 and sweep_id.isprintable() else None
+    if sweep is not None and principal is not None and settings is not None:
+        sweep = sweep if can_read(principal, sweep, settings) else None
     if sweep is None:
         raise ApiError(404, f"no sweep with id {sweep_id!r}", loc=("path", "sweep_id"))
     return sweep
+
+
+def find_sweeps(
+    session: Session,
+    principal: Principal,
+    settings: Settings,
+    *,
+    statuses: list[str] | None = None,
+    owner: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Sweep], int]:
+    """The sweeps ``principal`` may see (newest first), filtered; and how many there are in all."""
+    query = select(Sweep)
+    count = select(func.count()).select_from(Sweep)
+    conditions = []
+    if not (settings.public_read or principal.is_admin):
+        conditions.append(Sweep.owner == principal.name)
+    if statuses:
+        conditions.append(Sweep.status.in_(statuses))
+    if owner:
+        conditions.append(Sweep.owner == owner)
+    if conditions:
+        query, count = query.where(*conditions), count.where(*conditions)
+    rows = session.scalars(query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit).offset(offset))
+    return list(rows), int(session.scalar(count) or 0)
 
 
 def request_cancel(session: Session, sweep: Sweep, principal: Principal) -> None:
@@ -204,7 +241,10 @@ def _num(progress: dict[str, Any] | None, key: str) -> Any:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def sweep_public(sweep: Sweep, settings: Settings, base_url: str, *, detail: bool = False) -> SweepPublic:
+def sweep_public(
+    sweep: Sweep, settings: Settings, base_url: str, *, detail: bool = False, show_paths: bool = False
+) -> SweepPublic:
+    """The API's view of a sweep; server paths (``sweep_dir``) only with ``show_paths`` (admins)."""
     progress = sweep.progress
     fields: dict[str, Any] = dict(
         id=sweep.id,
@@ -222,7 +262,7 @@ def sweep_public(sweep: Sweep, settings: Settings, base_url: str, *, detail: boo
         ray_submission_id=sweep.ray_submission_id,
         ray_job_status=sweep.ray_job_status,
         cancel_requested=sweep.cancel_requested,
-        sweep_dir=sweep.sweep_dir,
+        sweep_dir=sweep.sweep_dir if show_paths else None,
         created_at=sweep.created_at,
         submitted_at=sweep.submitted_at,
         started_at=sweep.started_at,

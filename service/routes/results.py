@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from search_spaces.sweep_dir import signature
-from service.deps import ReaderDep, SessionDep, StateDep
+from service.deps import ReaderDep, SessionDep, SettingsDep, StateDep
 from service.results import (
     best_config,
     metrics_rows,
@@ -67,10 +67,11 @@ def _download(content: bytes | str, media_type: str, filename: str) -> Response:
 def get_trials(
     sweep_id: str,
     session: SessionDep,
-    _: ReaderDep,
+    settings: SettingsDep,
+    principal: ReaderDep,
     format: Annotated[TrialsFormat, Query()] = TrialsFormat.json,
 ) -> Response | TrialsPublic:
-    sweep = get_sweep(session, sweep_id)
+    sweep = get_sweep(session, sweep_id, principal, settings)
     df = trials_frame(sweep.sweep_dir)
     if format is TrialsFormat.csv:
         return _download(trials_csv(df), "text/csv", f"lossweep-{sweep.id}-trials.csv")
@@ -90,10 +91,11 @@ def get_metrics(
     sweep_id: str,
     trial_id: str,
     session: SessionDep,
-    _: ReaderDep,
+    settings: SettingsDep,
+    principal: ReaderDep,
     since_step: Annotated[int | None, Query(ge=-1, le=2**62)] = None,
 ) -> MetricsPublic:
-    sweep = get_sweep(session, sweep_id)
+    sweep = get_sweep(session, sweep_id, principal, settings)
     rows = metrics_rows(sweep.sweep_dir, trial_id, since_step)
     steps = [r["step"] for r in rows if isinstance(r.get("step"), int | float)]
     return MetricsPublic(
@@ -115,10 +117,11 @@ def get_report(
     sweep_id: str,
     state: StateDep,
     session: SessionDep,
-    _: ReaderDep,
+    settings: SettingsDep,
+    principal: ReaderDep,
     format: Annotated[ReportFormat, Query()] = ReportFormat.html,
 ) -> Response:
-    sweep = get_sweep(session, sweep_id)
+    sweep = get_sweep(session, sweep_id, principal, settings)
     # The report's own links depend on the configuration only (LOSSWEEP_PUBLIC_URL, else relative), never
     # on the request, so one render serves every reader.
     links = sweep_links(sweep, state.settings, state.settings.public_url or "")
@@ -147,10 +150,11 @@ def get_report(
 def get_best_config(
     sweep_id: str,
     session: SessionDep,
-    _: ReaderDep,
+    settings: SettingsDep,
+    principal: ReaderDep,
     format: Annotated[ConfigFormat, Query()] = ConfigFormat.yaml,
 ) -> Response | BestConfig:
-    sweep = get_sweep(session, sweep_id)
+    sweep = get_sweep(session, sweep_id, principal, settings)
     best = best_config(sweep.id, sweep.sweep_dir)
     if format is ConfigFormat.json:
         return BestConfig.model_validate(best)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.fixtures.service import LiveService
-from tests.service.helpers import demo_spec
+from tests.service.helpers import demo_spec, server_dir
 from tests.service.test_api import assert_error
 
 
@@ -35,12 +35,12 @@ def test_report_of_a_sweep_without_a_sweep_dir(live_service: LiveService) -> Non
     alice.post(f"/v1/sweeps/{cancelled['id']}/cancel")
     import shutil
 
-    shutil.rmtree(queued["sweep_dir"], ignore_errors=True)  # no sweep dir at all (Ray never reached)
+    shutil.rmtree(server_dir(live_service, queued["id"]), ignore_errors=True)  # no sweep dir at all (Ray never reached)
     for sweep in (queued, cancelled):
         for fmt in ("json", "md", "html"):
             report = alice.get(f"/v1/sweeps/{sweep['id']}/report", params={"format": fmt})
             assert report.status_code == 200, report.text
-        assert not _reports(sweep["sweep_dir"])  # rendered in memory: the GET wrote nothing there
+        assert not _reports(server_dir(live_service, sweep["id"]))  # rendered in memory: the GET wrote nothing there
 
 
 def _reports(path: str) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from lossweep.cli.client import safe_filename
 from tests.fixtures.service import LiveService
 from tests.search_spaces.synthetic_sweep import trial, write_sweep
-from tests.service.helpers import fill_sweep_dir
+from tests.service.helpers import fill_sweep_dir, server_dir
 
 
 def test_links_ignore_an_untrusted_host_header(live_service: LiveService, service_factory) -> None:  # type: ignore[no-untyped-def]
@@ -34,11 +34,12 @@ def test_report_cache_follows_the_files_not_the_host(live_service: LiveService) 
     alice = live_service.client("alice")
     sweep = alice.post("/v1/sweeps", json={"preset": "demo"}).json()
     alice.post(f"/v1/sweeps/{sweep['id']}/cancel")  # final: its report used to be cached for ever
-    fill_sweep_dir(sweep["sweep_dir"])
+    sweep_dir = server_dir(live_service, sweep["id"])
+    fill_sweep_dir(sweep_dir)
     first = alice.get(f"/v1/sweeps/{sweep['id']}/report", params={"format": "json"}, headers={"Host": "evil.example"})
     assert first.status_code == 200 and "evil.example" not in first.text
     assert "t1" in first.text and "t9" not in first.text
-    write_sweep(Path(sweep["sweep_dir"]), [trial("t9", "baseline", 1e-3, 2.2)], status="CANCELLED", name="filled")
+    write_sweep(Path(sweep_dir), [trial("t9", "baseline", 1e-3, 2.2)], status="CANCELLED", name="filled")
     second = alice.get(f"/v1/sweeps/{sweep['id']}/report", params={"format": "json"})
     assert "t9" in second.text  # the files changed: rendered again
 
@@ -103,7 +104,7 @@ def test_cli_report_writes_into_the_current_directory(live_service: LiveService,
 
     alice = live_service.client("alice")
     sweep = alice.post("/v1/sweeps", json={"preset": "demo"}).json()
-    fill_sweep_dir(sweep["sweep_dir"])
+    fill_sweep_dir(server_dir(live_service, sweep["id"]))
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["report", sweep["id"], "--format", "md", "--url", live_service.url],
                                 env={"LOSSWEEP_TOKEN": live_service.tokens["alice"]})
