@@ -74,6 +74,21 @@ class Settings(BaseSettings):
     public_read: bool = Field(default=False, description="Allow GET requests without a token.")
     max_trials_per_sweep: int = Field(default=500, ge=1)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Compute caps, checked at submission (service/caps.py) before anything runs.
+    max_tokens_per_trial: int = Field(default=20 * 10**9, ge=1, description="Tokens one trial may train on.")
+    max_tokens_per_sweep: int = Field(default=500 * 10**9, ge=1, description="Tokens all trials of a sweep together.")
+    max_model_params: int = Field(default=2 * 10**9, ge=1, description="Parameters of the model, from the spec.")
+    max_activation_bytes_per_worker: int = Field(
+        default=64 * 2**30, ge=1, description="Estimated activation memory of one worker (batch x seq_len x width)."
+    )
+    max_workers_per_trial: int = Field(default=64, ge=1, description="DDP workers of one trial.")
+    max_gpus_per_trial: float = Field(default=16, ge=0, description="GPUs of one trial (workers x gpus_per_worker).")
+    max_concurrent_trials: int = Field(default=64, ge=1, description="A sweep's max_concurrent_trials.")
+    check_cluster_fit: bool = Field(
+        default=True,
+        description="Refuse a sweep whose trial fits on no node of the Ray cluster as it is now (turn off for "
+        "an autoscaling cluster that starts nodes on demand).",
+    )
     max_concurrent_sweeps_per_user: int = Field(
         default=2, ge=1, description="Sweeps of one user running on Ray at once; more wait QUEUED."
     )

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from search_spaces.storage import join
 from search_spaces.sweep_dir import TRIAL_STATUSES
 from service.auth import Principal
+from service.caps import check_caps, check_cluster_fit
 from service.errors import ApiError
 from service.grafana import grafana_link
 from service.models import IdempotencyKey, Sweep, SweepStatus
@@ -69,10 +70,16 @@ def lock_owner(session: Session, owner: str) -> None:
 
 
 def create_sweep(
-    session: Session, settings: Settings, principal: Principal, body: Any, idempotency_key: str | None
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    body: Any,
+    idempotency_key: str | None,
+    nodes: list[dict[str, float]] | None = None,
 ) -> tuple[Sweep, bool]:
     """Validates ``body`` and stores a QUEUED sweep; returns ``(sweep, replayed)``. ``replayed`` is True
-    when an earlier request with the same Idempotency-Key and body already created it."""
+    when an earlier request with the same Idempotency-Key and body already created it. ``nodes``: the Ray
+    cluster's node resources, when known, to refuse a trial that fits on none of them."""
     digest = body_hash(body)
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.isprintable():
@@ -84,6 +91,9 @@ def create_sweep(
     spec, preset = resolve_submission(body, settings)
     num_trials = count_trials(spec, settings)
     spec_dict = storable(spec)
+    check_caps(spec, settings)
+    if nodes is not None and settings.check_cluster_fit:
+        check_cluster_fit(spec, nodes)
     check_data_paths(spec_dict, settings)
 
     lock_owner(session, principal.name)

@@ -39,8 +39,9 @@ def submit_sweep(
     body: Annotated[Any, Body()],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
 ) -> SweepDetail:
+    nodes = state.ray.nodes_cached() if state.settings.check_cluster_fit else None  # before the lock: it may wait
     with state.write_lock:
-        sweep, replayed = create_sweep(session, state.settings, principal, body, idempotency_key)
+        sweep, replayed = create_sweep(session, state.settings, principal, body, idempotency_key, nodes)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     elif not sweep.message.startswith("waiting:"):  # when the owner is at the limit, nothing can start
