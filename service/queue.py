@@ -4,6 +4,7 @@ submission and on every monitor tick (``service.monitor``)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from service.db import session_scope
 from service.models import FINAL_STATUSES, Sweep, SweepStatus
 from service.ray_client import RayRefused, RayUnavailable, driver_entrypoint, submission_id_for
 from service.state import ServiceState
+from trainables.data_roots import ENV as DATA_ROOTS_ENV
 
 log = logging.getLogger("lossweep.service")
 
@@ -44,7 +46,9 @@ def submit(state: ServiceState, session: Session, sweep: Sweep) -> bool:
     entrypoint = driver_entrypoint(state.settings.python_executable, spec_path, sweep.sweep_dir)
     # Every process of the job (driver, trial drivers, Train workers) sees the sweep id: the tag of the
     # trial metrics it exports to Ray (trainables/ray_metrics.py).
-    env = {**state.settings.job_env, "LOSSWEEP_SWEEP_ID": sweep.id}
+    # The job is confined to the data roots where it opens files (trainables/data_roots.py).
+    env = {**state.settings.job_env, "LOSSWEEP_SWEEP_ID": sweep.id,
+           DATA_ROOTS_ENV: json.dumps(state.settings.resolved_data_roots)}
     state.ray.submit(submission_id=submission_id, entrypoint=entrypoint, metadata=job_metadata(sweep), env=env)
     now = datetime.now(UTC)
     recorded = session.execute(

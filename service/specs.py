@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -15,6 +13,7 @@ from pydantic import ValidationError
 from service.errors import ApiError, error_item, validation_error
 from service.schemas import PresetSubmission
 from service.settings import Settings
+from trainables.data_roots import escaping_files, inside_roots
 
 CORPUS_SCHEMES = ("text:", "parquet:")
 #: Deepest nesting a submission may have (the deepest spec is ~4 levels; free-form maps add a few).
@@ -133,7 +132,9 @@ def count_trials(spec: Any, settings: Settings) -> int | None:
 
 def check_data_paths(spec_dict: dict[str, Any], settings: Settings) -> None:
     """Refuses ``text:PATH``/``parquet:PATH`` corpora outside the configured data roots. Paths are
-    resolved (symlinks, ``..``) before the check, so traversal out of a root is refused too."""
+    resolved (symlinks, ``..``) before the check, so traversal out of a root is refused too, and so is a
+    directory holding a link to a file outside. The job checks every file again where it opens it
+    (``trainables.data_roots``): a file swapped for such a link after submission is refused there."""
     roots = settings.resolved_data_roots
     errors = []
     for loc, value in _strings(spec_dict, ("body",)):
@@ -144,6 +145,11 @@ def check_data_paths(spec_dict: dict[str, Any], settings: Settings) -> None:
         if not _inside_roots(path, roots):
             errors.append(error_item(loc, f"{value!r} is outside the allowed data roots ({', '.join(roots)}); "
                                           "set LOSSWEEP_DATA_ROOTS to allow it"))
+        elif "://" not in path:
+            escaping = next(escaping_files(path, roots), None)
+            if escaping is not None:
+                errors.append(error_item(loc, f"{value!r} holds {escaping}, a link outside the allowed data roots "
+                                              f"({', '.join(roots)})"))
     if errors:
         raise ApiError(422, errors[0]["field"] + ": " + errors[0]["message"], errors=errors, code="data_path_refused")
 
@@ -166,17 +172,7 @@ def _inside_roots(path: str, roots: list[str]) -> bool:
         if any(seg in ("..", ".") for seg in path.split("://", 1)[1].split("/")):
             return False
         return any("://" in r and (path == r.rstrip("/") or path.startswith(r.rstrip("/") + "/")) for r in roots)
-    try:
-        real = Path(os.path.realpath(os.path.expanduser(path)))
-    except (OSError, ValueError):
-        return False
-    for root in roots:
-        if "://" in root:
-            continue
-        real_root = Path(os.path.realpath(os.path.expanduser(root)))
-        if real == real_root or real_root in real.parents:
-            return True
-    return False
+    return inside_roots(path, roots)
 
 
 def _msg(exc: BaseException) -> str:
