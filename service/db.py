@@ -6,11 +6,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.models import Base
+from service.models import Sweep
 
 
 def make_engine(url: str) -> Engine:
@@ -49,9 +50,45 @@ def private_file(path: Path) -> None:
         os.close(fd)
 
 
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "lossweep_alembic_version"
+#: The revision whose schema lossweep 0.1.0 made with create_all, before migrations were kept.
+FIRST_REVISION = "0001"
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine) -> str | None:
+    """Brings the schema to the newest migration and returns its revision. A database that 0.1.0 made
+    (its tables, no version table) is recorded as the first revision first, then upgraded."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        config = _alembic_config(connection)
+        tables = set(inspect(connection).get_table_names())
+        if VERSION_TABLE not in tables and Sweep.__tablename__ in tables:
+            command.stamp(config, FIRST_REVISION)
+        command.upgrade(config, "head")
+    return current_revision(engine)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
 def init_db(engine: Engine) -> None:
-    """Creates missing tables (the schema is small and additive; no migrations yet)."""
-    Base.metadata.create_all(engine)
+    """The schema at the newest migration (created, or upgraded from any earlier release)."""
+    upgrade(engine)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

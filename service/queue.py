@@ -55,7 +55,7 @@ def submit(state: ServiceState, session: Session, sweep: Sweep) -> bool:
         update(Sweep)
         .where(Sweep.id == sweep.id, Sweep.status == SweepStatus.QUEUED.value, Sweep.cancel_requested.is_(False))
         .values(ray_submission_id=submission_id, ray_job_status="PENDING", submitted_at=now,
-                message=f"submitted to Ray as job {submission_id}")
+                message=f"submitted to Ray as job {submission_id}", queue_position=None)
         .execution_options(synchronize_session=False)
     ).rowcount
     if recorded:
@@ -91,7 +91,7 @@ def waiting_message(owner: str, active: int, limit: int, position: int) -> str:
 
 def schedule(state: ServiceState, owner: str | None = None) -> int:
     """Starts waiting sweeps that fit their owner's limit, oldest first; returns how many started.
-    Queue positions in the waiting sweeps' messages are rewritten only when something starts."""
+    A waiting sweep's ``queue_position`` (and its message) is rewritten only when it changes."""
     limit = state.settings.max_concurrent_sweeps_per_user
     started = 0
     with state.schedule_lock, session_scope(state.sessions) as session:
@@ -99,7 +99,7 @@ def schedule(state: ServiceState, owner: str | None = None) -> int:
             return 0  # the common case under load: nothing can start, answer without scanning the queue
         # Narrow rows first: a long queue must not mean loading every spec on every tick.
         waiting_q = (
-            select(Sweep.id, Sweep.owner, Sweep.cancel_requested, Sweep.message)
+            select(Sweep.id, Sweep.owner, Sweep.cancel_requested, Sweep.queue_position)
             .where(Sweep.status == SweepStatus.QUEUED.value, Sweep.ray_submission_id.is_(None))
             .order_by(Sweep.created_at, Sweep.id)
         )
@@ -118,10 +118,11 @@ def schedule(state: ServiceState, owner: str | None = None) -> int:
                 continue
             if active[row.owner] >= limit or ray_down or row.owner in blocked:
                 position[row.owner] += 1
-                stale = row.owner in moved or not row.message.startswith("waiting: ")
+                stale = row.owner in moved or row.queue_position != position[row.owner]
                 if stale and not ray_down:  # positions shifted, or never said: say so
                     sweep = session.get(Sweep, row.id)
                     if sweep is not None:
+                        sweep.queue_position = position[row.owner]
                         sweep.message = waiting_message(row.owner, active[row.owner], limit, position[row.owner])
                 continue
             sweep = session.get(Sweep, row.id)
@@ -143,6 +144,7 @@ def schedule(state: ServiceState, owner: str | None = None) -> int:
                 if sweep.message != message:  # log a change, not every retry
                     log.warning("sweep %s not submitted: %s", sweep.id, exc)
                 sweep.message = message
+                sweep.queue_position = None  # not behind the user's limit: behind Ray
                 ray_down = True  # the others would fail the same way
                 continue
             except OSError as exc:

@@ -65,6 +65,9 @@ class SweepPublic(BaseModel):
     ray_submission_id: str | None = Field(description="The Ray job's submission id.")
     ray_job_status: str | None
     cancel_requested: bool
+    queue_position: int | None = Field(
+        default=None, description="Place among the owner's sweeps waiting for their concurrency limit (1 = next)."
+    )
     sweep_dir: str | None = Field(description="Where the sweep's files live on the server (shown to admins only).")
     created_at: datetime
     submitted_at: datetime | None

@@ -115,7 +115,8 @@ def create_sweep(
 
     running = active_count(session, principal.name)
     limit = settings.max_concurrent_sweeps_per_user
-    message = waiting_message(principal.name, running, limit, waiting + 1) if running >= limit else "queued"
+    position = waiting + 1 if running >= limit else None
+    message = waiting_message(principal.name, running, limit, position) if position is not None else "queued"
     name = "".join(c for c in str(getattr(spec, "name", None) or preset or "sweep") if c.isprintable()) or "sweep"
     sweep_id = new_sweep_id(name)
     sweep = Sweep(
@@ -129,6 +130,7 @@ def create_sweep(
         num_trials=num_trials,
         sweep_dir=join(settings.resolved_storage_root, sweep_id),
         cancel_requested=False,
+        queue_position=position,
     )
     session.add(sweep)
     try:
@@ -203,6 +205,7 @@ def request_cancel(session: Session, sweep: Sweep, principal: Principal) -> None
     sweep.cancel_requested = True
     if sweep.ray_submission_id is None:  # never reached Ray: nothing to stop
         sweep.status = SweepStatus.CANCELLED.value
+        sweep.queue_position = None
         sweep.message = f"cancelled by {principal.name} before it started"
         sweep.finished_at = datetime.now(UTC)
     else:
@@ -272,6 +275,7 @@ def sweep_public(
         ray_submission_id=sweep.ray_submission_id,
         ray_job_status=sweep.ray_job_status,
         cancel_requested=sweep.cancel_requested,
+        queue_position=sweep.queue_position,
         sweep_dir=sweep.sweep_dir if show_paths else None,
         created_at=sweep.created_at,
         submitted_at=sweep.submitted_at,

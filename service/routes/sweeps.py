@@ -44,7 +44,7 @@ def submit_sweep(
         sweep, replayed = create_sweep(session, state.settings, principal, body, idempotency_key, nodes)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    elif not sweep.message.startswith("waiting:"):  # when the owner is at the limit, nothing can start
+    elif sweep.queue_position is None:  # when the owner is at the limit, nothing can start
         schedule(state, owner=principal.name)  # not under write_lock: it may wait on Ray
         session.expire_all()  # pick up the submission made by the scheduler's own session
     sweep = get_sweep(session, sweep.id)
