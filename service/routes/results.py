@@ -143,8 +143,9 @@ def get_report(
     "/best-config",
     response_model=BestConfig,
     summary="The winning configuration",
-    description="The best finished, non-diverged trial (lowest validation CE): its method, coefficients, learning "
-    "rate and resolved TrainConfig. `?format=yaml` (the default) is ready to paste into a training config.",
+    description="The best trial (docs/sweep-dir.md: lowest validation CE, diverged and failed trials excluded): "
+    "its method, coefficients, learning rate and resolved TrainConfig. `?format=yaml` (the default) is ready to "
+    "paste into a training config.",
     responses={**ERRORS, 200: {"content": {"application/yaml": {}}}},
 )
 def get_best_config(
