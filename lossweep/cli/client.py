@@ -140,7 +140,9 @@ def submission_body(target: str, sets: list[str], name: str | None) -> dict[str,
 
 def format_sweep(s: dict[str, Any]) -> str:
     counts = s.get("trial_counts") or {}
-    done = sum(counts.get(k, 0) for k in ("TERMINATED", "STOPPED", "DIVERGED", "ERROR"))
+    from search_spaces.sweep_dir import FINAL_TRIAL_STATUSES
+
+    done = sum(counts.get(k, 0) for k in FINAL_TRIAL_STATUSES)
     total = s.get("num_trials") or sum(counts.values()) or "?"
     parts = [f"{s['id']}  {s['status']:<9}  trials {done}/{total}"]
     live = {k: v for k, v in counts.items() if v and k in ("RUNNING", "DIVERGED", "ERROR")}
