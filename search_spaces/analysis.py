@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from search_spaces.spec import COEFFICIENTS
-from search_spaces.sweep_dir import BEST_RULE, ELIGIBLE_FOR_BEST, best_key
+from search_spaces.sweep_dir import BEST_RULE, ELIGIBLE_FOR_BEST, best_key, finite_float
 from search_spaces.sweep_dir import TRIAL_STATUSES as STATUSES
 
 # ---------------------------------------------------------------------------------------------------
@@ -116,14 +116,7 @@ def _key(value: float) -> float:
     return float(f"{float(value):.9g}")
 
 
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+_finite = finite_float
 
 
 _REQUIRED_COLUMNS: dict[str, str] = {

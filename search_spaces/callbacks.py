@@ -24,6 +24,7 @@ from search_spaces import results
 from search_spaces.ray_metrics import export_progress
 from search_spaces.spec import COEFFICIENTS, SweepSpec
 from search_spaces.sweep_dir import FINAL_TRIAL_STATUSES, TRIAL_STATUSES, best_trial
+from search_spaces.sweep_dir import finite_float as _finite
 from search_spaces.translate import train_config, trial_params
 
 HEARTBEAT_S = 10.0
@@ -31,14 +32,6 @@ HEARTBEAT_S = 10.0
 
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 class SweepResultsCallback(Callback):

@@ -44,7 +44,8 @@ BEST_RULE = (
 )
 
 
-def _finite(value: Any) -> float | None:
+def finite_float(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (or numeric text), else None."""
     try:
         f = float(value)
     except (TypeError, ValueError):
@@ -56,10 +57,10 @@ def best_key(row: Mapping[str, Any]) -> tuple[float, float, str] | None:
     """The row's rank under :data:`BEST_RULE` (smaller is better), or None when it cannot be the best."""
     if row.get("status") not in ELIGIBLE_FOR_BEST:
         return None
-    best = _finite(row.get("best_val_loss"))
+    best = finite_float(row.get("best_val_loss"))
     if best is None:
         return None
-    final = _finite(row.get("final_val_loss"))
+    final = finite_float(row.get("final_val_loss"))
     return best, math.inf if final is None else final, str(row.get("trial_id"))
 
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -103,24 +103,16 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
 
-    @field_validator("trusted_hosts", mode="before")
+    @field_validator("trusted_hosts", "data_roots", mode="before")
     @classmethod
-    def _split_hosts(cls, value: object) -> object:
-        if isinstance(value, str):
-            if value.lstrip().startswith("["):
-                return json.loads(value)
-            return [h.strip().lower() for h in value.split(",") if h.strip()]
-        return value
-
-    @field_validator("data_roots", mode="before")
-    @classmethod
-    def _split_roots(cls, value: object) -> object:
-        # Accept a plain path list separated by os.pathsep as well as JSON.
-        if isinstance(value, str):
-            if value.lstrip().startswith("["):
-                return json.loads(value)
-            return [p for p in value.split(os.pathsep) if p]
-        return value
+    def _split_list(cls, value: object, info: ValidationInfo) -> object:
+        # A JSON list, or plain text: host names separated by commas, paths by os.pathsep.
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        sep = "," if info.field_name == "trusted_hosts" else os.pathsep
+        return [part.strip() for part in value.split(sep) if part.strip()]
 
     # Derived values -------------------------------------------------------------------------------
     @property
