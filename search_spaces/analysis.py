@@ -25,24 +25,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from search_spaces.sweep_dir import BEST_RULE, ELIGIBLE_FOR_BEST, best_key, finite_float
+from search_spaces.sweep_dir import TRIAL_STATUSES as STATUSES
 from trainables.losses.registry import COEFFICIENTS, default_coefficients, method_rank
 
 # ---------------------------------------------------------------------------------------------------
 # Vocabulary of the sweep directory
 # ---------------------------------------------------------------------------------------------------
 
-STATUSES: tuple[str, ...] = ("PENDING", "RUNNING", "TERMINATED", "STOPPED", "DIVERGED", "ERROR")
 # Trials whose final validation CE is the end of their full budget: the only ones LRS may compare.
 FINISHED: tuple[str, ...] = ("TERMINATED", "DIVERGED")
-# Trials that may hold the best configuration (running ones: best so far).
-ELIGIBLE_FOR_BEST: tuple[str, ...] = ("TERMINATED", "STOPPED", "RUNNING")
 
-
-BEST_RULE = (
-    "lowest best validation CE (minimum over the trial's evaluations, without any penalty term) among "
-    "trials that did not diverge or fail (TERMINATED, STOPPED early by ASHA, or still RUNNING: best so far); "
-    "ties go to the lower final validation CE, then the trial id"
-)
 LRS_RULE = (
     "LRS = 1/(K-1) * sum_k [min(L(lr_k), L0) - min_k L(lr_k)] over the K learning rates of runs that differ "
     "only in the learning rate (same method and coefficients); L = final validation CE of finished trials "
@@ -123,14 +116,7 @@ def _key(value: float) -> float:
     return float(f"{float(value):.9g}")
 
 
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+_finite = finite_float
 
 
 _REQUIRED_COLUMNS: dict[str, str] = {
@@ -244,11 +230,11 @@ def _best_record(row: Mapping[str, Any], columns: Sequence[str]) -> dict[str, An
 
 
 def _ranked(trials: pd.DataFrame) -> pd.DataFrame:
-    eligible = trials[trials["status"].isin(ELIGIBLE_FOR_BEST)].copy()
-    eligible["_best"] = pd.to_numeric(eligible["best_val_loss"], errors="coerce")
-    eligible["_final"] = pd.to_numeric(eligible["final_val_loss"], errors="coerce")
-    eligible = eligible[np.isfinite(eligible["_best"])]
-    return eligible.sort_values(["_best", "_final", "trial_id"], kind="mergesort", na_position="last")
+    """The trials that may be the best, best first (sweep_dir.BEST_RULE, the rule progress.json and the
+    service's /best-config use too)."""
+    keys = [best_key(r) for r in trials.to_dict("records")]
+    order = sorted((k, i) for i, k in enumerate(keys) if k is not None)
+    return trials.iloc[[i for _, i in order]]
 
 
 def best_configs(trials: pd.DataFrame) -> dict[str, Any]:

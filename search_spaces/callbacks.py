@@ -23,6 +23,8 @@ from ray.tune import Callback
 from search_spaces import results
 from search_spaces.ray_metrics import export_progress
 from search_spaces.spec import SweepSpec
+from search_spaces.sweep_dir import FINAL_TRIAL_STATUSES, TRIAL_STATUSES, best_trial
+from search_spaces.sweep_dir import finite_float as _finite
 from search_spaces.translate import TrialPlan, trial_params
 from trainables.losses.registry import COEFFICIENTS
 
@@ -31,14 +33,6 @@ HEARTBEAT_S = 10.0
 
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 class SweepResultsCallback(Callback):
@@ -87,7 +81,7 @@ class SweepResultsCallback(Callback):
         finished = set()
         for rec in old.to_dict("records"):
             row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
-            if row.get("status") not in results.FINAL_STATUSES:
+            if row.get("status") not in FINAL_TRIAL_STATUSES:
                 row.update(status="PENDING", final_val_loss=None, best_val_loss=None, best_step=None, steps=None,
                            tokens=None, wall_time_s=None, diverged_step=None, diverged_cause=None)  # fmt: skip
             else:
@@ -129,7 +123,7 @@ class SweepResultsCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         row = self._row(trial)
-        if row["status"] in results.FINAL_STATUSES:
+        if row["status"] in FINAL_TRIAL_STATUSES:
             # Finished before an interruption: the trial only replays its final report (driver.py).
             self.replayed.add(row["trial_id"])
             return
@@ -235,25 +229,21 @@ def build_progress(
     sweep_id: str, spec: SweepSpec, rows: list[dict[str, Any]], *, status: str, elapsed_s: float
 ) -> dict[str, Any]:
     """progress.json's document from the trial rows (docs/sweep-dir.md)."""
-    counts = {s: 0 for s in results.STATUSES}
+    counts = {s: 0 for s in TRIAL_STATUSES}
     for row in rows:
         counts[str(row.get("status") or "PENDING")] = counts.get(str(row.get("status") or "PENDING"), 0) + 1
     total = max(spec.num_trials(), len(rows))
     counts["PENDING"] += max(0, total - len(rows))
-    candidates = [
-        r for r in rows
-        if r.get("status") not in ("DIVERGED", "ERROR", "PENDING") and _finite(r.get("best_val_loss")) is not None
-    ]  # fmt: skip
     best = None
-    if candidates:
-        r = min(candidates, key=lambda r: float(r["best_val_loss"]))
+    r = best_trial(rows)
+    if r is not None:
         params = {"lr": r.get("lr"), **{k: r[k] for k in COEFFICIENTS if r.get(k) is not None}, "seed": r.get("seed")}
         best = {"trial_id": r["trial_id"], "method": r.get("method"), "val_loss": float(r["best_val_loss"]),
                 "params": params}  # fmt: skip
     # Work done in trial-equivalents: finished trials count 1, running ones the share of their budget.
     steps_total = spec.total_steps()
     done = sum(
-        1.0 if r.get("status") in results.FINAL_STATUSES else min(1.0, float(r.get("steps") or 0) / steps_total)
+        1.0 if r.get("status") in FINAL_TRIAL_STATUSES else min(1.0, float(r.get("steps") or 0) / steps_total)
         for r in rows
     )
     finished = status != "RUNNING"

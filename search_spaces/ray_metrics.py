@@ -13,12 +13,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from search_spaces.sweep_dir import TRIAL_STATUSES
 from trainables.ray_metrics import MetricSpec, finite_number, instrument, ray_initialized
 
 log = logging.getLogger("lossweep.ray_metrics")
 
 #: Trial statuses of a sweep (``docs/sweep-dir.md``).
-TRIAL_STATUSES: tuple[str, ...] = ("PENDING", "RUNNING", "TERMINATED", "STOPPED", "DIVERGED", "ERROR")
 
 SWEEP_TRIALS = MetricSpec("lossweep_sweep_trials", "gauge", "Trials of the sweep per status.", ("sweep", "status"))
 SWEEP_BEST_VAL_LOSS = MetricSpec(

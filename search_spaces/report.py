@@ -501,6 +501,21 @@ def to_json(report: Report) -> str:
     return json.dumps(report.data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+def _writers() -> dict[str, Any]:
+    from search_spaces.report_html import to_html
+    from search_spaces.report_markdown import to_markdown
+
+    return {"json": to_json, "md": to_markdown, "html": to_html}
+
+
+def render_text(sweep_dir: str, fmt: str, *, links: Mapping[str, str] | None = None) -> str:
+    """The report in ``fmt``, in memory: reads the sweep dir and writes nothing (a sweep without results,
+    or without a sweep dir yet, gets a report that says so)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format: unknown {fmt!r}; choose from {', '.join(FORMATS)}")
+    return str(_writers()[fmt](build(str(sweep_dir), links=links)))
+
+
 def render(
     sweep_dir: str,
     *,
@@ -508,9 +523,6 @@ def render(
     links: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Writes ``report.<format>`` for each of ``formats`` into ``sweep_dir``; returns format → path."""
-    from search_spaces.report_html import to_html
-    from search_spaces.report_markdown import to_markdown
-
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"formats: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(FORMATS)}")
@@ -519,7 +531,7 @@ def render(
     if not storage.is_uri(sweep_dir) and not storage.local_path(sweep_dir).is_dir():
         raise FileNotFoundError(f"sweep directory not found: {sweep_dir}")
     report = build(str(sweep_dir), links=links)
-    writers = {"json": to_json, "md": to_markdown, "html": to_html}
+    writers = _writers()
     written: dict[str, str] = {}
     for fmt in FORMATS:
         if fmt in formats:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from search_spaces.sweep_dir import FINAL_TRIAL_STATUSES
 from trainables.losses.registry import method_label
 
 
@@ -72,7 +73,7 @@ def coefficients_text(params: Mapping[str, Any]) -> str:
 def status_line(data: Mapping[str, Any]) -> str:
     s = data["sweep"]
     counts = s["counts"]
-    done = counts.get("TERMINATED", 0) + counts.get("STOPPED", 0) + counts.get("DIVERGED", 0) + counts.get("ERROR", 0)
+    done = sum(counts.get(status, 0) for status in FINAL_TRIAL_STATUSES)
     total = s.get("total_trials") or s["trials"]
     return f"{done} of {total} trials done"
 

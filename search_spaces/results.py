@@ -19,18 +19,18 @@ from search_spaces import storage
 from search_spaces.spec import SweepSpec, load_yaml
 from trainables.losses.registry import COEFFICIENTS
 
+# The sweep dir's names and progress I/O live in sweep_dir; re-exported for the readers of this module.
+from search_spaces.sweep_dir import MANIFEST_FILE as MANIFEST_FILE
+from search_spaces.sweep_dir import METRICS_FILE as METRICS_FILE
+from search_spaces.sweep_dir import PROGRESS_FILE as PROGRESS_FILE
+from search_spaces.sweep_dir import SPEC_FILE as SPEC_FILE
+from search_spaces.sweep_dir import TRIALS_FILE as TRIALS_FILE
+from search_spaces.sweep_dir import read_progress as read_progress
+from search_spaces.sweep_dir import write_progress as write_progress
+
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
-
-SPEC_FILE = "spec.yaml"
-MANIFEST_FILE = "manifest.json"
-PROGRESS_FILE = "progress.json"
-TRIALS_FILE = "trials.parquet"
-METRICS_FILE = "metrics.parquet"
-
-STATUSES = ("PENDING", "RUNNING", "TERMINATED", "STOPPED", "DIVERGED", "ERROR")
-FINAL_STATUSES = frozenset({"TERMINATED", "STOPPED", "DIVERGED", "ERROR"})
 
 #: trials.parquet columns and their Arrow types, in order.
 TRIAL_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -127,10 +127,6 @@ def write_metrics(sweep_dir: str, rows: Iterable[Mapping[str, Any]]) -> None:
     storage.write_bytes(storage.join(sweep_dir, METRICS_FILE), _parquet_bytes(table))
 
 
-def write_progress(sweep_dir: str, progress: Mapping[str, Any]) -> None:
-    storage.write_text(storage.join(sweep_dir, PROGRESS_FILE), json.dumps(dict(progress), indent=2, default=str))
-
-
 def write_spec(sweep_dir: str, spec: SweepSpec) -> None:
     text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
     storage.write_text(storage.join(sweep_dir, SPEC_FILE), text)
@@ -177,16 +173,6 @@ def read_metrics(
     if since_step is not None and "step" in df:
         df = df[df["step"] > since_step]
     return df.reset_index(drop=True)
-
-
-def read_progress(sweep_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """progress.json, or None when the driver has not written it yet."""
-    try:
-        raw = storage.read_bytes(storage.join(str(sweep_dir), PROGRESS_FILE))
-    except FileNotFoundError:
-        return None
-    data = json.loads(raw)
-    return data if isinstance(data, dict) else None
 
 
 def read_spec(sweep_dir: str | os.PathLike[str]) -> SweepSpec:

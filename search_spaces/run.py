@@ -21,6 +21,7 @@ from typing import Any
 
 from search_spaces import results, storage
 from search_spaces.spec import SweepSpec
+from search_spaces.sweep_dir import TRIAL_STATUSES
 
 
 def sweep_manifest(spec: SweepSpec, sweep_id: str) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def run(spec: SweepSpec, sweep_dir: str, *, address: str | None = None) -> dict[
         results.write_progress(
             sweep_dir,
             {"sweep_id": sweep_id, "name": spec.name, "status": "RUNNING",
-             "counts": {s: 0 for s in results.STATUSES} | {"PENDING": spec.num_trials()},
+             "counts": {s: 0 for s in TRIAL_STATUSES} | {"PENDING": spec.num_trials()},
              "total_trials": spec.num_trials(), "best": None, "tokens": 0, "elapsed_s": 0.0, "eta_s": None,
              "updated_at": manifest["started_at"]},
         )  # fmt: skip

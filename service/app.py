@@ -9,14 +9,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-import lossweep
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
 from service.monitor import Monitor
-from service.routes import health, presets, results, sweeps
+from service.routes import auth, health, presets, results, sweeps
 from service.routes.openapi import build_openapi
 from service.settings import Settings, get_settings
 from service.state import ServiceState
+from service.version import service_version
 
 DESCRIPTION = """\
 Submit hyperparameter sweeps over LLM-pretraining loss regularizers (z-loss, μ-loss, μ-centering,
@@ -54,14 +54,14 @@ def create_app(settings: Settings | None = None, *, run_monitor: bool = True) ->
 
     app = FastAPI(
         title="lossweep",
-        version=lossweep.__version__,
+        version=service_version(),
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
     )
     app.state.lossweep = state
     install_error_handlers(app)
-    for module in (health, sweeps, results, presets):
+    for module in (health, auth, sweeps, results, presets):
         app.include_router(module.router)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

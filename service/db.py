@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.models import Base
+from service.models import Sweep
 
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite gets WAL mode and a busy timeout so concurrent requests queue
     instead of failing with 'database is locked'."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = url.split("///", 1)[-1].split("?", 1)[0]
+        if path and path != ":memory:" and not path.startswith("file:"):
+            private_file(Path(path).expanduser())
         # Requests run in a thread pool (40 threads by default): keep enough connections for all of them.
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20, max_overflow=30
@@ -36,9 +38,57 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=40)
 
 
+def private_file(path: Path) -> None:
+    """Creates the database file readable by its owner only (0600; SQLite gives its -wal and -shm files the
+    same mode), and tightens an existing one: it holds who submitted what and the token hashes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_uid == os.getuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "lossweep_alembic_version"
+#: The revision whose schema lossweep 0.1.0 made with create_all, before migrations were kept.
+FIRST_REVISION = "0001"
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine) -> str | None:
+    """Brings the schema to the newest migration and returns its revision. A database that 0.1.0 made
+    (its tables, no version table) is recorded as the first revision first, then upgraded."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        config = _alembic_config(connection)
+        tables = set(inspect(connection).get_table_names())
+        if VERSION_TABLE not in tables and Sweep.__tablename__ in tables:
+            command.stamp(config, FIRST_REVISION)
+        command.upgrade(config, "head")
+    return current_revision(engine)
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
 def init_db(engine: Engine) -> None:
-    """Creates missing tables (the schema is small and additive; no migrations yet)."""
-    Base.metadata.create_all(engine)
+    """The schema at the newest migration (created, or upgraded from any earlier release)."""
+    upgrade(engine)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -84,7 +84,14 @@ AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
 async def base_url(request: Request, settings: SettingsDep) -> str:
-    return settings.public_url or str(request.base_url).rstrip("/")
+    """Where links point: LOSSWEEP_PUBLIC_URL, else the request's base URL when its host is trusted,
+    else nothing (relative links), so a forged Host header cannot send clients elsewhere."""
+    if settings.public_url:
+        return settings.public_url
+    host = (request.url.hostname or "").lower().strip("[]")
+    if host and host in {h.lower().strip("[]") for h in settings.trusted_hosts}:
+        return str(request.base_url).rstrip("/")
+    return ""
 
 
 BaseUrlDep = Annotated[str, Depends(base_url)]

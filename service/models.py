@@ -11,6 +11,8 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from search_spaces.sweep_dir import FINAL_SWEEP_STATUSES
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -45,7 +47,8 @@ class SweepStatus(enum.StrEnum):
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({SweepStatus.SUCCEEDED, SweepStatus.FAILED, SweepStatus.CANCELLED})
+# The service adds QUEUED (not yet on Ray) to the driver's statuses; the final ones are the sweep dir's.
+FINAL_STATUSES = frozenset(SweepStatus(s) for s in FINAL_SWEEP_STATUSES)
 
 
 class Base(DeclarativeBase):
@@ -66,7 +69,7 @@ class Sweep(Base):
     owner: Mapped[str] = mapped_column(String(200), index=True)
     preset: Mapped[str | None] = mapped_column(String(100), nullable=True)
     status: Mapped[str] = mapped_column(String(16), index=True, default=SweepStatus.QUEUED.value)
-    # Why the sweep is where it is ("waiting: 2 sweeps of alice running", "Ray unreachable", job message).
+    # Why the sweep is where it is, for people ("waiting: alice has 2 sweeps running", "Ray unreachable", ...).
     message: Mapped[str] = mapped_column(Text, default="")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     num_trials: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -75,6 +78,8 @@ class Sweep(Base):
     ray_submission_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     ray_job_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Place among its owner's sweeps waiting for the per-user limit (1 = next); None when not waiting for it.
+    queue_position: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Last snapshot of the sweep dir's progress.json (counts, best, tokens, eta), refreshed by the monitor.
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -8,7 +8,8 @@ import contextlib
 import logging
 
 from service.queue import schedule
-from service.reconcile import reconcile
+from service.ray_client import RayUnavailable
+from service.reconcile import reconcile, stop_orphans
 from service.state import ServiceState
 
 log = logging.getLogger("lossweep.service")
@@ -16,6 +17,10 @@ log = logging.getLogger("lossweep.service")
 
 def tick(state: ServiceState) -> None:
     reconcile(state)
+    try:
+        stop_orphans(state)
+    except RayUnavailable as exc:  # retried next tick; the queue need not wait for it
+        log.warning("cannot check the jobs of ended sweeps: %s", exc)
     schedule(state)
 
 

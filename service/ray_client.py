@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,10 +23,16 @@ from ray.job_submission import JobSubmissionClient
 SUBMISSION_PREFIX = "lossweep-"
 SUBMIT_TIMEOUT_S = 120.0
 FINAL_JOB_STATUSES = frozenset({"STOPPED", "SUCCEEDED", "FAILED"})
+LIVE_JOB_STATUSES = ("PENDING", "RUNNING")
 
 
 class RayUnavailable(Exception):
     """Ray's Jobs API did not answer (or refused our credentials)."""
+
+
+class RayRefused(Exception):
+    """Ray answered and refused this job (a bad runtime env, a rejected entrypoint): retrying the same
+    submission will not help, and other sweeps are not affected."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class RayJobs:
         self._timeout_s = timeout_s
         self._client: _TimeoutClient | None = None
         self._lock = threading.Lock()
+        self._nodes: tuple[float, list[dict[str, float]] | None] | None = None
 
     def _get(self) -> _TimeoutClient:
         with self._lock:
@@ -147,7 +155,7 @@ class RayJobs:
         except RuntimeError as exc:
             if self.status(submission_id) is not None:
                 return submission_id
-            raise RayUnavailable(f"Ray refused the job {submission_id}: {_short(exc)}") from exc
+            raise RayRefused(f"Ray refused the job {submission_id}: {_short(exc)}") from exc
 
     def status(self, submission_id: str) -> JobInfo | None:
         """The job's state, or None when Ray does not know this submission id."""
@@ -171,6 +179,36 @@ class RayJobs:
             end_time=_ms_to_dt(data.get("end_time")),
             metadata=data.get("metadata") or {},
         )
+
+    def nodes(self) -> list[dict[str, float]]:
+        """The total resources of each live node (``{"CPU": 8.0, "GPU": 1.0, "memory": ...}``), from the
+        dashboard's state API; raises ``RayUnavailable`` when it does not answer."""
+        client = self._get()
+        try:
+            response = client._do_request("GET", "/api/v0/nodes?limit=10000")
+            response.raise_for_status()
+            rows = response.json()["data"]["result"]["result"]
+        except Exception as exc:
+            raise RayUnavailable(f"Ray state API at {self.address}: {_short(exc)}") from exc
+        return [
+            {str(k): float(v) for k, v in (row.get("resources_total") or {}).items() if isinstance(v, int | float)}
+            for row in rows
+            if row.get("state", "ALIVE") == "ALIVE"
+        ]
+
+    def nodes_cached(self, max_age_s: float = 30.0) -> list[dict[str, float]] | None:
+        """``nodes()``, at most one call per ``max_age_s``; None while Ray does not answer."""
+        now = time.monotonic()
+        with self._lock:
+            if self._nodes is not None and now - self._nodes[0] < max_age_s:
+                return self._nodes[1]
+        try:
+            nodes: list[dict[str, float]] | None = self.nodes()
+        except RayUnavailable:
+            nodes = None
+        with self._lock:
+            self._nodes = (now, nodes)
+        return nodes
 
     def stop(self, submission_id: str) -> bool:
         """Asks Ray to stop the job (SIGTERM, then SIGKILL); False when it was not running."""

@@ -9,23 +9,22 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from search_spaces.sweep_dir import FINAL_SWEEP_STATUSES, mark_ended, read_progress
 from service.db import session_scope
 from service.models import FINAL_STATUSES, Sweep, SweepStatus
-from service.ray_client import JobInfo, RayUnavailable
+from service.ray_client import FINAL_JOB_STATUSES, LIVE_JOB_STATUSES, JobInfo, RayUnavailable
 from service.state import ServiceState
-from service.sweep_files import mark_ended, read_progress
 
 log = logging.getLogger("lossweep.service")
 
 _FINAL = [s.value for s in FINAL_STATUSES]
-_DRIVER_FINAL = {"SUCCEEDED", "FAILED", "CANCELLED"}
 
 
 def final_status(sweep: Sweep, job: JobInfo, driver_status: str | None) -> SweepStatus:
     """The sweep's end, from Ray's job status and what the driver wrote (its word wins when it has one)."""
     if job.status == "STOPPED" or (sweep.cancel_requested and job.status == "FAILED"):
         return SweepStatus.CANCELLED
-    if driver_status in _DRIVER_FINAL:
+    if driver_status in FINAL_SWEEP_STATUSES:
         return SweepStatus(driver_status)
     return SweepStatus.SUCCEEDED if job.status == "SUCCEEDED" else SweepStatus.FAILED
 
@@ -55,16 +54,24 @@ def refresh(state: ServiceState, sweep: Sweep) -> None:
 
     if sweep.ray_submission_id is None:
         return  # waiting in our queue; service.queue starts it
-    if sweep.cancel_requested and sweep.ray_job_status not in ("STOPPED", "SUCCEEDED", "FAILED"):
+    if sweep.cancel_requested and sweep.ray_job_status not in FINAL_JOB_STATUSES:
         state.ray.stop(sweep.ray_submission_id)  # repeat until Ray reports the job ended
 
     job = state.ray.status(sweep.ray_submission_id)
     now = datetime.now(UTC)
     if job is None:
         driver_status = (progress or {}).get("status")
-        sweep.status = SweepStatus(driver_status).value if driver_status in _DRIVER_FINAL else SweepStatus.FAILED.value
+        if sweep.cancel_requested:
+            status = SweepStatus.CANCELLED
+        elif driver_status in FINAL_SWEEP_STATUSES:
+            status = SweepStatus(driver_status)
+        else:
+            status = SweepStatus.FAILED
+        sweep.status = status.value
+        sweep.ray_job_status = None  # no job on Ray: nothing left to stop
         sweep.message = f"Ray has no record of job {sweep.ray_submission_id} (was the cluster restarted?)"
         sweep.finished_at = sweep.finished_at or now
+        _record_end(sweep, status)
         return
 
     sweep.ray_job_status = job.status
@@ -90,11 +97,37 @@ def refresh(state: ServiceState, sweep: Sweep) -> None:
             sweep.message = "finished"
         else:
             sweep.message = failure_message(state, job)
-        try:
-            mark_ended(sweep.sweep_dir, status.value)
-            sweep.progress = read_progress(sweep.sweep_dir) or sweep.progress
-        except OSError as exc:
-            log.warning("sweep %s: cannot record its end in progress.json: %s", sweep.id, exc)
+        _record_end(sweep, status)
+
+
+def _record_end(sweep: Sweep, status: SweepStatus) -> None:
+    try:
+        mark_ended(sweep.sweep_dir, status.value)
+        sweep.progress = read_progress(sweep.sweep_dir) or sweep.progress
+    except OSError as exc:
+        log.warning("sweep %s: cannot record its end in progress.json: %s", sweep.id, exc)
+
+
+def stop_orphans(state: ServiceState) -> int:
+    """Stops Ray jobs still alive for sweeps that have ended (a cancel that raced the submission, a job
+    stopped from elsewhere but restarted): asks Ray each pass until it reports the job ended. Returns
+    how many such jobs were found."""
+    with session_scope(state.sessions) as session:
+        ids = list(session.scalars(select(Sweep.id).where(
+            Sweep.status.in_(_FINAL), Sweep.ray_submission_id.is_not(None), Sweep.ray_job_status.in_(LIVE_JOB_STATUSES)
+        )))
+    for sweep_id in ids:
+        with session_scope(state.sessions) as session:
+            sweep = session.get(Sweep, sweep_id)
+            if sweep is None or sweep.ray_submission_id is None:
+                continue
+            job = state.ray.status(sweep.ray_submission_id)
+            if job is not None and not job.is_final:
+                log.warning("sweep %s has ended (%s) but Ray job %s is %s: stopping it",
+                            sweep.id, sweep.status, job.submission_id, job.status)
+                state.ray.stop(job.submission_id)
+            sweep.ray_job_status = job.status if job is not None else None
+    return len(ids)
 
 
 def reconcile(state: ServiceState, sweep_ids: list[str] | None = None) -> int:

@@ -9,11 +9,10 @@ import math
 import threading
 from typing import Any
 
+from search_spaces.sweep_dir import best_trial as best_row
+from search_spaces.sweep_dir import read_json, trial_manifest_path
 from service.errors import ApiError
-from service.sweep_files import join, read_bytes
 from trainables.losses.registry import COEFFICIENTS  # torch-free: built-in and plugin coefficient names
-
-_EXCLUDED = {"DIVERGED", "ERROR", "PENDING"}
 
 # matplotlib's pyplot is not thread-safe: one report renders at a time in this process.
 _RENDER_LOCK = threading.Lock()
@@ -74,19 +73,9 @@ def metrics_rows(sweep_dir: str, trial_id: str, since_step: int | None) -> list[
 
 
 def best_trial(df: Any) -> dict[str, Any] | None:
-    """The finished, non-diverged trial with the lowest best validation CE."""
-    if df is None or len(df) == 0 or "best_val_loss" not in df:
-        return None
-    ok = df
-    if "status" in ok:
-        ok = ok[~ok["status"].astype(str).isin(_EXCLUDED)]
-    if "diverged_step" in ok:
-        ok = ok[(ok["diverged_step"].fillna(-1) < 0)]
-    ok = ok[ok["best_val_loss"].notna()]
-    if len(ok) == 0:
-        return None
-    row = records(ok.loc[[ok["best_val_loss"].idxmin()]])[0]
-    return row
+    """The best trial under the sweep dir's rule (``search_spaces.sweep_dir.BEST_RULE``)."""
+    rows = records(df)
+    return best_row(rows)  # type: ignore[return-value]
 
 
 def best_config(sweep_id: str, sweep_dir: str) -> dict[str, Any]:
@@ -110,18 +99,12 @@ def best_config(sweep_id: str, sweep_dir: str) -> dict[str, Any]:
 def trial_train_config(sweep_dir: str, trial_id: str) -> dict[str, Any] | None:
     """The resolved TrainConfig from the trial's manifest, when it wrote one."""
     try:
-        raw = read_bytes(join(sweep_dir, "trials", trial_id, "manifest.json"))
+        manifest = read_json(trial_manifest_path(sweep_dir, trial_id))
     except OSError:
         return None
-    if raw is None:
-        return None
-    try:
-        manifest = json.loads(raw)
-    except ValueError:
-        return None
     for key in ("config", "train_config", "resolved_config"):
-        if isinstance(manifest.get(key), dict):
-            return manifest[key]  # type: ignore[no-any-return]
+        if isinstance((manifest or {}).get(key), dict):
+            return manifest[key]  # type: ignore[index,no-any-return]
     return None
 
 
@@ -130,16 +113,8 @@ def _nan(value: Any) -> bool:
 
 
 def render_report(sweep_dir: str, fmt: str, links: dict[str, str]) -> str:
-    from search_spaces.report import render
+    """The report rendered in memory: a GET never writes into the sweep dir."""
+    from search_spaces.report import render_text
 
     with _RENDER_LOCK:
-        out = render(sweep_dir, formats=(fmt,), links=links)
-    value = out.get(fmt) if isinstance(out, dict) else None
-    if value is None:
-        raise ApiError(409, f"the report renderer produced no {fmt} output", loc=("query", "format"))
-    # render returns the text, or the path it wrote: accept both.
-    if "\n" not in value and len(value) < 4096:
-        data = read_bytes(value)
-        if data is not None:
-            return data.decode()
-    return value
+        return render_text(sweep_dir, fmt, links=links)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TRIAL_STATUSES = ("PENDING", "RUNNING", "TERMINATED", "STOPPED", "DIVERGED", "ERROR")
+from search_spaces.sweep_dir import TRIAL_STATUSES
 
 
 class PresetSubmission(BaseModel):
@@ -65,7 +65,10 @@ class SweepPublic(BaseModel):
     ray_submission_id: str | None = Field(description="The Ray job's submission id.")
     ray_job_status: str | None
     cancel_requested: bool
-    sweep_dir: str
+    queue_position: int | None = Field(
+        default=None, description="Place among the owner's sweeps waiting for their concurrency limit (1 = next)."
+    )
+    sweep_dir: str | None = Field(description="Where the sweep's files live on the server (shown to admins only).")
     created_at: datetime
     submitted_at: datetime | None
     started_at: datetime | None

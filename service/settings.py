@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -52,7 +52,14 @@ class Settings(BaseSettings):
         default=None, description="Ray's auth token (Ray >= 2.59 enables token auth by default)."
     )
     public_url: str | None = Field(
-        default=None, description="Base URL of this service used in links; default: taken from each request."
+        default=None,
+        description="Base URL of this service used in links. Unset: the request's own base URL when its Host is "
+        "one of trusted_hosts, else links are relative (/v1/...): a Host header never sets where links point.",
+    )
+    trusted_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Host names (without port) whose requests may set the base URL of links when public_url is "
+        "unset (comma-separated or a JSON list).",
     )
     python_executable: str = Field(
         default=sys.executable, description="Absolute interpreter path on the Ray nodes for the sweep driver job."
@@ -67,6 +74,21 @@ class Settings(BaseSettings):
     public_read: bool = Field(default=False, description="Allow GET requests without a token.")
     max_trials_per_sweep: int = Field(default=500, ge=1)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Compute caps, checked at submission (service/caps.py) before anything runs.
+    max_tokens_per_trial: int = Field(default=20 * 10**9, ge=1, description="Tokens one trial may train on.")
+    max_tokens_per_sweep: int = Field(default=500 * 10**9, ge=1, description="Tokens all trials of a sweep together.")
+    max_model_params: int = Field(default=2 * 10**9, ge=1, description="Parameters of the model, from the spec.")
+    max_activation_bytes_per_worker: int = Field(
+        default=64 * 2**30, ge=1, description="Estimated activation memory of one worker (batch x seq_len x width)."
+    )
+    max_workers_per_trial: int = Field(default=64, ge=1, description="DDP workers of one trial.")
+    max_gpus_per_trial: float = Field(default=16, ge=0, description="GPUs of one trial (workers x gpus_per_worker).")
+    max_concurrent_trials: int = Field(default=64, ge=1, description="A sweep's max_concurrent_trials.")
+    check_cluster_fit: bool = Field(
+        default=True,
+        description="Refuse a sweep whose trial fits on no node of the Ray cluster as it is now (turn off for "
+        "an autoscaling cluster that starts nodes on demand).",
+    )
     max_concurrent_sweeps_per_user: int = Field(
         default=2, ge=1, description="Sweeps of one user running on Ray at once; more wait QUEUED."
     )
@@ -81,15 +103,16 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
 
-    @field_validator("data_roots", mode="before")
+    @field_validator("trusted_hosts", "data_roots", mode="before")
     @classmethod
-    def _split_roots(cls, value: object) -> object:
-        # Accept a plain path list separated by os.pathsep as well as JSON.
-        if isinstance(value, str):
-            if value.lstrip().startswith("["):
-                return json.loads(value)
-            return [p for p in value.split(os.pathsep) if p]
-        return value
+    def _split_list(cls, value: object, info: ValidationInfo) -> object:
+        # A JSON list, or plain text: host names separated by commas, paths by os.pathsep.
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            return json.loads(value)
+        sep = "," if info.field_name == "trusted_hosts" else os.pathsep
+        return [part.strip() for part in value.split(sep) if part.strip()]
 
     # Derived values -------------------------------------------------------------------------------
     @property

@@ -3,9 +3,9 @@ with the service's own rules on top of the spec's: the trial limit and the data 
 
 from __future__ import annotations
 
-import os
+import json
+import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,8 +13,49 @@ from pydantic import ValidationError
 from service.errors import ApiError, error_item, validation_error
 from service.schemas import PresetSubmission
 from service.settings import Settings
+from trainables.data_roots import escaping_files, inside_roots
 
 CORPUS_SCHEMES = ("text:", "parquet:", "shards:")
+#: Deepest nesting a submission may have (the deepest spec is ~4 levels; free-form maps add a few).
+MAX_DEPTH = 32
+#: Largest integer anywhere in a submission: what a 64-bit signed column, Arrow and Ray hold.
+MAX_INT = 2**63 - 1
+
+
+def check_document(doc: Any, root: tuple[str | int, ...] = ("body",)) -> None:
+    """Refuses, naming the field, what could be validated but not stored and served back: numbers that
+    are not finite or do not fit 64 bits, text that is not valid Unicode (a lone surrogate), nesting
+    deeper than ``MAX_DEPTH``. Iterative, so a deeply nested body cannot exhaust the stack here."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [(root, doc)]
+    while stack:
+        loc, value = stack.pop()
+        if len(loc) - len(root) > MAX_DEPTH:
+            raise ApiError(422, f"{'.'.join(map(str, loc[:len(root) + 3]))}...: nested deeper than {MAX_DEPTH} levels",
+                           loc=loc[: len(root) + MAX_DEPTH])
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ApiError(422, f"{'.'.join(map(str, loc))}: {value} is not a finite number", loc=loc)
+        if isinstance(value, int) and abs(value) > MAX_INT:
+            raise ApiError(422, f"{'.'.join(map(str, loc))}: the number is too large (limit {MAX_INT})", loc=loc)
+        if isinstance(value, str):
+            _check_text(value, loc)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(str(key), loc)
+                stack.append(((*loc, str(key)), item))
+        elif isinstance(value, list | tuple):
+            stack.extend(((*loc, i), item) for i, item in enumerate(value))
+
+
+def _check_text(text: str, loc: tuple[str | int, ...]) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(422, f"{'.'.join(map(str, loc))}: the text is not valid Unicode (a lone surrogate?)",
+                       loc=loc) from None
+    if "\x00" in text:
+        raise ApiError(422, f"{'.'.join(map(str, loc))}: the text contains a NUL character", loc=loc)
 
 
 def resolve_submission(body: Any, settings: Settings) -> tuple[Any, str | None]:
@@ -27,6 +68,7 @@ def resolve_submission(body: Any, settings: Settings) -> tuple[Any, str | None]:
     if not isinstance(body, dict):
         raise ApiError(422, "the body must be a JSON object: a SweepSpec or {\"preset\": NAME, \"overrides\": {...}}",
                        loc=("body",))
+    check_document(body)
     preset: str | None = None
     if "preset" in body:
         try:
@@ -45,7 +87,7 @@ def resolve_submission(body: Any, settings: Settings) -> tuple[Any, str | None]:
                 spec = apply_overrides(spec, {"name": submission.name})
         except ValidationError as exc:
             raise validation_error(exc, prefix=("body", "overrides")) from exc
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError, RecursionError) as exc:
             raise ApiError(422, f"invalid overrides: {_msg(exc)}", loc=("body", "overrides")) from exc
     else:
         try:
@@ -53,9 +95,23 @@ def resolve_submission(body: Any, settings: Settings) -> tuple[Any, str | None]:
             spec = SweepSpec.model_validate(body, context={"max_trials": settings.max_trials_per_sweep})
         except ValidationError as exc:
             raise validation_error(exc) from exc
-        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError, RecursionError) as exc:
             raise ApiError(422, f"invalid sweep spec: {_msg(exc)}", loc=("body",)) from exc
     return spec, preset
+
+
+def storable(spec: Any) -> dict[str, Any]:
+    """The validated spec as the document that is stored and served back, checked to be exactly that:
+    strict JSON (no NaN), valid Unicode, no number a reader cannot hold."""
+    try:
+        doc = spec.model_dump(mode="json")
+        check_document(doc)
+        json.dumps(doc, allow_nan=False).encode("utf-8")
+    except ApiError:
+        raise
+    except (ValueError, TypeError, ArithmeticError, RecursionError) as exc:
+        raise ApiError(422, f"the sweep spec cannot be stored as JSON: {_msg(exc)}", loc=("body",)) from exc
+    return doc  # type: ignore[no-any-return]
 
 
 def count_trials(spec: Any, settings: Settings) -> int | None:
@@ -76,7 +132,9 @@ def count_trials(spec: Any, settings: Settings) -> int | None:
 
 def check_data_paths(spec_dict: dict[str, Any], settings: Settings) -> None:
     """Refuses ``text:PATH``/``parquet:PATH``/``shards:DIR`` corpora outside the configured data roots. Paths are
-    resolved (symlinks, ``..``) before the check, so traversal out of a root is refused too."""
+    resolved (symlinks, ``..``) before the check, so traversal out of a root is refused too, and so is a
+    directory holding a link to a file outside. The job checks every file again where it opens it
+    (``trainables.data_roots``): a file swapped for such a link after submission is refused there."""
     roots = settings.resolved_data_roots
     errors = []
     for loc, value in _strings(spec_dict, ("body",)):
@@ -87,6 +145,11 @@ def check_data_paths(spec_dict: dict[str, Any], settings: Settings) -> None:
         if not _inside_roots(path, roots):
             errors.append(error_item(loc, f"{value!r} is outside the allowed data roots ({', '.join(roots)}); "
                                           "set LOSSWEEP_DATA_ROOTS to allow it"))
+        elif "://" not in path:
+            escaping = next(escaping_files(path, roots), None)
+            if escaping is not None:
+                errors.append(error_item(loc, f"{value!r} holds {escaping}, a link outside the allowed data roots "
+                                              f"({', '.join(roots)})"))
     if errors:
         raise ApiError(422, errors[0]["field"] + ": " + errors[0]["message"], errors=errors, code="data_path_refused")
 
@@ -109,17 +172,7 @@ def _inside_roots(path: str, roots: list[str]) -> bool:
         if any(seg in ("..", ".") for seg in path.split("://", 1)[1].split("/")):
             return False
         return any("://" in r and (path == r.rstrip("/") or path.startswith(r.rstrip("/") + "/")) for r in roots)
-    try:
-        real = Path(os.path.realpath(os.path.expanduser(path)))
-    except (OSError, ValueError):
-        return False
-    for root in roots:
-        if "://" in root:
-            continue
-        real_root = Path(os.path.realpath(os.path.expanduser(root)))
-        if real == real_root or real_root in real.parents:
-            return True
-    return False
+    return inside_roots(path, roots)
 
 
 def _msg(exc: BaseException) -> str:

@@ -10,18 +10,20 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from search_spaces.storage import join
+from search_spaces.sweep_dir import TRIAL_STATUSES
 from service.auth import Principal
+from service.caps import check_caps, check_cluster_fit
 from service.errors import ApiError
 from service.grafana import grafana_link
 from service.models import IdempotencyKey, Sweep, SweepStatus
-from service.schemas import TRIAL_STATUSES, BestSoFar, SweepDetail, SweepLinks, SweepPublic
+from service.schemas import BestSoFar, SweepDetail, SweepLinks, SweepPublic
 from service.settings import Settings
-from service.specs import check_data_paths, count_trials, resolve_submission
-from service.sweep_files import join
+from service.specs import check_data_paths, count_trials, resolve_submission, storable
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -53,11 +55,31 @@ def _replay(session: Session, owner: str, key: str, digest: str) -> Sweep | None
     return sweep
 
 
+def lock_owner(session: Session, owner: str) -> None:
+    """Serialises one user's submissions until the transaction ends, so the per-user counts and the insert
+    are one atomic step, also across service processes: on PostgreSQL a transaction-scoped advisory lock
+    on the user; on SQLite the database's write lock, taken before the counts (BEGIN IMMEDIATE)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"lossweep-owner:{owner}".encode()).digest()[:8], "big", signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    elif dialect == "sqlite":
+        connection = session.connection()
+        if not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def create_sweep(
-    session: Session, settings: Settings, principal: Principal, body: Any, idempotency_key: str | None
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    body: Any,
+    idempotency_key: str | None,
+    nodes: list[dict[str, float]] | None = None,
 ) -> tuple[Sweep, bool]:
     """Validates ``body`` and stores a QUEUED sweep; returns ``(sweep, replayed)``. ``replayed`` is True
-    when an earlier request with the same Idempotency-Key and body already created it."""
+    when an earlier request with the same Idempotency-Key and body already created it. ``nodes``: the Ray
+    cluster's node resources, when known, to refuse a trial that fits on none of them."""
     digest = body_hash(body)
     if idempotency_key is not None:
         if not 1 <= len(idempotency_key) <= 255 or not idempotency_key.isprintable():
@@ -68,9 +90,13 @@ def create_sweep(
 
     spec, preset = resolve_submission(body, settings)
     num_trials = count_trials(spec, settings)
-    spec_dict = spec.model_dump(mode="json")
+    spec_dict = storable(spec)
+    check_caps(spec, settings)
+    if nodes is not None and settings.check_cluster_fit:
+        check_cluster_fit(spec, nodes)
     check_data_paths(spec_dict, settings)
 
+    lock_owner(session, principal.name)
     waiting = session.scalar(
         select(func.count())
         .select_from(Sweep)
@@ -89,7 +115,8 @@ def create_sweep(
 
     running = active_count(session, principal.name)
     limit = settings.max_concurrent_sweeps_per_user
-    message = waiting_message(principal.name, running, limit, waiting + 1) if running >= limit else "queued"
+    position = waiting + 1 if running >= limit else None
+    message = waiting_message(principal.name, running, limit, position) if position is not None else "queued"
     name = "".join(c for c in str(getattr(spec, "name", None) or preset or "sweep") if c.isprintable()) or "sweep"
     sweep_id = new_sweep_id(name)
     sweep = Sweep(
@@ -103,6 +130,7 @@ def create_sweep(
         num_trials=num_trials,
         sweep_dir=join(settings.resolved_storage_root, sweep_id),
         cancel_requested=False,
+        queue_position=position,
     )
     session.add(sweep)
     try:
@@ -121,12 +149,49 @@ def create_sweep(
     return sweep, False
 
 
-def get_sweep(session: Session, sweep_id: str) -> Sweep:
+def can_read(principal: Principal, sweep: Sweep, settings: Settings) -> bool:
+    """The visibility model: users read their own sweeps, admins everyone's, and LOSSWEEP_PUBLIC_READ
+    opens reads of every sweep to everyone (anonymous callers included)."""
+    return settings.public_read or principal.is_admin or sweep.owner == principal.name
+
+
+def get_sweep(session: Session, sweep_id: str, principal: Principal | None = None,
+              settings: Settings | None = None) -> Sweep:
+    """The sweep, as ``principal`` may see it: a sweep they may not read is answered as one that does not
+    exist (its id says nothing about it). Without a principal: internal use, no visibility check."""
     # Ids are short and printable; anything else cannot exist (and PostgreSQL refuses NUL in text).
     sweep = session.get(Sweep, sweep_id) if len(sweep_id) <= 64 and sweep_id.isprintable() else None
+    if sweep is not None and principal is not None and settings is not None:
+        sweep = sweep if can_read(principal, sweep, settings) else None
     if sweep is None:
         raise ApiError(404, f"no sweep with id {sweep_id!r}", loc=("path", "sweep_id"))
     return sweep
+
+
+def find_sweeps(
+    session: Session,
+    principal: Principal,
+    settings: Settings,
+    *,
+    statuses: list[str] | None = None,
+    owner: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Sweep], int]:
+    """The sweeps ``principal`` may see (newest first), filtered; and how many there are in all."""
+    query = select(Sweep)
+    count = select(func.count()).select_from(Sweep)
+    conditions = []
+    if not (settings.public_read or principal.is_admin):
+        conditions.append(Sweep.owner == principal.name)
+    if statuses:
+        conditions.append(Sweep.status.in_(statuses))
+    if owner:
+        conditions.append(Sweep.owner == owner)
+    if conditions:
+        query, count = query.where(*conditions), count.where(*conditions)
+    rows = session.scalars(query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit).offset(offset))
+    return list(rows), int(session.scalar(count) or 0)
 
 
 def request_cancel(session: Session, sweep: Sweep, principal: Principal) -> None:
@@ -140,6 +205,7 @@ def request_cancel(session: Session, sweep: Sweep, principal: Principal) -> None
     sweep.cancel_requested = True
     if sweep.ray_submission_id is None:  # never reached Ray: nothing to stop
         sweep.status = SweepStatus.CANCELLED.value
+        sweep.queue_position = None
         sweep.message = f"cancelled by {principal.name} before it started"
         sweep.finished_at = datetime.now(UTC)
     else:
@@ -188,7 +254,10 @@ def _num(progress: dict[str, Any] | None, key: str) -> Any:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def sweep_public(sweep: Sweep, settings: Settings, base_url: str, *, detail: bool = False) -> SweepPublic:
+def sweep_public(
+    sweep: Sweep, settings: Settings, base_url: str, *, detail: bool = False, show_paths: bool = False
+) -> SweepPublic:
+    """The API's view of a sweep; server paths (``sweep_dir``) only with ``show_paths`` (admins)."""
     progress = sweep.progress
     fields: dict[str, Any] = dict(
         id=sweep.id,
@@ -206,7 +275,8 @@ def sweep_public(sweep: Sweep, settings: Settings, base_url: str, *, detail: boo
         ray_submission_id=sweep.ray_submission_id,
         ray_job_status=sweep.ray_job_status,
         cancel_requested=sweep.cancel_requested,
-        sweep_dir=sweep.sweep_dir,
+        queue_position=sweep.queue_position,
+        sweep_dir=sweep.sweep_dir if show_paths else None,
         created_at=sweep.created_at,
         submitted_at=sweep.submitted_at,
         started_at=sweep.started_at,

@@ -4,27 +4,31 @@ then a rename over it. Every part of lossweep that writes sweep files, manifests
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 
-def _default_mode() -> int:
-    # mkstemp creates files 0600; a report or a manifest should get the permissions any other file
-    # the user writes gets (0666 less the umask), or a colleague sharing the sweep dir cannot read it.
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def _create_temporary(directory: Path, name: str) -> tuple[int, Path]:
+    # Created with mode 0666 so the kernel applies the process umask, as for any file the user writes
+    # (mkstemp's 0600 would hide reports from a colleague sharing the sweep dir). Reading the umask
+    # with os.umask would change it for every thread of a server for a moment.
+    for _ in range(100):
+        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {directory / name}")
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """Writes ``data`` to ``path`` (parents created) atomically; returns the path."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = _create_temporary(target.parent, target.name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-        os.chmod(tmp, _default_mode())
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

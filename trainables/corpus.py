@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainables.data_roots import checked_path
+
 VAL_PERCENT = 10
 CORPUS_KINDS = "'stdlib', 'text:PATH', 'parquet:PATH' or 'shards:DIR'"
 TEXT_SUFFIXES = (".txt", ".md", ".py")
@@ -83,12 +85,12 @@ def is_val_document(relpath: str) -> bool:
     return int.from_bytes(digest[:8], "big") % 100 < VAL_PERCENT
 
 
-def _read_documents(root: Path, files: list[Path], spec: str) -> TextCorpus:
+def _read_documents(root: Path, files: list[Path], spec: str, *, confined: bool = False) -> TextCorpus:
     docs: list[tuple[str, str]] = []
     hasher = hashlib.sha256()
     for path in files:
         rel = path.relative_to(root).as_posix() if path != root else path.name
-        raw = path.read_bytes()
+        raw = (checked_path(path) if confined else path).read_bytes()
         text = raw.decode("utf-8", errors="replace")
         if not text.strip():
             continue
@@ -130,8 +132,8 @@ def load_corpus(spec: str, *, column: str = "tokens") -> TextCorpus | TokenCorpu
     if kind == "text":
         path = _existing(rest, spec)
         if path.is_file():
-            return _read_documents(path, [path], spec)
-        return _read_documents(path, _walk(path, TEXT_SUFFIXES, frozenset({"__pycache__"})), spec)
+            return _read_documents(path, [path], spec, confined=True)
+        return _read_documents(path, _walk(path, TEXT_SUFFIXES, frozenset({"__pycache__"})), spec, confined=True)
     if kind == "parquet":
         return _load_parquet(_existing(rest, spec), spec, column)
     if kind == "shards":
@@ -150,8 +152,9 @@ def _load_parquet(path: Path, spec: str, column: str) -> TokenCorpus:
     chunks: list[np.ndarray] = []
     hasher = hashlib.sha256()
     for f in files:
+        real = checked_path(f)  # open the resolved file, never the link
         try:
-            schema = pq.read_schema(f)
+            schema = pq.read_schema(real)
         except Exception as exc:
             raise CorpusError(f"corpus {spec!r}: {f} is not a readable parquet file ({exc})") from None
         if column not in schema.names:
@@ -159,7 +162,7 @@ def _load_parquet(path: Path, spec: str, column: str) -> TokenCorpus:
                 f"parquet file {f} has no column {column!r} (columns: {', '.join(schema.names)}); "
                 f"set the token-id column with data.column"
             )
-        col = pq.read_table(f, columns=[column]).column(column).combine_chunks()
+        col = pq.read_table(real, columns=[column]).column(column).combine_chunks()
         if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
             col = pc.list_flatten(col)
         if not pa.types.is_integer(col.type):

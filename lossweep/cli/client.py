@@ -140,7 +140,9 @@ def submission_body(target: str, sets: list[str], name: str | None) -> dict[str,
 
 def format_sweep(s: dict[str, Any]) -> str:
     counts = s.get("trial_counts") or {}
-    done = sum(counts.get(k, 0) for k in ("TERMINATED", "STOPPED", "DIVERGED", "ERROR"))
+    from search_spaces.sweep_dir import FINAL_TRIAL_STATUSES
+
+    done = sum(counts.get(k, 0) for k in FINAL_TRIAL_STATUSES)
     total = s.get("num_trials") or sum(counts.values()) or "?"
     parts = [f"{s['id']}  {s['status']:<9}  trials {done}/{total}"]
     live = {k: v for k, v in counts.items() if v and k in ("RUNNING", "DIVERGED", "ERROR")}
@@ -251,9 +253,19 @@ def report(
         raise fail("report", exc) from exc
     if output is None:
         match = re.search(r'filename="([^"]+)"', response.headers.get("content-disposition", ""))
-        output = Path(match.group(1) if match else f"lossweep-{sweep_id}-report.{format}")
+        output = Path(safe_filename(match.group(1) if match else "", f"lossweep-report.{format}"))
     output.write_bytes(response.content)
     typer.echo(str(output))
+
+
+def safe_filename(suggested: str, fallback: str) -> str:
+    """The server's suggested file name as a plain name in the current directory: no directories
+    (``../``, ``/etc/``, ``C:\\``), no hidden or control characters; ``fallback`` when nothing is left."""
+    import re
+
+    name = re.split(r"[/\\]", suggested)[-1]
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
+    return name[:200] or fallback
 
 
 def register(app: typer.Typer) -> None:

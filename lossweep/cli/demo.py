@@ -21,9 +21,9 @@ import typer
 
 from lossweep.cli.client import SERVICE_RECORD, TOKEN_FILE, Client, ServiceError, format_sweep, state_dir
 from lossweep.local_cluster import pid_alive
+from search_spaces.sweep_dir import FINAL_SWEEP_STATUSES
 
 SERVICE_LOG = "service.log"
-FINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 
 def _free_port(preferred: int) -> int:
@@ -114,8 +114,11 @@ def ensure_token(home: Path, url: str) -> str:
     with session_scope(make_sessionmaker(engine)) as session:
         _, token = create_token(session, getpass.getuser() or "demo", admin=True)
     engine.dispose()
-    path.write_text(token + "\n")
-    path.chmod(0o600)
+    # Created 0600 (not chmod-ed after writing): no moment where another user can read the token.
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
     return token
 
 
@@ -185,7 +188,7 @@ def _follow(client: Client, sweep: dict[str, Any], interval: float = 2.0, quiet_
             shown = line + (f"  eta {eta:.0f}s" if eta and sweep["status"] == "RUNNING" else "")
             typer.echo(f"  [{time.strftime('%H:%M:%S')}] {shown}")
             last, last_at = line, time.monotonic()
-        if sweep["status"] in FINAL:
+        if sweep["status"] in FINAL_SWEEP_STATUSES:
             return sweep
         time.sleep(interval)
         sweep = client.json("GET", f"/v1/sweeps/{sweep['id']}")

@@ -1,4 +1,5 @@
-"""``lossweep serve`` (the REST service under uvicorn) and ``lossweep token`` (API tokens)."""
+"""``lossweep serve`` (the REST service under uvicorn), ``lossweep token`` (API tokens) and ``lossweep db``
+(the database schema)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Annotated
 import typer
 
 token_app = typer.Typer(help="Create, list and revoke the service's API tokens.", no_args_is_help=True)
+db_app = typer.Typer(help="The service database's schema (Alembic migrations shipped with lossweep).",
+                     no_args_is_help=True)
 
 
 def serve(
@@ -109,7 +112,28 @@ def token_revoke(
     typer.echo(f"revoked {n} token(s)")
 
 
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the database (LOSSWEEP_DATABASE_URL) to this release's schema; the service also does it at start-up."""
+    from service.db import current_revision, make_engine, upgrade
+    from service.settings import Settings
+
+    engine = make_engine(Settings().resolved_database_url)
+    try:
+        before = current_revision(engine)
+        after = upgrade(engine)
+    except Exception as exc:  # a database that does not answer or refuses: one line, not a traceback
+        typer.echo(f"lossweep db upgrade: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                   err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    was = "" if before == after else f" (was {before or 'unversioned: 0.1.0 or new'})"
+    typer.echo(f"database schema at revision {after}{was}")
+
+
 def register(app: typer.Typer) -> None:
-    """Adds ``serve`` and the ``token`` group to the ``lossweep`` app."""
+    """Adds ``serve`` and the ``token`` and ``db`` groups to the ``lossweep`` app."""
     app.command("serve")(serve)
     app.add_typer(token_app, name="token")
+    app.add_typer(db_app, name="db")

@@ -56,6 +56,26 @@ def spec_example() -> dict[str, Any] | None:
         return None
 
 
+def add_sweep_links(schema: dict[str, Any]) -> None:
+    """OpenAPI links from a submission's answer to every operation on the sweep it created (its ``id`` is
+    their ``sweep_id``), so clients and stateful API testers can follow them."""
+    paths = schema.get("paths", {})
+    created = paths.get("/v1/sweeps", {}).get("post", {}).get("responses", {}).get("201")
+    if created is None:
+        return
+    links = {}
+    for path, operations in sorted(paths.items()):
+        if not path.startswith("/v1/sweeps/{sweep_id}"):
+            continue
+        for method in sorted(operations):
+            pointer = path.replace("~", "~0").replace("/", "~1")
+            name = (method + path.removeprefix("/v1/sweeps/{sweep_id}").replace("/", "_").replace("{", "")
+                    .replace("}", "")).strip("_") or method
+            links[name] = {"operationRef": f"#/paths/{pointer}/{method}",
+                           "parameters": {"sweep_id": "$response.body#/id"}}
+    created["links"] = links
+
+
 def build_openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema plus the models only referenced from ``SUBMIT_BODY``."""
     if app.openapi_schema:
@@ -71,6 +91,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         for name, definition in sub.pop("$defs", {}).items():
             components.setdefault(name, definition)
         components[model.__name__] = sub
+    add_sweep_links(schema)
     example = spec_example()
     if example is not None:
         body = schema["paths"]["/v1/sweeps"]["post"]["requestBody"]["content"]["application/json"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from service.deps import BaseUrlDep, ReaderDep, SessionDep, StateDep
+from search_spaces.sweep_dir import signature
+from service.deps import ReaderDep, SessionDep, SettingsDep, StateDep
 from service.results import (
     best_config,
     metrics_rows,
@@ -44,7 +45,7 @@ class ConfigFormat(StrEnum):
     json = "json"
 
 
-_REPORTS: dict[tuple[str, str, str], str] = {}
+_REPORTS: dict[tuple[Any, ...], str] = {}
 _REPORTS_KEPT = 32
 _REPORTS_LOCK = threading.Lock()
 _REPORT_TYPES = {"json": "application/json", "md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8"}
@@ -66,10 +67,11 @@ def _download(content: bytes | str, media_type: str, filename: str) -> Response:
 def get_trials(
     sweep_id: str,
     session: SessionDep,
-    _: ReaderDep,
+    settings: SettingsDep,
+    principal: ReaderDep,
     format: Annotated[TrialsFormat, Query()] = TrialsFormat.json,
 ) -> Response | TrialsPublic:
-    sweep = get_sweep(session, sweep_id)
+    sweep = get_sweep(session, sweep_id, principal, settings)
     df = trials_frame(sweep.sweep_dir)
     if format is TrialsFormat.csv:
         return _download(trials_csv(df), "text/csv", f"lossweep-{sweep.id}-trials.csv")
@@ -89,10 +91,11 @@ def get_metrics(
     sweep_id: str,
     trial_id: str,
     session: SessionDep,
-    _: ReaderDep,
+    settings: SettingsDep,
+    principal: ReaderDep,
     since_step: Annotated[int | None, Query(ge=-1, le=2**62)] = None,
 ) -> MetricsPublic:
-    sweep = get_sweep(session, sweep_id)
+    sweep = get_sweep(session, sweep_id, principal, settings)
     rows = metrics_rows(sweep.sweep_dir, trial_id, since_step)
     steps = [r["step"] for r in rows if isinstance(r.get("step"), int | float)]
     return MetricsPublic(
@@ -114,23 +117,24 @@ def get_report(
     sweep_id: str,
     state: StateDep,
     session: SessionDep,
-    _: ReaderDep,
-    base: BaseUrlDep,
+    settings: SettingsDep,
+    principal: ReaderDep,
     format: Annotated[ReportFormat, Query()] = ReportFormat.html,
 ) -> Response:
-    sweep = get_sweep(session, sweep_id)
-    links = sweep_links(sweep, state.settings, base)
+    sweep = get_sweep(session, sweep_id, principal, settings)
+    # The report's own links depend on the configuration only (LOSSWEEP_PUBLIC_URL, else relative), never
+    # on the request, so one render serves every reader.
+    links = sweep_links(sweep, state.settings, state.settings.public_url or "")
     link_map = {"trials.csv": f"{links.trials}?format=csv", "trials.parquet": f"{links.trials}?format=parquet"}
-    # A final sweep's report no longer changes: keep the last few renders (matplotlib is slow).
-    key = (sweep.id, format.value, base)
-    text = _REPORTS.get(key) if sweep.status_enum.is_final else None
+    # Keep the last few renders (matplotlib is slow), keyed on the sweep and the files they come from.
+    key = (sweep.id, format.value, signature(sweep.sweep_dir))
+    text = _REPORTS.get(key)
     if text is None:
         text = render_report(sweep.sweep_dir, format.value, link_map)
-        if sweep.status_enum.is_final:
-            with _REPORTS_LOCK:
-                _REPORTS[key] = text
-                while len(_REPORTS) > _REPORTS_KEPT:
-                    _REPORTS.pop(next(iter(_REPORTS)))
+        with _REPORTS_LOCK:
+            _REPORTS[key] = text
+            while len(_REPORTS) > _REPORTS_KEPT:
+                _REPORTS.pop(next(iter(_REPORTS)))
     partial = "" if sweep.status_enum.is_final else "-partial"
     return _download(text, _REPORT_TYPES[format.value], f"lossweep-{sweep.id}-report{partial}.{format.value}")
 
@@ -139,17 +143,19 @@ def get_report(
     "/best-config",
     response_model=BestConfig,
     summary="The winning configuration",
-    description="The best finished, non-diverged trial (lowest validation CE): its method, coefficients, learning "
-    "rate and resolved TrainConfig. `?format=yaml` (the default) is ready to paste into a training config.",
+    description="The best trial (docs/sweep-dir.md: lowest validation CE, diverged and failed trials excluded): "
+    "its method, coefficients, learning rate and resolved TrainConfig. `?format=yaml` (the default) is ready to "
+    "paste into a training config.",
     responses={**ERRORS, 200: {"content": {"application/yaml": {}}}},
 )
 def get_best_config(
     sweep_id: str,
     session: SessionDep,
-    _: ReaderDep,
+    settings: SettingsDep,
+    principal: ReaderDep,
     format: Annotated[ConfigFormat, Query()] = ConfigFormat.yaml,
 ) -> Response | BestConfig:
-    sweep = get_sweep(session, sweep_id)
+    sweep = get_sweep(session, sweep_id, principal, settings)
     best = best_config(sweep.id, sweep.sweep_dir)
     if format is ConfigFormat.json:
         return BestConfig.model_validate(best)

@@ -6,15 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import func, select
 
 from service.deps import BaseUrlDep, CredentialsDep, ReaderDep, SessionDep, StateDep, UserDep, reader
-from service.models import Sweep, SweepStatus
+from service.models import SweepStatus
 from service.queue import schedule
 from service.ray_client import RayUnavailable
 from service.routes.openapi import ERRORS, SUBMIT_BODY
 from service.schemas import SweepDetail, SweepList
-from service.sweeps import create_sweep, get_sweep, request_cancel, sweep_public
+from service.sweeps import create_sweep, find_sweeps, get_sweep, request_cancel, sweep_public
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 
@@ -40,23 +39,30 @@ def submit_sweep(
     body: Annotated[Any, Body()],
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)] = None,
 ) -> SweepDetail:
+    nodes = state.ray.nodes_cached() if state.settings.check_cluster_fit else None  # before the lock: it may wait
     with state.write_lock:
-        sweep, replayed = create_sweep(session, state.settings, principal, body, idempotency_key)
+        sweep, replayed = create_sweep(session, state.settings, principal, body, idempotency_key, nodes)
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    elif not sweep.message.startswith("waiting:"):  # when the owner is at the limit, nothing can start
+    elif sweep.queue_position is None:  # when the owner is at the limit, nothing can start
         schedule(state, owner=principal.name)  # not under write_lock: it may wait on Ray
         session.expire_all()  # pick up the submission made by the scheduler's own session
     sweep = get_sweep(session, sweep.id)
     response.headers["Location"] = f"{base}/v1/sweeps/{sweep.id}"
-    return sweep_public(sweep, state.settings, base, detail=True)  # type: ignore[return-value]
+    return sweep_public(sweep, state.settings, base, detail=True, show_paths=principal.is_admin)  # type: ignore[return-value]
 
 
-@router.get("", response_model=SweepList, summary="List sweeps", responses=ERRORS)
+@router.get(
+    "",
+    response_model=SweepList,
+    summary="List sweeps",
+    description="A user's own sweeps; an admin's, everyone's (and everyone's for all under LOSSWEEP_PUBLIC_READ).",
+    responses=ERRORS,
+)
 def list_sweeps(
     state: StateDep,
     session: SessionDep,
-    _: ReaderDep,
+    principal: ReaderDep,
     base: BaseUrlDep,
     status: Annotated[list[SweepStatus] | None, Query(description="Only sweeps in these statuses.")] = None,
     owner: Annotated[
@@ -65,17 +71,13 @@ def list_sweeps(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> SweepList:
-    query = select(Sweep)
-    count = select(func.count()).select_from(Sweep)
-    if status:
-        values = [s.value for s in status]
-        query, count = query.where(Sweep.status.in_(values)), count.where(Sweep.status.in_(values))
-    if owner:
-        query, count = query.where(Sweep.owner == owner), count.where(Sweep.owner == owner)
-    rows = session.scalars(query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit).offset(offset))
+    rows, total = find_sweeps(
+        session, principal, state.settings, statuses=[s.value for s in status or ()], owner=owner, limit=limit,
+        offset=offset,
+    )
     return SweepList(
-        items=[sweep_public(s, state.settings, base) for s in rows],
-        total=session.scalar(count) or 0,
+        items=[sweep_public(s, state.settings, base, show_paths=principal.is_admin) for s in rows],
+        total=total,
         limit=limit,
         offset=offset,
     )
@@ -86,8 +88,9 @@ async def read_sweep(sweep_id: str, state: StateDep, credentials: CredentialsDep
     # The hot path (clients poll it): authentication, the read and the serialisation in one thread hop.
     def _read() -> bytes:
         with state.sessions() as session:
-            reader(session, credentials, state.settings)
-            public = sweep_public(get_sweep(session, sweep_id), state.settings, base, detail=True)
+            principal = reader(session, credentials, state.settings)
+            sweep = get_sweep(session, sweep_id, principal, state.settings)
+            public = sweep_public(sweep, state.settings, base, detail=True, show_paths=principal.is_admin)
             return public.model_dump_json().encode()
 
     return Response(await run_in_threadpool(_read), media_type="application/json")
@@ -108,7 +111,7 @@ async def cancel_sweep(
 ) -> SweepDetail:
     def _cancel() -> SweepDetail:
         with state.sessions() as session:
-            sweep = get_sweep(session, sweep_id)
+            sweep = get_sweep(session, sweep_id, principal, state.settings)
             request_cancel(session, sweep, principal)
             if sweep.ray_submission_id is not None:
                 try:
@@ -116,7 +119,8 @@ async def cancel_sweep(
                 except RayUnavailable as exc:
                     sweep.message = f"cancel requested; Ray unreachable, will retry: {exc}"
                     session.commit()
-            return sweep_public(sweep, state.settings, base, detail=True)  # type: ignore[return-value]
+            return sweep_public(sweep, state.settings, base, detail=True,  # type: ignore[return-value]
+                                show_paths=principal.is_admin)
 
     result = await run_in_threadpool(_cancel)
     monitor = getattr(request.app.state, "monitor", None)

@@ -13,7 +13,8 @@ import pyarrow.fs as pafs
 import pytest
 import yaml
 
-from service import sweep_files
+from search_spaces import storage
+from search_spaces import sweep_dir as contract
 from tests.deploy.conftest import S3Server
 from tests.search_spaces.synthetic_sweep import paper_grid_trials, write_sweep
 
@@ -46,23 +47,22 @@ def s3_sweep(s3_env: S3Server, local_sweep: Path, request: pytest.FixtureRequest
 
 
 def test_service_writes_and_reads_its_files_on_s3(s3_env: S3Server) -> None:
-    sweep_dir = sweep_files.join(s3_env.uri("sweeps"), "svc-1")
+    sweep_dir = storage.join(s3_env.uri("sweeps"), "svc-1")
     assert sweep_dir == s3_env.uri("sweeps", "svc-1")
-    assert sweep_files.read_progress(sweep_dir) is None  # nothing written yet: no error
+    assert contract.read_progress(sweep_dir) is None  # nothing written yet: no error
+    assert contract.read_optional(storage.join(sweep_dir, "nothing")) is None
     spec = {"name": "svc-1", "methods": ["baseline", "z_loss"], "lr": [1e-3, 3e-3]}
-    path = sweep_files.write_spec(sweep_dir, spec)
-    assert yaml.safe_load(sweep_files.read_bytes(path) or b"") == spec
+    path = contract.write_spec_document(sweep_dir, spec)
+    assert yaml.safe_load(contract.read_optional(path) or b"") == spec
     progress = {"sweep_id": "svc-1", "status": "RUNNING", "eta_s": 10.0}
-    sweep_files.write_bytes(sweep_files.join(sweep_dir, "progress.json"), json.dumps(progress).encode())
-    sweep_files.mark_ended(sweep_dir, "CANCELLED")
-    ended = sweep_files.read_progress(sweep_dir)
+    storage.write_bytes(storage.join(sweep_dir, "progress.json"), json.dumps(progress).encode())
+    contract.mark_ended(sweep_dir, "CANCELLED")
+    ended = contract.read_progress(sweep_dir)
     assert ended is not None and ended["status"] == "CANCELLED" and ended["eta_s"] is None
     assert _object_names(sweep_dir) == {"spec.yaml", "progress.json"}
 
 
 def test_storage_helpers_on_s3(s3_env: S3Server) -> None:
-    from search_spaces import storage
-
     root = s3_env.uri("sweeps", "helpers") + "/"
     assert storage.is_uri(root) and not storage.is_uri("/tmp/x") and not storage.is_uri("file:///tmp/x")
     assert storage.normalize(root) == s3_env.uri("sweeps", "helpers")

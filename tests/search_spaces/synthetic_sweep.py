@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces.results import TRIAL_COLUMNS
+from search_spaces.sweep_dir import TRIAL_STATUSES
 
 TRIAL_NAMES = tuple(name for name, _ in TRIAL_COLUMNS)
 VOCAB = 256
@@ -124,7 +125,7 @@ def write_sweep(
     results.write_trials(sweep_dir, trials)
     rows = list(metrics) if metrics is not None else [r for t in trials for r in curve(t)]
     results.write_metrics(sweep_dir, rows)
-    counts = {s: 0 for s in results.STATUSES}
+    counts = {s: 0 for s in TRIAL_STATUSES}
     for t in trials:
         counts[t["status"]] += 1
     finite = [t for t in trials if t["status"] in ("TERMINATED", "STOPPED", "RUNNING")]

@@ -43,6 +43,13 @@ def with_corpus(spec: dict[str, Any], corpus: str) -> tuple[dict[str, Any], tupl
     return spec, locs[0]
 
 
+def server_dir(live: Any, sweep_id: str) -> str:
+    """A sweep's directory on the server, as an admin sees it (users are not shown server paths)."""
+    sweep_dir = live.client("root").get(f"/v1/sweeps/{sweep_id}").json()["sweep_dir"]
+    assert sweep_dir, "an admin is shown the sweep dir"
+    return str(sweep_dir)
+
+
 def fill_sweep_dir(sweep_dir: str, *, status: str = "SUCCEEDED") -> list[dict[str, Any]]:
     """Writes results in the documented format into a sweep dir the service created: three trials,
     one of them diverged (the best non-diverged one is z_loss at lr 1e-3)."""

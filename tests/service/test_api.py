@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.fixtures.service import LiveService
-from tests.service.helpers import demo_spec, fill_sweep_dir, with_corpus
+from tests.service.helpers import demo_spec, fill_sweep_dir, server_dir, with_corpus
 
 
 def assert_error(response: httpx.Response, status: int, field: str | None = None) -> dict:
@@ -35,8 +35,10 @@ def test_healthz_and_readyz_say_which_dependency_is_down(live_service: LiveServi
     ready = httpx.get(f"{live_service.url}/readyz")
     assert ready.status_code == 503
     body = ready.json()
-    assert body["database"] == "ok"
-    assert body["ray"].startswith("unreachable") and live_service.settings.ray_address in body["ray"]
+    assert body == {"status": "unavailable", "database": "ok", "ray": "unreachable"}  # no address, no error text
+    detail = live_service.client("root").get("/readyz").json()  # an admin sees why
+    assert detail["ray"].startswith("unreachable") and live_service.settings.ray_address in detail["ray"]
+    assert live_service.client("alice").get("/readyz").json() == body
 
 
 def test_openapi_documents_every_endpoint_with_examples(live_service: LiveService) -> None:
@@ -75,7 +77,7 @@ def test_auth_refusals(live_service: LiveService) -> None:
 
     alice, bob, root = (live_service.client(u) for u in ("alice", "bob", "root"))
     sweep = alice.post("/v1/sweeps", json={"preset": "demo"}).json()
-    assert_error(bob.post(f"/v1/sweeps/{sweep['id']}/cancel"), 403, "path.sweep_id")
+    assert_error(bob.post(f"/v1/sweeps/{sweep['id']}/cancel"), 404, "path.sweep_id")  # not his to see
     assert alice.get("/v1/me").json() == {"name": "alice", "is_admin": False}
     cancelled = root.post(f"/v1/sweeps/{sweep['id']}/cancel")  # admins cancel anyone's sweeps
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "CANCELLED"
@@ -228,7 +230,7 @@ def test_idempotency_key(live_service: LiveService) -> None:
     assert first.json()["id"] in body["message"]
     other_user = bob.post("/v1/sweeps", json={"preset": "demo"}, headers=key)  # keys are per user
     assert other_user.status_code == 201 and other_user.json()["id"] != first.json()["id"]
-    assert alice.get("/v1/sweeps").json()["total"] == 2
+    assert live_service.client("root").get("/v1/sweeps").json()["total"] == 2
 
 
 # --------------------------------------------------------------------------------------- lifecycle
@@ -264,7 +266,7 @@ def test_results_of_a_sweep(live_service: LiveService) -> None:
     assert_error(alice.get(f"/v1/sweeps/{sid}/best-config"), 404, "path.sweep_id")
     assert_error(alice.get(f"/v1/sweeps/{sid}/trials/t0/metrics"), 404, "path.trial_id")
 
-    fill_sweep_dir(sweep["sweep_dir"])
+    fill_sweep_dir(server_dir(live_service, sid))
     trials = alice.get(f"/v1/sweeps/{sid}/trials").json()["trials"]
     assert {t["trial_id"] for t in trials} == {"t0", "t1", "t2"}
     assert next(t for t in trials if t["trial_id"] == "t2")["status"] == "DIVERGED"

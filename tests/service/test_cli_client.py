@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from lossweep.cli.main import app
 from tests.fixtures.service import LiveService, free_port
-from tests.service.helpers import fill_sweep_dir
+from tests.service.helpers import fill_sweep_dir, server_dir
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_submit_status_cancel_report(run, live_service: LiveService, tmp_path: P
     assert sweep_id in listing.output
 
     sweep = live_service.client("alice").get(f"/v1/sweeps/{sweep_id}").json()
-    fill_sweep_dir(sweep["sweep_dir"])
+    fill_sweep_dir(server_dir(live_service, sweep["id"]))
     out = tmp_path / "r.html"
     report = run("report", sweep_id, "--format", "html", "-o", str(out), "--url", url, token=token)
     assert report.exit_code == 0, report.output

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from search_spaces.sweep_dir import mark_ended, read_progress
 from service.models import Sweep, SweepStatus
 from service.ray_client import JobInfo
 from service.reconcile import final_status
-from service.sweep_files import mark_ended, read_progress
 
 
 def job(status: str) -> JobInfo:

@@ -164,3 +164,40 @@ def test_idempotent_submissions_racing_create_one_sweep(db_url: str, service_fac
         t.join()
     assert not errors and len(set(ids)) == 1 and len(ids) == 6
     assert live.client("alice").get("/v1/sweeps").json()["total"] == 1
+
+
+def test_queue_limit_holds_under_concurrent_submissions(db_url: str, tmp_path: Path) -> None:
+    """Many submissions of one user at the same instant, each in its own session as separate service
+    processes would make them: the queue limit is never exceeded (the count and the insert are atomic)."""
+    from service.auth import Principal
+    from service.errors import ApiError
+    from service.sweeps import create_sweep
+
+    settings = make_settings(tmp_path, database_url=db_url, max_queued_sweeps_per_user=2)
+    states = [ServiceState.from_settings(settings) for _ in range(4)]  # four "processes"
+    alice = Principal(name="alice", is_admin=False)
+    barrier = threading.Barrier(12)
+    outcomes: list[int] = []
+
+    def submit(state: ServiceState) -> None:
+        barrier.wait()
+        with state.write_lock, session_scope(state.sessions) as session:
+            try:
+                create_sweep(session, settings, alice, {"preset": "demo"}, None)
+                outcomes.append(201)
+            except ApiError as exc:
+                outcomes.append(exc.status)
+
+    threads = [threading.Thread(target=submit, args=(states[i % 4],)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        with session_scope(states[0].sessions) as session:
+            stored = session.scalar(select(text("count(*)")).select_from(Sweep))
+        assert sorted(outcomes) == [201, 201] + [429] * 10, outcomes
+        assert stored == 2
+    finally:
+        for st in states:
+            st.close()
