@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from trainables.corpus import CorpusError
+from trainables.data_roots import checked_path
 
 FORMAT = "lossweep-shards"
 FORMAT_VERSION = 1
@@ -457,8 +458,9 @@ def _member_path(root: Path, name: object) -> Path:
 def _open_member(root: Path, name: object) -> BinaryIO:
     """The one place a shard set's files are opened for reading (manifest, tokenizer, shards)."""
     path = _member_path(root, name)
+    real = checked_path(path)  # a member linked out of the service's data roots is refused, not read
     try:
-        return open(path, "rb")  # the caller closes it
+        return open(real, "rb")  # the caller closes it
     except FileNotFoundError:
         raise ShardError(f"shard set {root}: {path.name} is missing; prepare the set again") from None
     except OSError as exc:

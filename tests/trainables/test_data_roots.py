@@ -81,3 +81,19 @@ def test_the_service_refuses_a_directory_holding_a_link_out(live_service: LiveSe
     bad, loc = with_corpus(demo_spec(alice), f"text:{root}/corpus")
     body = assert_error(alice.post("/v1/sweeps", json=bad), 422, "body." + ".".join(map(str, loc)))
     assert "z.txt" in body["message"] and "outside the allowed data roots" in body["message"]
+
+
+def test_a_shard_linked_out_of_the_root_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainables.shards import open_shards, synthetic_shards
+
+    root, outside = tmp_path / "data", tmp_path / "private"
+    manifest = synthetic_shards(root / "set", train_tokens=4_000, val_tokens=1_000, vocab_size=300,
+                                shard_tokens=1_000)  # fmt: skip
+    monkeypatch.setenv(ENV, str(root))
+    assert len(open_shards(f"shards:{root / 'set'}").train) == 4_000  # inside: fine
+    first = root / "set" / manifest["splits"]["train"]["shards"][0]["file"]
+    outside.mkdir()
+    os.replace(first, outside / first.name)
+    os.symlink(outside / first.name, first)  # same bytes, now outside the root
+    with pytest.raises(DataRootError, match="outside the allowed data roots"):
+        open_shards(f"shards:{root / 'set'}")
