@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.ray_cluster",
     "tests.fixtures.sweeps",
     "tests.fixtures.service",
+    "tests.fixtures.browser",
 ]
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
