@@ -1,0 +1,32 @@
+"""The web pages under ``/ui/`` (static files from ``service/ui/static``), and ``/`` redirecting there.
+
+Redirects are relative (``Location: ui/``), so the pages work unchanged behind a proxy that serves the
+service under a path prefix; the pages themselves reach the API by relative URLs (``../v1/...``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from service.ui import STATIC_DIR
+
+UI_PATH = "/ui/"
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+async def root() -> RedirectResponse:
+    return RedirectResponse("ui/", status_code=307)
+
+
+@router.get("/ui")
+async def ui_without_slash() -> RedirectResponse:
+    return RedirectResponse("ui/", status_code=307)
+
+
+def mount_ui(app: FastAPI) -> None:
+    """Adds the redirects and the static pages to ``app``."""
+    app.include_router(router)
+    app.mount(UI_PATH.rstrip("/"), StaticFiles(directory=STATIC_DIR, html=True), name="ui")
