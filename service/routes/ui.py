@@ -5,6 +5,8 @@ service under a path prefix; the pages themselves reach the API by relative URLs
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -24,6 +26,12 @@ async def root() -> RedirectResponse:
 @router.get("/ui")
 async def ui_without_slash() -> RedirectResponse:
     return RedirectResponse("ui/", status_code=307)
+
+
+def page_url(base_url: str, sweep_id: str | None = None) -> str:
+    """The web page of a service at ``base_url``, or of one sweep on it."""
+    page = base_url.rstrip("/") + UI_PATH
+    return page + (f"#/sweeps/{quote(sweep_id, safe='')}" if sweep_id else "")
 
 
 def mount_ui(app: FastAPI) -> None:

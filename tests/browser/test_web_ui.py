@@ -233,3 +233,18 @@ def test_the_page_works_behind_a_path_prefix(browser: DevTools, tmp_path: Path) 
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_serve_prints_the_page_url(tmp_path: Path) -> None:
+    from tests.fixtures.service import ServiceProcess, unreachable_ray
+
+    log = tmp_path / "serve.log"
+    env = {"LOSSWEEP_HOME": str(tmp_path / "home"), "LOSSWEEP_RAY_ADDRESS": unreachable_ray()}
+    proc = ServiceProcess(env, log_path=log).start()
+    try:
+        lines = [line for line in log.read_text().splitlines() if line.startswith("web page: ")]
+        assert lines == [f"web page: {proc.url}/ui/"], log.read_text()
+        page = httpx.get(lines[0].removeprefix("web page: "))
+        assert page.status_code == 200 and "app.js" in page.text
+    finally:
+        proc.stop()
