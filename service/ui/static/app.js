@@ -369,9 +369,10 @@
       // LR sensitivity: every finished run, and a line per family that ran at two or more LRs.
       const families = report.lr_sensitivity.families.filter((f) => f.K >= 2 && f.lrs_grid && f.lrs_grid.length >= 2);
       const lrsSets = [...scatterSets('val_loss'), ...families.map((f) => ({
-        label: f.label || f.method, data: f.lrs_grid.map((x, i) => ({ x, y: f.losses[i] })), showLine: true, pointRadius: 0, borderWidth: 1.5,
+        label: f.label || f.method, family: true, data: f.lrs_grid.map((x, i) => ({ x, y: f.losses[i] })), showLine: true, pointRadius: 0, borderWidth: 1.5,
         borderColor: colorOf(f.method), backgroundColor: colorOf(f.method) }))];
-      const noDiverged = { position: 'bottom', labels: { boxWidth: 10, filter: (item) => !item.text.endsWith(' diverged') } };
+      // One legend entry per method: not its diverged markers, not its family lines (same colour).
+      const noDiverged = { position: 'bottom', labels: { boxWidth: 10, filter: (item, data) => !item.text.endsWith(' diverged') && !data.datasets[item.datasetIndex].family } };
       if (!lrsChart) lrsChart = chart(lrsCanvas, { type: 'scatter', data: { datasets: lrsSets }, options: baseOptions({ plugins: { legend: noDiverged }, scales: { x: logX('peak learning rate'), y: linY('final validation CE') } }) });
       else { lrsChart.data.datasets = lrsSets; lrsChart.update('none'); }
       lrsCanvas.dataset.series = String(lrsSets.length);
@@ -387,12 +388,15 @@
       const done = report.trials.filter((t) => t.final_val_loss !== null && (t.status === 'TERMINATED' || t.status === 'DIVERGED' || t.status === 'STOPPED'));
       const coefs = [...new Set(done.flatMap((t) => Object.keys(t.coefficients || {})))];
       const methodIndex = [...new Set(done.map((t) => t.method))];
-      const axes = [['method', (t) => methodIndex.indexOf(t.method), false], ['lr', (t) => t.lr, true],
+      const candidates = [['method', (t) => methodIndex.indexOf(t.method), false], ['lr', (t) => t.lr, true],
         ...coefs.map((c) => [c, (t) => (t.coefficients || {})[c], true]), ['seed', (t) => t.seed, false], ['val CE', (t) => t.final_val_loss, false]];
-      const ranges = axes.map(([, get, log]) => {
+      const rangeOf = ([, get, log]) => {
         const vs = done.map(get).filter((v) => v !== null && v !== undefined && (!log || v > 0)).map((v) => (log ? Math.log10(v) : v));
         return [Math.min(...vs), Math.max(...vs)];
-      });
+      };
+      // An axis on which every trial sits at one value says nothing: only the objective's is always kept.
+      const axes = candidates.filter((a, i) => i === candidates.length - 1 || rangeOf(a)[1] > rangeOf(a)[0]);
+      const ranges = axes.map(rangeOf);
       const norm = (i, v, log) => {
         if (v === null || v === undefined) return null;
         const x = log ? Math.log10(v) : v; const [lo, hi] = ranges[i];
