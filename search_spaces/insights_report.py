@@ -3,6 +3,7 @@ the mechanism against the learning rate."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping
 from html import escape
 from typing import Any
@@ -73,13 +74,7 @@ def mechanism_plot(section: Mapping[str, Any]) -> Plot | None:
                         ax.plot(*zip(*medians, strict=True), color=color, lw=1.2, alpha=0.8, zorder=2)
                 ax.set_xscale("log")
                 ax.set_title(title)
-            for ax in axes[len(panels) :]:
-                ax.set_visible(False)
-            for ax in axes[2:]:
-                ax.set_xlabel("peak learning rate")
-            handles, labels = axes[0].get_legend_handles_labels()
-            if handles:
-                fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)))
+            plots.finish_panel_grid(fig, axes, len(panels), "peak learning rate")
         return fig
 
     alt = (
@@ -98,12 +93,7 @@ def _medians(rows: list[Mapping[str, Any]], key: str) -> list[tuple[float, float
     by_lr: dict[float, list[float]] = {}
     for r in rows:
         by_lr.setdefault(r["lr"], []).append(r[key])
-    out = []
-    for lr in sorted(by_lr):
-        values = sorted(by_lr[lr])
-        mid = len(values) // 2
-        out.append((lr, values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2))
-    return out
+    return [(lr, statistics.median(by_lr[lr])) for lr in sorted(by_lr)]
 
 
 def figures(data: Mapping[str, Any]) -> list[Plot]:
