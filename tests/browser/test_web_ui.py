@@ -179,7 +179,7 @@ def test_cancel_button_for_the_owner_and_none_for_others(
 def test_public_read_without_a_token_is_read_only(
     browser: DevTools, service_factory: Callable[..., LiveService]
 ) -> None:
-    live = service_factory(public_read=True)
+    live = service_factory(public_read=True, grafana_url="http://grafana.example:3000")
     sweep = submit(live, "alice", "public")
     open_page(browser, f"{live.url}/ui/")
     wait_until(browser, f"!!document.querySelector(\"#sweeps tr[data-id='{sweep['id']}']\")", what="the sweep listed")
@@ -188,6 +188,8 @@ def test_public_read_without_a_token_is_read_only(
     evaluate(browser, f"location.hash = '#/sweeps/{sweep['id']}'")
     ready(browser)
     assert evaluate(browser, "!document.getElementById('cancel')")
+    grafana = evaluate(browser, "document.getElementById('link-grafana').href")
+    assert grafana == f"http://grafana.example:3000/d/lossweep/lossweep?var-sweep={sweep['id']}"
     assert allowed_errors(browser) == []
 
 
