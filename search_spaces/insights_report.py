@@ -141,3 +141,37 @@ def mechanism_html(data: Mapping[str, Any], figs: Mapping[str, Plot]) -> str:
         return "".join(out)
     out.append(_figure_html(plot))
     return "".join(out)
+
+
+def markdown(data: Mapping[str, Any]) -> list[str]:
+    """Both sections as Markdown lines: the importances, and the mechanism as medians per method and LR."""
+    from search_spaces.report_markdown import _table
+
+    imp = data["importance"]
+    rule = f"Objective: {imp['objective']}; evaluator: Optuna's {imp['evaluator']}."
+    out = ["## Hyperparameter importance", "", rule, ""]
+    if imp["overall"]:
+        ranked = [[r["param"], f"{r['importance']:.3f}"] for r in imp["overall"]]
+        out += _table(["hyperparameter", "importance"], ranked)
+    for method, entry in imp["per_method"].items():
+        ranked = ", ".join(f"{r['param']} {r['importance']:.2f}" for r in entry["importances"])
+        out.append(f"- within {method} ({entry['n_trials']} trials): {ranked}")
+    out += [f"- {line}" for line in imp["missing"]] + [""]
+
+    mech = data["mechanism"]
+    out += ["## The mechanism against the learning rate", ""]
+    if not mech["rows"]:
+        out += [f"- {line}" for line in mech["missing"]] + [""]
+        return out
+    keys = list(mech["metrics"])
+    rows = []
+    for method in mechanism_methods(mech):
+        mine = [r for r in mech["rows"] if r["method"] == method]
+        for lr in sorted({r["lr"] for r in mine}):
+            at = [r for r in mine if r["lr"] == lr]
+            values = [[r[k] for r in at if r.get(k) is not None] for k in keys]
+            cells = [f"{statistics.median(vs):.4g}" if vs else "–" for vs in values]
+            rows.append([method, f"{lr:g}", str(len(at)), str(sum(r["diverged"] for r in at)), *cells])
+    out += ["Median over runs of each run's last finite report, per method and peak learning rate.", ""]
+    titles = [t.replace("|", "\\|") for t in mech["metrics"].values()]  # "max |logit|" inside a table header
+    return out + _table(["method", "lr", "runs", "diverged", *titles], rows)

@@ -103,3 +103,16 @@ def test_mechanism_takes_each_runs_last_finite_report() -> None:
     assert out["colors"]["baseline"] and set(out["metrics"]) == {k for k, _ in DIAGNOSTICS}
     assert out["missing"] == []
     assert mechanism_vs_lr(_frame(trials), pd.DataFrame(), L0)["missing"]
+
+
+def test_markdown_report_has_both_sections(tmp_path: Any) -> None:
+    from search_spaces import report
+    from search_spaces.report_markdown import to_markdown
+    from tests.search_spaces.synthetic_sweep import paper_grid_trials, write_sweep
+
+    md = to_markdown(report.build(str(write_sweep(tmp_path / "s", paper_grid_trials(seeds=(0,))))))
+    assert "## Hyperparameter importance" in md and "| lr |" in md
+    section = md[md.index("## The mechanism against the learning rate") :].split("\n## ")[0]
+    header = next(line for line in section.splitlines() if line.startswith("| method"))
+    assert header.count(" | ") == 7  # 8 columns: "max |logit|" is escaped inside the header
+    assert "| baseline | 0.3 | 1 | 1 |" in section  # the diverged baseline at the largest LR
