@@ -453,13 +453,7 @@ def diagnostics_plot(curves: Sequence[Mapping[str, Any]]) -> Plot:
                     )
                 ax.set_title(title)
                 ax.xaxis.set_major_formatter(ticker.EngFormatter(sep=""))
-            for ax in axes[len(panels) :]:
-                ax.set_visible(False)
-            for ax in axes[2:]:
-                ax.set_xlabel("training tokens")
-            handles, labels = axes[0].get_legend_handles_labels()
-            if handles:
-                fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)))
+            finish_panel_grid(fig, axes, len(panels), "training tokens")
         return fig
 
     alt = (
@@ -471,6 +465,18 @@ def diagnostics_plot(curves: Sequence[Mapping[str, Any]]) -> Plot:
         "logit with it (mean logit = μ·h); μ-loss holds ‖μ‖ small, μ-centering at 0; z-loss pins log Z but not ‖μ‖."
     )
     return Plot("diagnostics", caption, alt, lambda: _render(draw(), "diagnostics", alt))
+
+
+def finish_panel_grid(fig: Figure, axes: Sequence[Any], used: int, xlabel: str) -> None:
+    """A 2x2 grid of panels sharing x: hides the unused panels, labels the bottom row, and puts one legend
+    (the first panel's) below the figure."""
+    for ax in axes[used:]:
+        ax.set_visible(False)
+    for ax in axes[2:]:
+        ax.set_xlabel(xlabel)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)))
 
 
 def speedup_plot(rows: Sequence[Mapping[str, Any]]) -> Plot:

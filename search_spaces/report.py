@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from search_spaces import analysis, plots, storage
+from search_spaces import analysis, insights, insights_report, plots, storage
 from trainables.losses.registry import TERMS
 
 FORMATS: tuple[str, ...] = ("json", "md", "html")
@@ -223,11 +223,13 @@ def build_from(
         "paired_deltas": {"rule": analysis.DELTA_RULE, "rows": deltas},
         "speedup": speedup,
         "curves": curves,
+        "importance": insights.param_importance(trials, l0),
+        "mechanism": insights.mechanism_vs_lr(trials, metrics, l0),
         "trials": _trial_rows(trials),
         "links": dict(sorted((links or {}).items())),
     }
     data = analysis.to_json_value(data)
-    figures = _figures(data, lrs_table, trials)
+    figures = _figures(data, lrs_table, trials) + insights_report.figures(data)
     data["plots"] = [{"name": p.name, "caption": p.caption, "alt": p.alt} for p in figures]
     return Report(data=data, plots=tuple(figures))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from search_spaces import analysis
+from search_spaces import analysis, insights_report
 from search_spaces.report import Report
 from search_spaces.report_text import (
     coefficients_text,
@@ -272,6 +272,7 @@ def _trials(data: Mapping[str, Any]) -> list[str]:
 
 def to_markdown(report: Report) -> str:
     data = report.data
-    lines = _header(data) + _best(data) + _lrs(data) + _lambda(data) + _speedup(data) + _trials(data)
+    lines = _header(data) + _best(data) + _lrs(data) + _lambda(data) + _speedup(data) + insights_report.markdown(data)
+    lines += _trials(data)
     lines += [f"_Method references: {analysis.OEC_CITATION}; {analysis.SIMREG_CITATION}._", ""]
     return "\n".join(lines)

@@ -13,7 +13,8 @@ from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
 from service.monitor import Monitor
 from service.routes import auth, health, presets, results, sweeps
-from service.routes.openapi import build_openapi
+from service.routes.openapi import build_openapi, operation_id
+from service.routes.ui import mount_ui
 from service.settings import Settings, get_settings
 from service.state import ServiceState
 from service.version import service_version
@@ -58,11 +59,13 @@ def create_app(settings: Settings | None = None, *, run_monitor: bool = True) ->
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.lossweep = state
     install_error_handlers(app)
     for module in (health, auth, sweeps, results, presets):
         app.include_router(module.router)
+    mount_ui(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     logging.getLogger("lossweep.service").setLevel(logging.INFO)

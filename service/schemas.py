@@ -78,6 +78,11 @@ class SweepPublic(BaseModel):
 
 class SweepDetail(SweepPublic):
     spec: dict[str, Any] = Field(description="The resolved SweepSpec the driver runs.")
+    can_cancel: bool | None = Field(
+        default=None,
+        description="On GET: whether the token asking may cancel this sweep now (its owner or an admin, and the "
+        "sweep has not ended). Clients show a cancel action only when true.",
+    )
 
 
 class SweepList(BaseModel):

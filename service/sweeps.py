@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from search_spaces.storage import join
 from search_spaces.sweep_dir import TRIAL_STATUSES
-from service.auth import Principal
+from service.auth import ANONYMOUS, Principal
 from service.caps import check_caps, check_cluster_fit
 from service.errors import ApiError
 from service.grafana import grafana_link
@@ -194,10 +194,17 @@ def find_sweeps(
     return list(rows), int(session.scalar(count) or 0)
 
 
+def may_cancel(sweep: Sweep, principal: Principal) -> bool:
+    """Users cancel their own sweeps; admins any (anonymous readers none)."""
+    if principal == ANONYMOUS:
+        return False
+    return sweep.owner == principal.name or principal.is_admin
+
+
 def request_cancel(session: Session, sweep: Sweep, principal: Principal) -> None:
     """Marks the sweep for cancellation (the monitor or the route stops its Ray job). Users cancel their
     own sweeps; admins any."""
-    if sweep.owner != principal.name and not principal.is_admin:
+    if not may_cancel(sweep, principal):
         raise ApiError(403, f"sweep {sweep.id} belongs to {sweep.owner}; only its owner or an admin may cancel it",
                        loc=("path", "sweep_id"))
     if sweep.status_enum.is_final:

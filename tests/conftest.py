@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.sweeps",
     "tests.fixtures.service",
     "tests.fixtures.loss_plugin",
+    "tests.fixtures.browser",
 ]
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

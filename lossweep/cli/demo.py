@@ -130,6 +130,7 @@ def demo(
     """Run the demo sweep end to end: local Ray + service + REST submission + HTML report."""
     from lossweep.cli.client import parse_sets
     from lossweep.local_cluster import ensure_local_cluster
+    from service.routes.ui import page_url
 
     home = state_dir()
     home.mkdir(parents=True, exist_ok=True)
@@ -153,6 +154,7 @@ def demo(
             sweep = client.json("POST", "/v1/sweeps", json={"preset": "demo", "overrides": parse_sets(set_ or [])})
             n = sweep['num_trials']
             typer.echo(f"sweep: submitted {sweep['id']} ({n} trial{'' if n == 1 else 's'})")
+        typer.echo(f"watch it: {page_url(url, sweep['id'])} (token in {home / TOKEN_FILE})")
         sweep = _follow(client, sweep)
         report = output or home / "reports" / f"{sweep['id']}.html"
         report.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +176,7 @@ def demo(
     if (sweep.get("links") or {}).get("dashboard"):
         typer.echo(f"Ray job: {sweep['links']['dashboard']}")
     typer.echo(f"more: lossweep status {sweep['id']}   (service {url}, token in {home / TOKEN_FILE})")
+    typer.echo(f"web page: {page_url(url, sweep['id'])}")
     if sweep["status"] != "SUCCEEDED":
         raise typer.Exit(1)
 

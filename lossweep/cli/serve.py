@@ -27,6 +27,7 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.routes.ui import page_url
     from service.settings import Settings
 
     overrides: dict[str, object] = {}
@@ -43,6 +44,7 @@ def serve(
     settings = Settings(**overrides)  # type: ignore[arg-type]
     app = create_app(settings)
     typer.echo(f"lossweep service on http://{host}:{port} (API docs at /docs), Ray Jobs API {settings.ray_address}")
+    typer.echo(f"web page: {page_url(f'http://{host}:{port}')}")
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
 
 

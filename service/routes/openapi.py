@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from service.schemas import ErrorBody, PresetSubmission
 
@@ -44,6 +45,16 @@ SUBMIT_BODY: dict[str, Any] = {
         }
     },
 }
+
+
+# A route's operation id is its function's name, short and stable for generated clients
+# (``client.list_sweeps``), except where the function is named for something else.
+_OPERATION_IDS = {"submit_sweep": "create_sweep", "read_sweep": "get_sweep", "whoami": "get_me"}
+
+
+def operation_id(route: APIRoute) -> str:
+    """FastAPI's ``generate_unique_id_function``: ``create_sweep``, ``get_sweep``, ``get_report``, ..."""
+    return _OPERATION_IDS.get(route.name, route.name)
 
 
 def spec_example() -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from service.queue import schedule
 from service.ray_client import RayUnavailable
 from service.routes.openapi import ERRORS, SUBMIT_BODY
 from service.schemas import SweepDetail, SweepList
-from service.sweeps import create_sweep, find_sweeps, get_sweep, request_cancel, sweep_public
+from service.sweeps import create_sweep, find_sweeps, get_sweep, may_cancel, request_cancel, sweep_public
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 
@@ -91,6 +91,7 @@ async def read_sweep(sweep_id: str, state: StateDep, credentials: CredentialsDep
             principal = reader(session, credentials, state.settings)
             sweep = get_sweep(session, sweep_id, principal, state.settings)
             public = sweep_public(sweep, state.settings, base, detail=True, show_paths=principal.is_admin)
+            public.can_cancel = may_cancel(sweep, principal) and not sweep.status_enum.is_final  # type: ignore[attr-defined]
             return public.model_dump_json().encode()
 
     return Response(await run_in_threadpool(_read), media_type="application/json")

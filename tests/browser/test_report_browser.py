@@ -6,132 +6,16 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from search_spaces import report
+from tests.fixtures.browser import DevTools
 from tests.search_spaces.synthetic_sweep import paper_grid_trials, trial, write_sweep
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-    "--window-size=1280,900",
-    "--remote-debugging-port=0",
-)
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("headless Chromium is not installed (Debian: apt-get install chromium)")
-
-
-class DevTools:
-    """A minimal Chrome DevTools Protocol client over one page's websocket."""
-
-    def __init__(self, ws_url: str) -> None:
-        from websockets.sync.client import connect
-
-        self._ws = connect(ws_url, max_size=None, open_timeout=30)
-        self._next = 0
-        self.events: list[dict[str, Any]] = []
-
-    def call(self, method: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
-        self._next += 1
-        ident = self._next
-        self._ws.send(json.dumps({"id": ident, "method": method, "params": params}))
-        deadline = time.monotonic() + timeout
-        while True:
-            message = json.loads(self._ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-            if message.get("id") == ident:
-                if "error" in message:
-                    raise RuntimeError(f"{method}: {message['error']}")
-                return message.get("result", {})
-            self.events.append(message)
-
-    def wait_for(self, event: str, timeout: float = 30.0) -> dict[str, Any]:
-        for seen in self.events:
-            if seen.get("method") == event:
-                return seen
-        deadline = time.monotonic() + timeout
-        while True:
-            message = json.loads(self._ws.recv(timeout=max(0.1, deadline - time.monotonic())))
-            self.events.append(message)
-            if message.get("method") == event:
-                return message
-
-    def errors(self) -> list[str]:
-        out = []
-        for e in self.events:
-            method, params = e.get("method"), e.get("params", {})
-            if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-                out.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
-            elif method == "Runtime.exceptionThrown":
-                out.append(str(params.get("exceptionDetails", {}).get("text")))
-            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
-                out.append(str(params["entry"].get("text")))
-        return out
-
-    def close(self) -> None:
-        self._ws.close()
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[DevTools]:
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir()
-    log = (tmp_path / "chromium.log").open("wb")
-    proc = subprocess.Popen(
-        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    tools: DevTools | None = None
-    try:
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not (port_file.is_file() and port_file.read_text().strip()):
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"chromium exited with {proc.returncode}: {(tmp_path / 'chromium.log').read_text()[-2000:]}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail("chromium did not open its DevTools port within 60 s")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-        page = next(t for t in targets if t.get("type") == "page")
-        tools = DevTools(page["webSocketDebuggerUrl"])
-        for domain in ("Page", "Runtime", "Log"):
-            tools.call(f"{domain}.enable")
-        yield tools
-    finally:
-        if tools is not None:
-            tools.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
 
 
 def _open(tools: DevTools, html: Path) -> None:
@@ -189,7 +73,7 @@ def test_report_of_a_paper_grid_sweep_renders_in_chromium(browser: DevTools, tmp
     sweep = write_sweep(tmp_path / "paper-grid", paper_grid_trials(seeds=(0,)))
     paths = report.render(str(sweep), links={"trials.csv": "trials.csv"})
     expected = len(json.loads(Path(paths["json"]).read_text())["plots"])
-    assert expected == 7
+    assert expected == 9  # 7 of the best-config report, importance and the mechanism against the LR
     _check_page(browser, Path(paths["html"]), expected)
 
 

@@ -144,6 +144,8 @@ def test_json_holds_every_section(paper_report: dict[str, str]) -> None:
         "val-curves",
         "diagnostics",
         "speedup",
+        "importance",
+        "mechanism-lr",
     ]
     assert all(p["caption"] and p["alt"] for p in data["plots"])
     assert data["missing"] == []
@@ -159,7 +161,7 @@ def test_html_is_self_contained_and_every_plot_has_caption_and_alt(paper_report:
             value = attrs.get(key) or ""
             assert not value.startswith(("http://", "https://", "//")), (key, value)
     assert "@import" not in html and "url(http" not in html
-    assert len(page.figures) == 7
+    assert len(page.figures) == 9  # 7 of the best-config report, importance, the mechanism against the LR
     for fig in page.figures:
         assert fig["svg"] == 1 and fig["role"] == "img"
         assert len(str(fig["title"]).strip()) > 20, fig  # alt text
