@@ -17,7 +17,6 @@ import yaml
 
 from search_spaces import storage
 from search_spaces.spec import SweepSpec, load_yaml
-from trainables.losses.registry import COEFFICIENTS
 
 # The sweep dir's names and progress I/O live in sweep_dir; re-exported for the readers of this module.
 from search_spaces.sweep_dir import MANIFEST_FILE as MANIFEST_FILE
@@ -27,6 +26,7 @@ from search_spaces.sweep_dir import SPEC_FILE as SPEC_FILE
 from search_spaces.sweep_dir import TRIALS_FILE as TRIALS_FILE
 from search_spaces.sweep_dir import read_progress as read_progress
 from search_spaces.sweep_dir import write_progress as write_progress
+from trainables.losses.registry import COEFFICIENTS
 
 if TYPE_CHECKING:
     import pandas as pd
