@@ -1,10 +1,15 @@
 """A trial's memory does not grow with the corpus: the same short run on a 1 GiB shard set and on a
 1 MiB one, each in its own process, peak RSS compared.
 
-The bound: peak RSS on the 1 GiB set is at most the 1 MiB run's plus ``RSS_BOUND_MB`` (32 MB), and in
-any case below the corpus's own size. The sets are sparse files (zeros that take no disk and are
-written instantly); opening them must not read them (no re-hash: see test_shards.py for the byte
-count of an open), and the run touches only the pages of the windows it samples.
+The bound: peak RSS on the 1 GiB set is at most the 1 MiB run's plus ``RSS_BOUND_MB`` (48 MB), and in
+any case below the corpus's own size. Measured on the shared 2-core machine: 403 vs 421 MB, 536 vs
+560 MB (the data path alone, without the model, is the same on both sets to the MB; the rest is the
+two processes' own noise). What the bound catches: a stored epoch order (8.3M windows: 66 MB), pages
+left mapped (~80 kB per sampled window: ~120 MB for this run), any read of the corpus (1 GiB).
+
+The sets are sparse files (zeros that take no disk and are written instantly); opening them must not
+read them (no re-hash: see test_shards.py for the byte count of an open), and the run touches only
+the pages of the windows it samples.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import pytest
 
 from trainables.shards import MANIFEST, build_manifest, open_shards, shard_name
 
-RSS_BOUND_MB = 32
+RSS_BOUND_MB = 48
 GIB = 1 << 30
 
 
