@@ -274,6 +274,7 @@ class SweepSpec(BaseModel):
     max_concurrent_trials: int = Field(2, ge=1)
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool | None = None  # torch.compile each trial's model; null = on for GPU trials, off on CPU
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1)
 
     # ------------------------------------------------------------------ fields

@@ -44,5 +44,6 @@ def train_config(spec: SweepSpec, params: Mapping[str, Any]) -> TrainConfig:
         eval_interval=spec.budget.eval_interval,
         seed=int(params.get("seed", spec.seeds[0])),
         precision=spec.precision,
+        compile=spec.compile,
         use_gpu=spec.resources.gpus_per_worker > 0,
     )
