@@ -322,14 +322,16 @@ class TrainingRun:
 
     def _timing(self) -> Row:
         # The slowest rank sets the pace; reducing also makes every rank report the same row.
-        t = self.reducer.reduce(
-            {"window_time": self._window_time, "elapsed": self.elapsed(), "compile": self.compile_s}, "max"
-        )
+        peaks = {"window_time": self._window_time, "elapsed": self.elapsed(), "compile": self.compile_s}
+        if self.device.type == "cuda":
+            peaks["gpu_mem"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        t = self.reducer.reduce(peaks, "max")
         tps = self._window_tokens / t["window_time"] if t["window_time"] > 0 else 0.0
         out: Row = {"tokens_per_s": tps, "elapsed_s": t["elapsed"]}
         if self.compiled:
             out["compile_s"] = t["compile"]
-        if self.device.type == "cuda":  # MFU is a GPU figure: omitted on CPU
+        if self.device.type == "cuda":  # MFU and device memory are GPU figures: omitted on CPU
+            out["gpu_mem_peak_gib"] = t["gpu_mem"]  # the largest rank's peak since the run started
             out.update(
                 mfu_metrics(
                     flops_per_token=self.flops_per_token,

@@ -173,3 +173,19 @@ def test_deferred_checkpoint_mid_window_resumes_identically(data_cfg: DataConfig
     rows: list[dict] = []
     resumed.run(rows.append)
     assert _untimed(rows[-1]) == _untimed(straight_rows[-1])
+
+
+# ------------------------------------------------------------------------------------- attention
+
+
+def test_every_oec_preset_is_flash_eligible_in_bf16_only() -> None:
+    from trainables.attention import flash_eligible, flash_kernel_runs
+    from trainables.presets import MODEL_PRESETS, model_preset
+
+    for name in MODEL_PRESETS:
+        if name.startswith("oec-"):
+            cfg = model_preset(name)
+            assert flash_eligible(cfg, "bf16"), name
+            assert not flash_eligible(cfg, "fp32"), name
+    assert not flash_eligible(model_preset("tiny", n_embd=144, n_head=4), "bf16")  # head size 36
+    assert flash_kernel_runs(model_preset("tiny"), "cpu") is False

@@ -90,3 +90,4 @@ def test_mfu_metrics_by_hand() -> None:
     assert mfu_metrics(flops_per_token=1e9, tokens_per_s=2e5, peak_flops_per_device=None, devices=1) == {
         "model_flops_per_s": 2e14
     }
+
