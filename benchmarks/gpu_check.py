@@ -77,6 +77,7 @@ def synthetic_corpus(directory: Path, *, tokens: int, vocab: int = GPT2_VOCAB, s
 
 def _config(args: argparse.Namespace, corpus: str, model: str, method: str = "baseline", **kw: Any) -> TrainConfig:
     steps = kw.pop("steps", args.steps)
+    use_gpu = kw.pop("use_gpu", True)
     return TrainConfig(
         model=model,
         data=DataConfig(corpus=corpus, seq_len=args.seq_len, batch_size=args.batch_size, eval_batches=1),
@@ -85,7 +86,7 @@ def _config(args: argparse.Namespace, corpus: str, model: str, method: str = "ba
         steps=steps,
         eval_interval=max(1, steps // 2),
         precision="bf16",
-        use_gpu=True,
+        use_gpu=use_gpu,
         **kw,
     )
 
@@ -94,22 +95,39 @@ def _gib(n: float) -> float:
     return n / 2**30
 
 
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_memory(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_memory_gib(device: Any) -> float | None:
+    import torch
+
+    return _gib(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
+
+
 # ------------------------------------------------------------------------------------------ engine
 
 
-def engine_throughput(args: argparse.Namespace, corpus: str, model: str) -> dict[str, Any]:
-    """One compiled bf16 run of ``model`` in this process; the last report's figures."""
-    import torch
-
+def engine_throughput(args: argparse.Namespace, corpus: str, model: str, device: Any) -> dict[str, Any]:
+    """One bf16 run of ``model`` in this process (compiled on CUDA); the last report's figures."""
     from trainables.attention import flash_kernel_runs
     from trainables.engine import TrainingRun
     from trainables.memory import estimate_rank_memory
 
-    device = torch.device("cuda", torch.cuda.current_device())
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats(device)
+    _reset_memory(device)
     rows: list[dict[str, Any]] = []
-    run = TrainingRun(_config(args, corpus, model), device=device)
+    run = TrainingRun(_config(args, corpus, model, use_gpu=device.type == "cuda"), device=device)
     run.run(rows.append)
     last = rows[-1]
     estimate = estimate_rank_memory(run.model_config, sequences=args.batch_size, seq_len=args.seq_len)
@@ -124,7 +142,7 @@ def engine_throughput(args: argparse.Namespace, corpus: str, model: str) -> dict
         "mfu": last.get("mfu"),
         "peak_device": run.peak_device,
         "compile_s": last.get("compile_s"),
-        "gpu_mem_peak_gib": _gib(torch.cuda.max_memory_allocated(device)),
+        "gpu_mem_peak_gib": _peak_memory_gib(device),
         "gpu_mem_estimate_gib": estimate.gib(),
         "flash_attention": flash_kernel_runs(run.model_config, device),
         "val_loss": last.get("val_loss"),
@@ -133,33 +151,34 @@ def engine_throughput(args: argparse.Namespace, corpus: str, model: str) -> dict
     return out
 
 
-def variant_ratios(args: argparse.Namespace, corpus: str) -> dict[str, Any]:
+def variant_ratios(args: argparse.Namespace, corpus: str, device: Any) -> dict[str, Any]:
     """Step time of each loss variant on ``args.ratio_model``, interleaved, against the baseline."""
-    import torch
-
     from trainables.engine import TrainingRun
 
-    device = torch.device("cuda", torch.cuda.current_device())
-    torch.cuda.empty_cache()
+    _reset_memory(device)
     budget = args.ratio_warmup + args.ratio_rounds * args.ratio_steps + 1
-    runs = {v: TrainingRun(_config(args, corpus, args.ratio_model, v, steps=budget), device=device) for v in VARIANTS}
+    gpu = device.type == "cuda"
+    runs = {
+        v: TrainingRun(_config(args, corpus, args.ratio_model, v, steps=budget, use_gpu=gpu), device=device)
+        for v in VARIANTS
+    }
     compile_s: dict[str, float] = {}
     for name, run in runs.items():  # compile and warm up each variant outside the timings
         t0 = time.perf_counter()
         for _ in range(args.ratio_warmup):
             run.train_step()
-        torch.cuda.synchronize(device)
+        _sync(device)
         compile_s[name] = time.perf_counter() - t0
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     order = list(VARIANTS)
     for r in range(args.ratio_rounds):
         for name in order[r % len(order) :] + order[: r % len(order)]:
             run = runs[name]
-            torch.cuda.synchronize(device)
+            _sync(device)
             t0 = time.perf_counter()
             for _ in range(args.ratio_steps):
                 run.train_step()
-            torch.cuda.synchronize(device)
+            _sync(device)
             times[name].append((time.perf_counter() - t0) / args.ratio_steps)
     best_base, med_base = min(times["baseline"]), statistics.median(times["baseline"])
     table = {
@@ -302,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
+    device = torch.device("cuda", torch.cuda.current_device())
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     summary: dict[str, Any] = {
@@ -322,10 +342,10 @@ def main(argv: list[str] | None = None) -> int:
         corpus = synthetic_corpus(work / "data", tokens=args.corpus_tokens)
         summary["engine"] = []
         for model in args.models:
-            summary["engine"].append(engine_throughput(args, corpus, model))
+            summary["engine"].append(engine_throughput(args, corpus, model, device))
             print(_engine_line(summary["engine"][-1]), flush=True)
         if not args.skip_ratios:
-            summary["ratios"] = variant_ratios(args, corpus)
+            summary["ratios"] = variant_ratios(args, corpus, device)
             print("\n".join(_ratio_lines(summary["ratios"])), flush=True)
         if not args.skip_ray:
             summary["ray"] = ray_runs(args, corpus, work)

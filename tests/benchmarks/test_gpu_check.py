@@ -1,5 +1,6 @@
-"""benchmarks/gpu_check.py on a machine without a GPU: it refuses in one line, and the parts that run
-before and after the GPU work (its data source, its configs, its printed lines) are checked here."""
+"""benchmarks/gpu_check.py on a machine without a GPU: it refuses in one line, and its parts are run
+here on the CPU at toy size (data source, engine throughput, loss-variant timing, printed lines), so
+the first GPU run does not meet a line that never ran."""
 
 from __future__ import annotations
 
@@ -62,3 +63,23 @@ def test_printed_lines_take_missing_figures(gpu_check: ModuleType) -> None:
     lines = gpu_check._ratio_lines({"model": "oec-57m", "seq_len": 2048, "batch_size": 16, "variants": variants})
     assert len(lines) == 1 + len(gpu_check.VARIANTS)
     assert any("NOT met" in line for line in lines) and any(": met" in line for line in lines)
+
+
+def _args(gpu_check: ModuleType, **kw: object) -> object:
+    defaults = {"steps": 4, "seq_len": 16, "batch_size": 4, "ratio_model": "tiny", "ratio_rounds": 2,
+                "ratio_steps": 1, "ratio_warmup": 1}  # fmt: skip
+    return gpu_check.main.__globals__["argparse"].Namespace(**{**defaults, **kw})
+
+
+def test_engine_and_variant_parts_run_at_toy_size_on_cpu(gpu_check: ModuleType, tmp_path: Path) -> None:
+    spec = gpu_check.synthetic_corpus(tmp_path / "data", tokens=20_000, vocab=300)
+    args = _args(gpu_check)
+    cpu = torch.device("cpu")
+    engine = gpu_check.engine_throughput(args, spec, "tiny", cpu)
+    assert engine["steps"] == 4 and engine["tokens_per_s"] > 0 and engine["diverged"] == 0
+    assert engine["mfu"] is None and engine["gpu_mem_peak_gib"] is None and engine["flash_attention"] is False
+    gpu_check._engine_line(engine)
+    ratios = gpu_check.variant_ratios(args, spec, cpu)
+    assert set(ratios["variants"]) == set(gpu_check.VARIANTS)
+    assert ratios["variants"]["baseline"]["ratio_best"] == 1.0
+    assert all(v["best_step_ms"] > 0 for v in ratios["variants"].values())
