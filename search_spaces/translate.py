@@ -37,11 +37,11 @@ def train_config(spec: SweepSpec, params: Mapping[str, Any]) -> TrainConfig:
         optim=OptimConfig(
             lr=float(params["lr"]),
             min_lr=min(spec.budget.min_lr, float(params["lr"])),
-            warmup_steps=spec.budget.warmup_steps,
+            warmup_steps=spec.warmup_steps(),
         ),
         loss=LossConfig.from_method(method, coefficients),
         steps=spec.total_steps(),
-        eval_interval=spec.budget.eval_interval,
+        eval_interval=spec.eval_interval(),
         seed=int(params.get("seed", spec.seeds[0])),
         precision=spec.precision,
         compile=spec.compile,
