@@ -136,20 +136,23 @@ def test_deferred_reports_equal_per_step_reports(data_cfg: DataConfig, dataset: 
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "causes"),
     [
-        {"optim": OptimConfig(lr=1e3)},  # non-finite loss or gradient
-        {"optim": OptimConfig(lr=0.5), "divergence": DivergenceConfig(spike_factor=1.0001, spike_patience=2)},
+        ({"optim": OptimConfig(lr=1e3)}, {"nonfinite_loss", "nonfinite_grad"}),
+        (
+            {"optim": OptimConfig(lr=0.5), "divergence": DivergenceConfig(spike_factor=1.0001, spike_patience=2)},
+            {"loss_spike"},
+        ),
     ],
     ids=["nonfinite", "spike"],
 )
 def test_deferred_divergence_is_the_same_step_cause_and_row(
-    data_cfg: DataConfig, dataset: Dataset, overrides: dict
+    data_cfg: DataConfig, dataset: Dataset, overrides: dict, causes: set[str]
 ) -> None:
     cfg = _config(data_cfg, steps=30, eval_interval=10, **overrides)
     each, each_rows = _rows(cfg, dataset, sync_each_step=True)
     deferred, deferred_rows = _rows(cfg, dataset, sync_each_step=False)
-    assert each_rows[-1]["diverged"] == 1
+    assert each_rows[-1]["diverged"] == 1 and each_rows[-1]["diverged_cause"] in causes
     assert [_untimed(r) for r in deferred_rows] == [_untimed(r) for r in each_rows]
     assert (deferred.step, deferred.tokens, deferred.diverged_step) == (each.step, each.tokens, each.diverged_step)
     assert math.isfinite(deferred_rows[-1]["val_loss"])
