@@ -110,6 +110,18 @@ def _reset_memory(device: Any) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+def _fresh_compile_caches(device: Any) -> None:
+    """Forget the graphs of the previous phase. Every run of this process compiles the same
+    ``GPT.forward``; past Dynamo's per-function cache limit (8 graphs) it would silently run eagerly,
+    which a sweep (one process per trial) never meets but this script would. Inductor's on-disk cache
+    still serves graphs compiled before."""
+    import torch
+
+    if device.type == "cuda":
+        torch._dynamo.reset()
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+
+
 def _peak_memory_gib(device: Any) -> float | None:
     import torch
 
@@ -126,6 +138,7 @@ def engine_throughput(args: argparse.Namespace, corpus: str, model: str, device:
     from trainables.memory import estimate_rank_memory
 
     _reset_memory(device)
+    _fresh_compile_caches(device)
     rows: list[dict[str, Any]] = []
     run = TrainingRun(_config(args, corpus, model, use_gpu=device.type == "cuda"), device=device)
     run.run(rows.append)
@@ -156,6 +169,7 @@ def variant_ratios(args: argparse.Namespace, corpus: str, device: Any) -> dict[s
     from trainables.engine import TrainingRun
 
     _reset_memory(device)
+    _fresh_compile_caches(device)
     budget = args.ratio_warmup + args.ratio_rounds * args.ratio_steps + 1
     gpu = device.type == "cuda"
     runs = {
