@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.compile import compile_enabled, maybe_compile
+from trainables.compile import compile_enabled, graphs_compiled, maybe_compile
 from trainables.config import TrainConfig
 from trainables.data import BatchSampler, Dataset, EvalBatches, load_dataset
 from trainables.divergence import DivergenceMonitor
@@ -141,9 +141,8 @@ class TrainingRun:
         self.sync_each_step = self.device.type != "cuda" if sync_each_step is None else sync_each_step
         self._pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, metrics) not yet on the host
         self._pending_keys: list[str] = []
-        # Compile time: the first training step and the first evaluation of this process compile.
+        # Compile time: steps and evaluations during which Dynamo compiled a graph (trainables.compile).
         self.compile_s = 0.0
-        self._compile_pending = {"train": self.compiled, "eval": self.compiled}
         # MFU: model FLOPs per token against the peak of the devices the ranks train on (None on CPU).
         self.flops_per_token = flops_per_token(self.model_config, d.seq_len)
         peak = device_peak_flops(self.device)
@@ -169,6 +168,7 @@ class TrainingRun:
         if self.diverged:
             raise RuntimeError(f"run diverged at step {self.diverged_step} ({self.diverged_cause}); it cannot continue")
         t0 = time.perf_counter()
+        graphs = graphs_compiled() if self.compiled else 0
         step = self.step + 1
         self.model.train()
         x, y = self.sampler.batch(self.step)  # (b, T) each, this rank's shard
@@ -182,8 +182,9 @@ class TrainingRun:
 
         keys = [*terms, "total_loss", "grad_norm"]
         stacked = torch.stack([*(terms[k].float() for k in terms), total.detach().float(), grad_norm.float()])
+        compiling = self.compiled and graphs_compiled() > graphs
         if not self.sync_each_step:
-            return self._step_deferred(step, keys, stacked, t0)
+            return self._step_deferred(step, keys, stacked, t0, compiling)
         local = dict(zip(keys, stacked.tolist(), strict=True))  # one host sync per step
         local.setdefault("train_loss", local["total_loss"])
         values = self.reducer.reduce(local, "mean")
@@ -205,8 +206,7 @@ class TrainingRun:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         dt = time.perf_counter() - t0
-        if self._compile_pending["train"]:  # this step compiled: its time is compile time, not training
-            self._compile_pending["train"] = False
+        if compiling:  # this step compiled: its time is compile time, not training
             self.compile_s += dt
             if cause is None:
                 self._window_tokens -= self.tokens_per_step
@@ -235,7 +235,7 @@ class TrainingRun:
             self._sums[k] = self._sums.get(k, 0.0) + v
         self._count += 1
 
-    def _step_deferred(self, step: int, keys: list[str], stacked: torch.Tensor, t0: float) -> Row:
+    def _step_deferred(self, step: int, keys: list[str], stacked: torch.Tensor, t0: float, compiling: bool) -> Row:
         """The rest of ``train_step`` without a host sync: the step is applied, its metrics wait on
         the device for ``_flush``. The returned row has no loss values (they are not on the host)."""
         lr = self.optimizer.param_groups[0]["lr"]
@@ -251,12 +251,12 @@ class TrainingRun:
         self.last_lr = lr
         if self._window_started is None:
             self._window_started = t0
-        if self._compile_pending["train"]:  # one sync, once: the compile time of the first step
-            self._compile_pending["train"] = False
+        if compiling:  # a sync only on the few steps that compiled: their time is compile time
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             now = time.perf_counter()
             self.compile_s += now - t0
+            self._window_time += t0 - self._window_started  # the window's earlier steps, as queued by t0
             self._window_started = now
         else:
             self._window_tokens += self.tokens_per_step
@@ -350,10 +350,9 @@ class TrainingRun:
         row: Row = {"step": self.step, "tokens": self.tokens, "lr": self.last_lr}
         means = {k: v / self._count for k, v in self._sums.items()} if self._count else {}
         row.update(means)
-        t0 = time.perf_counter()
+        t0, graphs = time.perf_counter(), graphs_compiled() if self.compiled else 0
         row.update(self.evaluate())
-        if self._compile_pending["eval"]:  # the first evaluation compiles the eval-mode graph
-            self._compile_pending["eval"] = False
+        if self.compiled and graphs_compiled() > graphs:  # the first evaluation compiles the eval-mode graph
             self.compile_s += time.perf_counter() - t0
         row.update(self._timing())
         cause = self.divergence.check_eval(self.step, val_loss=row["val_loss"])

@@ -192,3 +192,36 @@ def test_every_oec_preset_is_flash_eligible_in_bf16_only() -> None:
             assert not flash_eligible(cfg, "fp32"), name
     assert not flash_eligible(model_preset("tiny", n_embd=144, n_head=4), "bf16")  # head size 36
     assert flash_kernel_runs(model_preset("tiny"), "cpu") is False
+
+
+# -------------------------------------------------------------------------------- compile time
+
+
+@pytest.mark.parametrize("sync_each_step", [True, False])
+def test_compiling_steps_count_as_compile_time_not_training(
+    data_cfg: DataConfig, dataset: Dataset, sync_each_step: bool
+) -> None:
+    def compiled_run() -> TrainingRun:
+        torch._dynamo.reset()  # the counter is per process: start from no graphs
+        run = TrainingRun(_config(data_cfg, compile=True), dataset=dataset, sync_each_step=sync_each_step)
+        # Dynamo's graph capture without Inductor's code generation: the same bookkeeping, seconds on CPU.
+        run.model = torch.compile(run.module, backend="eager")
+        return run
+
+    run = compiled_run()
+    for _ in range(3):
+        run.train_step()
+    assert run.compile_s > 0
+    assert run._window_tokens == run.tokens_per_step  # steps 1 and 2 compiled (the second: rotary cache)
+
+    run = compiled_run()
+    rows: list[dict] = []
+    run.run(rows.append)
+    assert all(r["compile_s"] > 0 for r in rows) and rows[-1]["compile_s"] == pytest.approx(run.compile_s)
+    plain = TrainingRun(_config(data_cfg), dataset=dataset, sync_each_step=sync_each_step)
+    plain_rows: list[dict] = []
+    plain.run(plain_rows.append)
+    untimed = TIMING | {"compile_s"}
+    assert [{k: v for k, v in r.items() if k not in untimed} for r in rows] == [
+        {k: v for k, v in r.items() if k not in untimed} for r in plain_rows
+    ]
