@@ -119,7 +119,9 @@ def _fresh_compile_caches(device: Any) -> None:
 
     if device.type == "cuda":
         torch._dynamo.reset()
-        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        config = torch._dynamo.config
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # renamed in 2.6
+        setattr(config, name, max(getattr(config, name), 64))
 
 
 def _peak_memory_gib(device: Any) -> float | None:
