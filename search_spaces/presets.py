@@ -15,8 +15,9 @@ from typing import Any
 
 from yaml import YAMLError
 
-from search_spaces.spec import SweepSpec, load_yaml
+from search_spaces.spec import CORPUS_TO_NAME, SweepSpec, load_yaml
 from trainables.losses.registry import coefficient, method_coefficients
+from trainables.presets import GPT2_VOCAB
 
 #: The OEC paper's peak learning-rate grid and coefficient grid (PAPERS.md §1).
 OEC_LR_GRID = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
@@ -70,7 +71,29 @@ def _spec(name: str, description: str, scale: Mapping[str, Any], **search: Any) 
         "precision": s["precision"],
         **search,
     }
-    return SweepSpec.model_validate(doc)
+    # A preset may leave the corpus to the user (CORPUS_TO_NAME); the spec that runs must name one.
+    return SweepSpec.model_validate(doc, context={"preset_template": True})
+
+
+#: The OEC paper's training run (PAPERS.md §1): 100k steps of 64 x 2048 tokens = 13.1B tokens, warmup
+#: 5000 steps, cosine to 1e-5 (``budget.min_lr``'s default), bf16, GPT-2's padded vocabulary.
+OEC_PAPER_SCALE: dict[str, Any] = {
+    "model": "oec-16m",
+    "model_overrides": {"vocab_size": GPT2_VOCAB},
+    "corpus": CORPUS_TO_NAME,
+    "tokenizer": f"bpe:{GPT2_VOCAB}",
+    "seq_len": 2048,
+    "batch_size": 64,
+    "eval_batches": 4,
+    "steps": 100_000,
+    "warmup_steps": 5000,
+    "eval_interval": 1000,
+    "workers": 1,
+    "cpus_per_worker": 4.0,
+    "gpus_per_worker": 1.0,
+    "max_concurrent_trials": 8,
+    "precision": "bf16",
+}
 
 
 def oec_lr_sensitivity(**scale: Any) -> SweepSpec:
@@ -137,6 +160,21 @@ def all_methods_tpe(**scale: Any) -> SweepSpec:
     )
 
 
+def oec_paper(**scale: Any) -> SweepSpec:
+    return _spec(
+        "oec-paper",
+        "The OEC paper's study at its own scale, on GPUs: baseline, z-loss (1e-4), mu-loss (1e-4), "
+        "mu-centering and soft-capping (30) on the LR grid 3e-4..3e-1, oec-16m, bf16, 100k steps of 64x2048 "
+        "tokens (13.1B; budget.scale shrinks it), warmup 5000, cosine to 1e-5; set data.corpus.",
+        {**OEC_PAPER_SCALE, **scale},
+        methods=["baseline", "z_loss", "mu_loss", "mu_centering", "softcap"],
+        lr=OEC_LR_GRID,
+        coefficients={"z_loss_weight": 1e-4, "mu_loss_weight": 1e-4, "softcap_cap": 30.0},
+        search={"algorithm": "grid"},
+        scheduler={"name": "none"},
+    )
+
+
 def demo(**scale: Any) -> SweepSpec:
     # Twelve short trials, two at a time (about three minutes on two idle cores). Measured on the
     # tiny model (fp32, 120 steps): all four methods agree at 3e-3 (val CE 2.84); at 1e-1 they
@@ -161,6 +199,7 @@ PRESETS: dict[str, Callable[..., SweepSpec]] = {
     "oec-lambda-robustness": oec_lambda_robustness,
     "simreg-tpe": simreg_tpe,
     "all-methods-tpe": all_methods_tpe,
+    "oec-paper": oec_paper,
     "demo": demo,
 }
 

@@ -56,7 +56,8 @@ TRIAL_COLUMNS: tuple[tuple[str, str], ...] = (
 METRIC_COLUMNS: tuple[str, ...] = (
     "step", "tokens", "lr", "val_loss", "train_loss", "total_loss", "logits_mean", "logits_std",
     "logits_absmax", "log_z_mean", "log_z_sq_mean", "mu_norm", "emb_anisotropy", "grad_norm",
-    "tokens_per_s", "elapsed_s", "diverged", "diverged_step", "diverged_cause", "node_id",
+    "tokens_per_s", "model_flops_per_s", "mfu", "compile_s", "gpu_mem_peak_gib", "elapsed_s", "diverged",
+    "diverged_step", "diverged_cause", "node_id",
 )  # fmt: skip
 _STRING_METRICS = frozenset({"diverged_cause", "node_id"})
 _INT_METRICS = frozenset({"step", "tokens", "diverged", "diverged_step"})

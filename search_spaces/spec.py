@@ -5,9 +5,11 @@ search proceeds (grid, random, Optuna TPE), whether ASHA stops weak trials early
 and what each trial may hold. Every hyperparameter is a fixed number, a list (a grid axis, or the
 choices of a categorical) or a range (``{"distribution": "loguniform", "low": 1e-4, "high": 1e-1}``).
 
-Validation names the field and the problem. Two checks depend on where the spec will run and read a
-pydantic validation context: ``max_trials`` (overrides the spec's own cap) and ``cluster_resources``
-(a node's resources, or a list of them: a trial whose worker no node can hold is refused)::
+Validation names the field and the problem. Three checks depend on where the spec will run and read a
+pydantic validation context: ``max_trials`` (overrides the spec's own cap), ``cluster_resources``
+(a node's resources, or a list of them: a trial whose worker no node can hold is refused) and
+``preset_template`` (a preset's own spec may leave ``data.corpus`` as ``CORPUS_TO_NAME``; any spec that
+is run must name one)::
 
     SweepSpec.model_validate(doc, context={"max_trials": 200, "cluster_resources": [{"CPU": 8}]})
 
@@ -37,6 +39,9 @@ from trainables.losses.config import LossConfig, LossConfigError
 from trainables.losses.registry import BASELINE, coefficient, method_coefficients
 from trainables.presets import MODEL_PRESETS, model_preset
 from trainables.trainer import InsufficientResourcesError, Resources, check_resources
+
+#: ``data.corpus`` of a preset that trains on a corpus the user names (a spec to run must replace it).
+CORPUS_TO_NAME = "name-a-corpus"
 
 DEFAULT_MAX_TRIALS = 1000
 
@@ -151,7 +156,9 @@ class DataSpec(BaseModel):
 
 
 class BudgetSpec(BaseModel):
-    """How long each trial trains: ``steps`` or ``tokens`` (exactly one), warmup and evaluation cadence."""
+    """How long each trial trains: ``steps`` or ``tokens`` (exactly one), warmup and evaluation cadence.
+    ``scale`` (0 < scale <= 1) trains that fraction of the study: the steps (or tokens), the warmup and
+    the evaluation interval are all multiplied by it, so one setting shrinks a long study whole."""
 
     model_config = _STRICT
 
@@ -160,6 +167,7 @@ class BudgetSpec(BaseModel):
     warmup_steps: int = Field(0, ge=0)
     eval_interval: int = Field(50, ge=1)
     min_lr: float = Field(1e-5, ge=0)
+    scale: float = Field(1.0, gt=0, le=1)
 
     @model_validator(mode="after")
     def _one_of(self) -> BudgetSpec:
@@ -263,6 +271,7 @@ class SweepSpec(BaseModel):
     max_concurrent_trials: int = Field(2, ge=1)
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool | None = None  # torch.compile each trial's model; null = on for GPU trials, off on CPU
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1)
 
     # ------------------------------------------------------------------ fields
@@ -329,10 +338,16 @@ class SweepSpec(BaseModel):
                 f"data.batch_size={self.data.batch_size} is the global batch and must be divisible by "
                 f"resources.workers={self.resources.workers}"
             )
-        if self.budget.warmup_steps >= self.total_steps():
+        if self.warmup_steps() >= self.total_steps():
+            scaled = f" x budget.scale={self.budget.scale:g}" if self.budget.scale != 1 else ""
             raise ValueError(
-                f"budget.warmup_steps={self.budget.warmup_steps} must be smaller than the trial's "
+                f"budget.warmup_steps={self.budget.warmup_steps}{scaled} must be smaller than the trial's "
                 f"{self.total_steps()} steps"
+            )
+        if self.data.corpus == CORPUS_TO_NAME and not context.get("preset_template"):
+            raise ValueError(
+                "data.corpus: this sweep trains on a corpus you name, e.g. --set data.corpus=parquet:/data/tokens"
+                " (docs/gpu.md)"
             )
         limit = int(context.get("max_trials", self.max_trials))
         n = self.num_trials()
@@ -358,9 +373,17 @@ class SweepSpec(BaseModel):
 
     def total_steps(self) -> int:
         if self.budget.steps is not None:
-            return self.budget.steps
+            return max(1, round(self.budget.steps * self.budget.scale))
         per_step = self.data.batch_size * self.data.seq_len
-        return max(1, math.ceil(int(self.budget.tokens or 0) / per_step))
+        return max(1, math.ceil(int(self.budget.tokens or 0) * self.budget.scale / per_step))
+
+    def warmup_steps(self) -> int:
+        """Warmup steps of one trial (``budget.warmup_steps`` x ``budget.scale``)."""
+        return round(self.budget.warmup_steps * self.budget.scale)
+
+    def eval_interval(self) -> int:
+        """Steps between reports of one trial (``budget.eval_interval`` x ``budget.scale``, at least 1)."""
+        return max(1, round(self.budget.eval_interval * self.budget.scale))
 
     def total_tokens(self) -> int:
         """Tokens one trial trains on when it runs to the end (the ASHA horizon)."""

@@ -48,11 +48,12 @@ class TrialPlan:
                 batch_size=spec.data.batch_size,
                 eval_batches=spec.data.eval_batches,
             ),
-            optim=OptimConfig(warmup_steps=spec.budget.warmup_steps),
+            optim=OptimConfig(warmup_steps=spec.warmup_steps()),
             steps=spec.total_steps(),
-            eval_interval=spec.budget.eval_interval,
+            eval_interval=spec.eval_interval(),
             seed=spec.seeds[0],
             precision=spec.precision,
+            compile=spec.compile,
             use_gpu=spec.resources.gpus_per_worker > 0,
         )
         return cls(base=base, resources=spec.resources.resources(), method=spec.methods[0], min_lr=spec.budget.min_lr)

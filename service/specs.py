@@ -81,8 +81,8 @@ def resolve_submission(body: Any, settings: Settings) -> tuple[Any, str | None]:
             raise ApiError(422, f"unknown preset {preset!r}; known presets: {known}", loc=("body", "preset"))
         try:
             spec = get_preset(preset)
-            if submission.overrides:
-                spec = apply_overrides(spec, dict(submission.overrides))
+            # applied even when empty: the result is validated as a spec to run (a preset may need overrides)
+            spec = apply_overrides(spec, dict(submission.overrides or {}))
             if submission.name:
                 spec = apply_overrides(spec, {"name": submission.name})
         except ValidationError as exc:

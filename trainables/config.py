@@ -138,7 +138,7 @@ class TrainConfig(_DictMixin):
     precision: Precision = "fp32"  # precision of the LM head's logits (bf16 = autocast, as in the paper)
     checkpoint_interval: int = 0  # steps between checkpoints; 0 = only at the end under Ray, never locally
     checkpoint_keep: int = 2
-    compile: bool = False
+    compile: bool | None = None  # torch.compile the model; None = on when training on CUDA (trainables.compile)
     use_gpu: bool = False
 
     def __post_init__(self) -> None:
@@ -150,6 +150,8 @@ class TrainConfig(_DictMixin):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.checkpoint_interval < 0:
             raise ValueError(f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}")
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be true, false or null (auto), got {self.compile!r}")
 
     def config_hash(self) -> str:
         """Stable short hash of the resolved config (identical configs share it across machines)."""

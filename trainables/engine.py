@@ -9,6 +9,13 @@ One optimizer step: forward -> CE + terms -> backward -> clip (1.0) -> [divergen
 reduced loss and gradient norm] -> AdamW step -> zero_grad -> [after-step terms: μ-centering]. The
 loss terms come in through their hooks (``losses.combine``): no term is known here by name. Same seed ⇒ same initial
 weights and the same batches for every method (the paired design of a sweep).
+
+Host synchronisation: on CPU every step brings its metrics to the host and decides divergence before
+the optimizer step (``sync_each_step``). On CUDA that would stall the GPU once per step, so the step's
+metrics stay on the device and the window's steps are brought over, reduced over ranks and judged in
+order at the next report (``_flush``), with the same decisions, the same diverged step and cause,
+and the same reported rows. A run that diverges in between keeps computing (on non-finite weights)
+until that report, which is wasted time, not a different result; no checkpoint is ever taken of it.
 """
 
 from __future__ import annotations
@@ -23,13 +30,17 @@ import numpy as np
 import torch
 from torch import nn
 
+from trainables.compile import compile_enabled, graphs_compiled, maybe_compile
 from trainables.config import TrainConfig
 from trainables.data import BatchSampler, Dataset, EvalBatches, load_dataset
 from trainables.divergence import DivergenceMonitor
+from trainables.mfu import device_peak_flops, flops_per_token, mfu_metrics
 from trainables.model import GPT
+from trainables.optim import build_adamw
 from trainables.presets import ModelConfig, model_preset
 from trainables.reduce import IdentityReducer, Reducer
 from trainables.schedule import WarmupCosine
+from trainables.transfer import to_device
 
 Row = dict[str, Any]
 ReportFn = Callable[[Row], None]
@@ -66,6 +77,8 @@ class TrainingRun:
         reducer: Reducer | None = None,
         wrap_model: Callable[[nn.Module], nn.Module] | None = None,
         dataset: Dataset | None = None,
+        sync_each_step: bool | None = None,
+        mfu_devices: int | None = None,
     ) -> None:
         from trainables.losses.combine import after_step_, logit_transform, total_loss
 
@@ -111,20 +124,12 @@ class TrainingRun:
             logit_transform=logit_transform(config.loss),
             generator=generator,
         ).to(self.device)
-        model: nn.Module = self.module
-        if config.compile:
-            model = torch.compile(model)  # type: ignore[assignment]
+        self.compiled = compile_enabled(config.compile, self.device.type)
+        model = maybe_compile(self.module, self.compiled)
         self.model = wrap_model(model) if wrap_model is not None else model
 
         o = config.optim
-        decay = [p for p in self.module.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.module.parameters() if p.dim() < 2]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=o.lr,
-            betas=(o.beta1, o.beta2),
-            eps=o.eps,
-        )
+        self.optimizer = build_adamw(self.module, o, self.device)
         self.schedule = WarmupCosine.from_config(o, config.steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.divergence = DivergenceMonitor(config.divergence, vocab_size=self.vocab_size, warmup_steps=o.warmup_steps)
@@ -137,6 +142,16 @@ class TrainingRun:
         self.last_lr = self.schedule.lr_at(0)
         self._elapsed_before = 0.0
         self._started = time.perf_counter()
+        self.sync_each_step = self.device.type != "cuda" if sync_each_step is None else sync_each_step
+        self._pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, metrics) not yet on the host
+        self._pending_keys: list[str] = []
+        # Compile time: steps and evaluations during which Dynamo compiled a graph (trainables.compile).
+        self.compile_s = 0.0
+        # MFU: model FLOPs per token against the peak of the devices the ranks train on (None on CPU).
+        self.flops_per_token = flops_per_token(self.model_config, d.seq_len)
+        peak = device_peak_flops(self.device)
+        self.peak_device, self.peak_flops = peak if peak is not None else (None, None)
+        self.mfu_devices = mfu_devices if mfu_devices is not None else world_size
         self._reset_window()
 
     # ------------------------------------------------------------------ training
@@ -145,6 +160,7 @@ class TrainingRun:
         self._count = 0
         self._window_tokens = 0
         self._window_time = 0.0
+        self._window_started: float | None = None  # deferred mode: wall clock of the window's first step
 
     @property
     def diverged(self) -> bool:
@@ -156,10 +172,11 @@ class TrainingRun:
         if self.diverged:
             raise RuntimeError(f"run diverged at step {self.diverged_step} ({self.diverged_cause}); it cannot continue")
         t0 = time.perf_counter()
+        graphs = graphs_compiled() if self.compiled else 0
         step = self.step + 1
         self.model.train()
         x, y = self.sampler.batch(self.step)  # (b, T) each, this rank's shard
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        x, y = to_device(x, self.device), to_device(y, self.device)
         hidden, logits = self.model(x)  # (b, T, C), (b, T, V)
         total, terms = self._total_loss(
             self.config.loss, logits=logits, labels=y, hidden=hidden, w_out=self.module.w_out
@@ -169,12 +186,13 @@ class TrainingRun:
 
         keys = [*terms, "total_loss", "grad_norm"]
         stacked = torch.stack([*(terms[k].float() for k in terms), total.detach().float(), grad_norm.float()])
+        compiling = self.compiled and graphs_compiled() > graphs
+        if not self.sync_each_step:
+            return self._step_deferred(step, keys, stacked, t0, compiling)
         local = dict(zip(keys, stacked.tolist(), strict=True))  # one host sync per step
         local.setdefault("train_loss", local["total_loss"])
         values = self.reducer.reduce(local, "mean")
-        cause = self.divergence.check_step(step, train_loss=values["train_loss"], grad_norm=values["grad_norm"])
-        if cause is None and not math.isfinite(values["total_loss"]):
-            cause = "nonfinite_loss"
+        cause = self._check_step(step, values)
         lr = self.optimizer.param_groups[0]["lr"]
         if cause is not None:
             self.optimizer.zero_grad(set_to_none=True)
@@ -186,14 +204,17 @@ class TrainingRun:
             self.scheduler.step()
             self.step = step
             self.tokens += self.tokens_per_step
-            for k, v in values.items():
-                self._sums[k] = self._sums.get(k, 0.0) + v
-            self._count += 1
+            self._accumulate(values)
             self._window_tokens += self.tokens_per_step
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         dt = time.perf_counter() - t0
-        self._window_time += dt
+        if compiling:  # this step compiled: its time is compile time, not training
+            self.compile_s += dt
+            if cause is None:
+                self._window_tokens -= self.tokens_per_step
+        else:
+            self._window_time += dt
         self.last_lr = lr
         return {
             **values,
@@ -204,6 +225,72 @@ class TrainingRun:
             "diverged": int(cause is not None),
             "diverged_cause": cause or "",
         }
+
+    def _check_step(self, step: int, values: Row) -> str | None:
+        """The divergence decision for step ``step`` from its rank-reduced metrics (None: go on)."""
+        cause = self.divergence.check_step(step, train_loss=values["train_loss"], grad_norm=values["grad_norm"])
+        if cause is None and not math.isfinite(values["total_loss"]):
+            cause = "nonfinite_loss"
+        return cause
+
+    def _accumulate(self, values: Row) -> None:
+        for k, v in values.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        self._count += 1
+
+    def _step_deferred(self, step: int, keys: list[str], stacked: torch.Tensor, t0: float, compiling: bool) -> Row:
+        """The rest of ``train_step`` without a host sync: the step is applied, its metrics wait on
+        the device for ``_flush``. The returned row has no loss values (they are not on the host)."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.config.loss.mu_centering:
+            self._center(self.module.w_out)
+        self.scheduler.step()
+        self._pending.append((step, lr, stacked))
+        self._pending_keys = keys
+        self.step = step
+        self.tokens += self.tokens_per_step
+        self.last_lr = lr
+        if self._window_started is None:
+            self._window_started = t0
+        if compiling:  # a sync only on the few steps that compiled: their time is compile time
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            now = time.perf_counter()
+            self.compile_s += now - t0
+            self._window_time += t0 - self._window_started  # the window's earlier steps, as queued by t0
+            self._window_started = now
+        else:
+            self._window_tokens += self.tokens_per_step
+        return {"step": step, "tokens": self.tokens, "lr": lr, "diverged": 0, "diverged_cause": ""}
+
+    def _flush(self) -> Row | None:
+        """Deferred mode: the window's per-step metrics to the host in one copy, reduced over ranks in
+        one call, and judged step by step as ``train_step`` would have. Returns the base of the
+        diverged row when a step diverged (the run's counters are then set back to the step before
+        it, as if the run had stopped there), else None."""
+        if not self._pending:
+            return None
+        pending, self._pending = self._pending, []
+        matrix = torch.stack([metrics for _, _, metrics in pending]).tolist()  # the window's one host sync
+        if self._window_started is not None:
+            self._window_time += time.perf_counter() - self._window_started
+            self._window_started = None
+        keys = self._pending_keys
+        flat = {f"{i:06d}:{k}": v for i, row in enumerate(matrix) for k, v in zip(keys, row, strict=True)}
+        reduced = self.reducer.reduce(flat, "mean")  # one all-reduce for the whole window
+        tokens_before = self.tokens - len(pending) * self.tokens_per_step
+        for i, (step, lr, _) in enumerate(pending):
+            values = {k: reduced[f"{i:06d}:{k}"] for k in keys}
+            values.setdefault("train_loss", values["total_loss"])
+            cause = self._check_step(step, values)
+            if cause is not None:
+                self.diverged_step, self.diverged_cause = step, cause
+                self.step, self.tokens, self.last_lr = step - 1, tokens_before + i * self.tokens_per_step, lr
+                return {**values, "step": step, "tokens": self.tokens, "lr": lr}
+            self._accumulate(values)
+        return None
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -238,16 +325,38 @@ class TrainingRun:
 
     def _timing(self) -> Row:
         # The slowest rank sets the pace; reducing also makes every rank report the same row.
-        t = self.reducer.reduce({"window_time": self._window_time, "elapsed": self.elapsed()}, "max")
+        peaks = {"window_time": self._window_time, "elapsed": self.elapsed(), "compile": self.compile_s}
+        if self.device.type == "cuda":
+            peaks["gpu_mem"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        t = self.reducer.reduce(peaks, "max")
         tps = self._window_tokens / t["window_time"] if t["window_time"] > 0 else 0.0
-        return {"tokens_per_s": tps, "elapsed_s": t["elapsed"]}
+        out: Row = {"tokens_per_s": tps, "elapsed_s": t["elapsed"]}
+        if self.compiled:
+            out["compile_s"] = t["compile"]
+        if self.device.type == "cuda":  # MFU and device memory are GPU figures: omitted on CPU
+            out["gpu_mem_peak_gib"] = t["gpu_mem"]  # the largest rank's peak since the run started
+            out.update(
+                mfu_metrics(
+                    flops_per_token=self.flops_per_token,
+                    tokens_per_s=tps,
+                    peak_flops_per_device=self.peak_flops,
+                    devices=self.mfu_devices,
+                )
+            )
+        return out
 
     def report(self) -> Row:
         """Evaluates and returns one report row (and applies the validation divergence rule)."""
+        diverged = self._flush()
+        if diverged is not None:
+            return self._diverged_row(diverged)
         row: Row = {"step": self.step, "tokens": self.tokens, "lr": self.last_lr}
         means = {k: v / self._count for k, v in self._sums.items()} if self._count else {}
         row.update(means)
+        t0, graphs = time.perf_counter(), graphs_compiled() if self.compiled else 0
         row.update(self.evaluate())
+        if self.compiled and graphs_compiled() > graphs:  # the first evaluation compiles the eval-mode graph
+            self.compile_s += time.perf_counter() - t0
         row.update(self._timing())
         cause = self.divergence.check_eval(self.step, val_loss=row["val_loss"])
         if cause is not None:
@@ -295,6 +404,7 @@ class TrainingRun:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-for-bit: weights, optimizer, schedule, counters, the
         current report window, divergence state and RNG states (the data order needs only the step)."""
+        self._flush()  # deferred mode: a checkpoint holds no step whose metrics are still on the device
         return {
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -332,6 +442,7 @@ class TrainingRun:
         w = state["window"]
         self._sums, self._count = dict(w["sums"]), int(w["count"])
         self._window_tokens, self._window_time = int(w["tokens"]), float(w["time"])
+        self._window_started = None
         self._elapsed_before = float(state["elapsed_s"])
         self._started = time.perf_counter()
         rng = state["rng"]

@@ -191,7 +191,30 @@ def _build_run(config: TrainConfig, *, rank: int, world_size: int, device: torch
         # gradient_as_bucket_view: grads alias the all-reduce buckets, saving a copy per step.
         return DistributedDataParallel(model, device_ids=device_ids, gradient_as_bucket_view=True)
 
-    return TrainingRun(config, rank=rank, world_size=world_size, device=device, reducer=reducer, wrap_model=wrap)
+    return TrainingRun(
+        config,
+        rank=rank,
+        world_size=world_size,
+        device=device,
+        reducer=reducer,
+        wrap_model=wrap,
+        mfu_devices=_distinct_gpus(device) if distributed else None,
+    )
+
+
+def _distinct_gpus(device: torch.device) -> int | None:
+    """How many distinct GPUs the ranks train on (ranks sharing one GPU through fractional
+    ``gpus_per_worker`` share its peak in the MFU); None on CPU. Collective: every rank calls it."""
+    if device.type != "cuda":
+        return None
+    import socket
+
+    import torch.distributed as dist
+
+    ident = (socket.gethostname(), str(torch.cuda.get_device_properties(device).uuid))
+    gathered: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, ident)
+    return len(set(gathered))
 
 
 # -------------------------------------------------------------------------------------- checkpoints

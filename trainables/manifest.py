@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.atomic_file import write_atomic
+from trainables.compile import compile_enabled
 from trainables.config import TrainConfig
 
 _PACKAGES = ("lossweep", "torch", "ray", "optuna", "tokenizers", "numpy")
@@ -65,6 +66,8 @@ def build_manifest(
         "model": model,
         "num_params": num_params,
         "world_size": world_size,
+        # the effective torch.compile switch (the config's None means "on when training on CUDA")
+        "compile": compile_enabled(config.compile, "cuda" if config.use_gpu else "cpu"),
         "platform": platform.platform(),
         "argv": sys.argv,
     }

@@ -133,9 +133,12 @@ def build_trainer(
     max_failures: int = 1,
     controller_failure_limit: int = DEFAULT_CONTROLLER_FAILURE_LIMIT,
     progress_file: str | os.PathLike[str] | None = None,
+    backend: str | None = None,
 ) -> TorchTrainer:
     """The ``TorchTrainer`` for one run (not started). ``storage_path`` holds the run's checkpoints
-    under ``<storage_path>/<name>/``; a local path or a pyarrow URI such as ``s3://bucket/prefix``."""
+    under ``<storage_path>/<name>/``; a local path or a pyarrow URI such as ``s3://bucket/prefix``.
+    ``backend``: the process group's, by default NCCL on GPUs and gloo on CPUs (NCCL refuses two
+    ranks on one GPU, so ranks sharing a GPU through fractional ``gpus_per_worker`` need gloo)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -154,7 +157,7 @@ def build_trainer(
     return TorchTrainer(
         train_loop_per_worker=train_loop,
         train_loop_config=loop_config,
-        torch_config=TorchConfig(backend="nccl" if config.use_gpu else "gloo"),
+        torch_config=TorchConfig(backend=backend or ("nccl" if config.use_gpu else "gloo")),
         scaling_config=ScalingConfig(
             num_workers=resources.workers,
             use_gpu=config.use_gpu,

@@ -55,13 +55,12 @@ def load_spec_arg(spec_arg: str, sets: list[str] | None) -> SweepSpec:
             )
     except ValidationError as exc:
         raise typer.BadParameter(_errors(exc), param_hint="SPEC") from None
-    if sets:
-        try:
-            spec = apply_overrides(spec, parse_set_args(sets))
-        except ValidationError as exc:
-            raise typer.BadParameter(_errors(exc), param_hint="--set") from None
-        except (KeyError, ValueError) as exc:
-            raise typer.BadParameter(str(exc).strip('"'), param_hint="--set") from None
+    try:  # applied even when empty: the result is validated as a spec to run (a preset may need --set)
+        spec = apply_overrides(spec, parse_set_args(sets or []))
+    except ValidationError as exc:
+        raise typer.BadParameter(_errors(exc), param_hint="--set") from None
+    except (KeyError, ValueError) as exc:
+        raise typer.BadParameter(str(exc).strip('"'), param_hint="--set") from None
     return spec
 
 

@@ -154,7 +154,9 @@ def test_json_schema_has_examples() -> None:
 # ------------------------------------------------------------------------------------ presets
 def test_every_preset_validates_and_counts() -> None:
     names = list_presets()
-    assert set(names) == {"oec-lr-sensitivity", "oec-lambda-robustness", "simreg-tpe", "all-methods-tpe", "demo"}
+    assert set(names) == {
+        "oec-lr-sensitivity", "oec-lambda-robustness", "simreg-tpe", "all-methods-tpe", "oec-paper", "demo"
+    }  # fmt: skip
     counts = {name: get_preset(name).num_trials() for name in names}
     assert counts["oec-lr-sensitivity"] == 5 * 7
     assert counts["oec-lambda-robustness"] == 2 * 4 * 7
