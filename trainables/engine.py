@@ -244,8 +244,7 @@ class TrainingRun:
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.config.loss.mu_centering:
-            self._center(self.module.w_out)
+        self._after_step(self.config.loss, self.module)
         self.scheduler.step()
         self._pending.append((step, lr, stacked))
         self._pending_keys = keys
