@@ -180,6 +180,10 @@ class SweepResultsCallback(Callback):
             row["final_val_loss"] = float(result["val_loss"])
         if result.get("vocab_size") is not None:
             row["vocab_size"] = int(result["vocab_size"])
+        if _finite(result.get("above_l0_step")) is not None:
+            row["above_l0_step"] = int(result["above_l0_step"])
+        if _finite(result.get("l0")) is not None:
+            row["l0"] = float(result["l0"])
         reports = self.metrics.get(tid, [])
         healthy = [m for m in reports if not _finite(m.get("diverged")) and _finite(m.get("val_loss")) is not None]
         if healthy:

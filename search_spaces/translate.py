@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from search_spaces.spec import COEFFICIENTS, SweepSpec
-from trainables.config import DataConfig, OptimConfig, TrainConfig
+from trainables.config import DataConfig, DivergenceConfig, OptimConfig, TrainConfig
 from trainables.losses.config import LossConfig
 
 PARAM_KEYS = ("method", "lr", *COEFFICIENTS, "seed")
@@ -40,9 +40,12 @@ def train_config(spec: SweepSpec, params: Mapping[str, Any]) -> TrainConfig:
             warmup_steps=spec.budget.warmup_steps,
         ),
         loss=LossConfig.from_method(method, coefficients),
+        divergence=DivergenceConfig(**spec.divergence.model_dump()),
         steps=spec.total_steps(),
         eval_interval=spec.budget.eval_interval,
         seed=int(params.get("seed", spec.seeds[0])),
         precision=spec.precision,
+        head_precision=spec.head_precision,
+        allow_tf32=spec.allow_tf32,
         use_gpu=spec.resources.gpus_per_worker > 0,
     )

@@ -43,6 +43,13 @@ def default_device(config: TrainConfig) -> torch.device:
     return torch.device("cpu")
 
 
+def apply_tf32(allow: bool) -> None:
+    """``TrainConfig.allow_tf32``, set by every entry point through the engine (process-wide torch
+    flags; they only matter for float32 matmuls on CUDA)."""
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+
+
 def resolve_model_config(config: TrainConfig, data_vocab: int) -> ModelConfig:
     """The preset with the run's overrides; the vocabulary comes from the data unless set larger."""
     overrides = dict(config.model_overrides)
@@ -102,10 +109,15 @@ class TrainingRun:
         self.vocab_size = self.model_config.vocab_size
         self.uniform_loss = math.log(self.vocab_size)
 
+        apply_tf32(config.allow_tf32)
         # Initialise on the CPU from a private generator: identical weights on every rank and device.
         generator = torch.Generator().manual_seed(config.seed)
         self.module = GPT(
-            self.model_config, precision=config.precision, softcap=config.loss.softcap, generator=generator
+            self.model_config,
+            precision=config.precision,
+            head_precision=config.head_precision,
+            softcap=config.loss.softcap,
+            generator=generator,
         ).to(self.device)
         model: nn.Module = self.module
         if config.compile:
@@ -247,6 +259,7 @@ class TrainingRun:
         row.update(self.evaluate())
         row.update(self._timing())
         cause = self.divergence.check_eval(self.step, val_loss=row["val_loss"])
+        row.update(self._l0_fields())
         if cause is not None:
             self.diverged_step, self.diverged_cause = self.step, cause
             return self._diverged_row(row)
@@ -260,16 +273,23 @@ class TrainingRun:
         for k, v in list(row.items()):  # NaN/inf cannot go to Tune or Optuna: drop them
             if isinstance(v, float) and not math.isfinite(v):
                 row[k] = None
-        row["val_loss"] = self.uniform_loss  # the finite sentinel L0 = ln V
+        row["val_loss"] = self.divergence.l0  # the finite sentinel L0
         row.update(self._timing())
+        row.update(self._l0_fields())
         row.update({"diverged": 1, "diverged_step": self.diverged_step, "diverged_cause": self.diverged_cause})
         return row
+
+    def _l0_fields(self) -> Row:
+        """The run's ``L0`` and the recorded (never stopping) flag of DivergenceConfig.val_margin."""
+        return {"l0": self.divergence.l0, "above_l0_step": self.divergence.above_l0_step}
 
     def run(self, on_report: ReportFn, on_step: Callable[[Row], None] | None = None) -> Row:
         """Trains to ``config.steps``, reporting every ``eval_interval`` steps and at the last step.
         A divergence ends the run with one last ``diverged=1`` row; no exception is raised."""
         cfg = self.config
         row: Row | None = None
+        if self.step == 0 and self.divergence.needs_initial_loss:
+            self.divergence.set_initial_loss(self.evaluate()["val_loss"])  # L0 measured before step 1
         while self.step < cfg.steps:
             out = self.train_step()
             if on_step is not None:

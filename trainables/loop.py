@@ -144,8 +144,8 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
             live.record(reduced)
             log_progress(reduced, run=run_name, total_steps=config.steps)
 
-    # bf16 autocast (config.precision) is applied by the model itself, LM head included, so CPU and GPU
-    # runs of one config compute the same thing.
+    # bf16 autocast (config.precision, config.head_precision) is applied by the model itself, so CPU
+    # and GPU runs of one config compute the same thing.
     try:
         run.run(on_report)
     finally:
@@ -165,10 +165,7 @@ def _device(config: TrainConfig) -> torch.device:
         import ray.train.torch
 
         device = ray.train.torch.get_device()
-        torch.cuda.set_device(device)
-        # fp32 matmuls may use TF32 tensor cores; bf16 runs autocast inside the model anyway.
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.cuda.set_device(device)  # TF32 is TrainConfig.allow_tf32, applied by the engine
         return device
     return torch.device("cpu")
 
