@@ -43,6 +43,10 @@ Tf32Opt = Annotated[
 InitOpt = Annotated[
     str, typer.Option("--init", help="'oec' (the official code's initialisation) or 'legacy' (the earlier one).")
 ]
+MlpHiddenOpt = Annotated[
+    int | None,
+    typer.Option("--mlp-hidden", help="SwiGLU hidden width (default: the official 256 * ceil(int(8d/3) / 256))."),
+]
 L0Opt = Annotated[
     str, typer.Option("--l0", help="L0: 'ln_v' (ln V, the paper's text) or 'initial' (measured before step 1).")
 ]
@@ -110,6 +114,7 @@ def build_train_config(
     head_precision: str | None = None,
     tf32: bool = True,
     init: str = "oec",
+    mlp_hidden: int | None = None,
     l0: str = "ln_v",
     sustained_evals: int = 0,
     eval_interval: int | None = None,
@@ -139,6 +144,7 @@ def build_train_config(
     problem = f"must be 'fp32' or 'bf16', got {head_precision!r}"
     check(head_precision in (None, "fp32", "bf16"), "--head-precision", problem)
     check(init in INITS, "--init", f"must be one of {', '.join(INITS)}, got {init!r}")
+    check(mlp_hidden is None or mlp_hidden >= 1, "--mlp-hidden", f"must be >= 1, got {mlp_hidden}")
     check(l0 in L0_CONVENTIONS, "--l0", f"must be one of {', '.join(L0_CONVENTIONS)}, got {l0!r}")
     check(sustained_evals >= 0, "--sustained-evals", f"must be >= 0, got {sustained_evals}")
     if warmup is None:
@@ -168,7 +174,10 @@ def build_train_config(
     try:
         return TrainConfig(
             model=preset,
-            model_overrides={"init": init} if init != "oec" else {},
+            model_overrides={
+                **({"init": init} if init != "oec" else {}),
+                **({"mlp_hidden": mlp_hidden} if mlp_hidden is not None else {}),
+            },
             data=DataConfig(
                 corpus=data,
                 tokenizer=tokenizer,
