@@ -2,8 +2,15 @@
 
 ``TrainingRun`` owns the model, optimizer, schedule, data order and divergence rules of one rank.
 Multi-process runs hand in a ``wrap_model`` (e.g. DDP) and a ``reducer`` (``TorchDistReducer``);
-every metric that is reported or decides anything is reduced across ranks first, so all ranks report
-identical rows and stop at the same step.
+every metric that is reported or decides anything is reduced across ranks first, by one rule
+(``trainables.reduce.combine_ranks``: means weighted by valid-token counts, maxima for extremes and
+time), so all ranks report identical rows and stop at the same step.
+
+Under DDP the objective is the 1-process one exactly: each rank's loss is scaled by
+``n_r · W / N`` (its valid tokens, the world size, all valid tokens) before backward, so DDP's
+gradient average is the token-weighted mean over the whole global batch even when ranks hold
+different numbers of valid tokens; SimReg all-reduces its anchor count the same way
+(``trainables/losses/simreg.py``).
 
 One optimizer step: forward -> CE + terms -> backward -> clip (1.0) -> [divergence check on the
 reduced loss and gradient norm] -> AdamW step -> zero_grad -> [μ-centering]. Same seed ⇒ same initial
@@ -27,13 +34,13 @@ from trainables.data import BatchSampler, Dataset, EvalBatches, load_dataset
 from trainables.divergence import DivergenceMonitor
 from trainables.model import GPT
 from trainables.presets import ModelConfig, model_preset
-from trainables.reduce import IdentityReducer, Reducer
+from trainables.reduce import IdentityReducer, Reducer, combine_ranks
 from trainables.schedule import WarmupCosine
 
 Row = dict[str, Any]
 ReportFn = Callable[[Row], None]
 
-# Diagnostics that are reduced with max instead of mean across ranks.
+# Diagnostics that are reduced with max instead of the token-weighted mean across ranks.
 _MAX_REDUCED = frozenset({"logits_absmax"})
 
 
@@ -73,8 +80,9 @@ class TrainingRun:
         wrap_model: Callable[[nn.Module], nn.Module] | None = None,
         dataset: Dataset | None = None,
     ) -> None:
-        from trainables.losses import center_output_embeddings_, total_loss
+        from trainables.losses import IGNORE_INDEX, center_output_embeddings_, total_loss
 
+        self._ignore_index = IGNORE_INDEX
         self._total_loss = total_loss
         self._center = center_output_embeddings_
         self.config = config
@@ -168,18 +176,23 @@ class TrainingRun:
         self.model.train()
         x, y = self.sampler.batch(self.step)  # (b, T) each, this rank's shard
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        n_valid = (y != self._ignore_index).sum()  # this rank's valid tokens
+        scale = self._loss_scale(n_valid)
         hidden, logits = self.model(x)  # (b, T, C), (b, T, V)
         total, terms = self._total_loss(
             self.config.loss, logits=logits, labels=y, hidden=hidden, w_out=self.module.w_out
         )
-        total.backward()
+        (total if scale is None else total * scale).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.optim.grad_clip)
 
         keys = [*terms, "total_loss", "grad_norm"]
-        stacked = torch.stack([*(terms[k].float() for k in terms), total.detach().float(), grad_norm.float()])
-        local = dict(zip(keys, stacked.tolist(), strict=True))  # one host sync per step
+        stacked = torch.stack(
+            [*(terms[k].float() for k in terms), total.detach().float(), grad_norm.float(), n_valid.float()]
+        )
+        *numbers, weight = stacked.tolist()  # one host sync per step
+        local = dict(zip(keys, numbers, strict=True))
         local.setdefault("train_loss", local["total_loss"])
-        values = self.reducer.reduce(local, "mean")
+        values = combine_ranks(self.reducer, local, weight=weight)
         cause = self.divergence.check_step(step, train_loss=values["train_loss"], grad_norm=values["grad_norm"])
         if cause is None and not math.isfinite(values["total_loss"]):
             cause = "nonfinite_loss"
@@ -214,6 +227,16 @@ class TrainingRun:
             "diverged_cause": cause or "",
         }
 
+    def _loss_scale(self, n_valid: torch.Tensor) -> float | None:
+        """``n_r · W / N``: DDP averages the ranks' gradients, so scaling each rank's (valid-token mean)
+        loss by this makes the average the mean over all valid tokens of the global batch. None with
+        one process (nothing to scale, no host sync)."""
+        if self.world_size == 1:
+            return None
+        n_r = float(n_valid)
+        n = self.reducer.reduce({"n_valid": n_r}, "sum")["n_valid"]
+        return n_r * self.world_size / n if n > 0 else 1.0
+
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self) -> Row:
@@ -228,18 +251,14 @@ class TrainingRun:
         for x, y in self.eval_batches:
             x, y = x.to(self.device), y.to(self.device)
             _, logits = self.model(x)  # (b, T, V)
-            n = int(y.numel())
+            n = int((y != self._ignore_index).sum())
             loss_sum += float(cross_entropy(logits, y)) * n
             n_tokens += n
             stats.add(logits, y)
-        diag = {**stats.compute(), **embedding_stats(self.module.w_out)}
-        sums = self.reducer.reduce({"loss_sum": loss_sum, "n_tokens": float(n_tokens)}, "sum")
-        out: Row = {"val_loss": sums["loss_sum"] / max(sums["n_tokens"], 1.0)}
+        diag = {"val_loss": loss_sum / max(n_tokens, 1), **stats.compute(), **embedding_stats(self.module.w_out)}
         maxed = {k: v for k, v in diag.items() if k in _MAX_REDUCED}
         meaned = {k: v for k, v in diag.items() if k not in _MAX_REDUCED}
-        out.update(self.reducer.reduce(meaned, "mean") if meaned else {})
-        out.update(self.reducer.reduce(maxed, "max") if maxed else {})
-        return out
+        return combine_ranks(self.reducer, meaned, weight=float(n_tokens), maxima=maxed)
 
     # ------------------------------------------------------------------ reports
     def elapsed(self) -> float:
@@ -247,7 +266,9 @@ class TrainingRun:
 
     def _timing(self) -> Row:
         # The slowest rank sets the pace; reducing also makes every rank report the same row.
-        t = self.reducer.reduce({"window_time": self._window_time, "elapsed": self.elapsed()}, "max")
+        t = combine_ranks(
+            self.reducer, {}, weight=0.0, maxima={"window_time": self._window_time, "elapsed": self.elapsed()}
+        )
         tps = self._window_tokens / t["window_time"] if t["window_time"] > 0 else 0.0
         return {"tokens_per_s": tps, "elapsed_s": t["elapsed"]}
 
