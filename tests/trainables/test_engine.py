@@ -177,3 +177,26 @@ def test_manifest_records_the_run(data_cfg: DataConfig, dataset: Dataset, tmp_pa
     assert TrainConfig.from_dict(m["config"]) == cfg
     assert m["versions"]["torch"] == torch.__version__.split("+")[0] or m["versions"]["torch"] == torch.__version__
     assert m["versions"]["python"] and m["seed"] == 0
+
+
+def test_fp32_mu_centering_does_not_change_training(data_cfg: DataConfig, dataset: Dataset) -> None:
+    # In float32 with an untied head and no weight decay, μ-centering is an exact no-op for training:
+    # the CE gradient of the head sums to zero over the vocabulary and softmax ignores a uniform shift
+    # of the logits (PAPERS.md §3). Any effect it has in a sweep comes from a bf16 head, tying or other
+    # terms; here baseline and μ-centering must agree to float rounding over a short low-LR run.
+    rows: dict[str, list[dict]] = {"baseline": [], "mu_centering": []}
+    runs = {}
+    for method in rows:
+        cfg = _config(data_cfg, method, steps=8, eval_interval=4, optim=OptimConfig(lr=1e-3, warmup_steps=2))
+        runs[method] = TrainingRun(cfg, dataset=dataset)
+        runs[method].run(rows[method].append)
+    for a, b in zip(rows["baseline"], rows["mu_centering"], strict=True):
+        assert a["step"] == b["step"]
+        assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-5)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], abs=1e-5)
+    base, centred = runs["baseline"].module.state_dict(), runs["mu_centering"].module.state_dict()
+    for name, tensor in base.items():
+        if name != "lm_head.weight":  # the head differs by its column mean, by construction
+            torch.testing.assert_close(centred[name], tensor, rtol=0, atol=1e-5, msg=name)
+    head = base["lm_head.weight"]
+    torch.testing.assert_close(centred["lm_head.weight"], head - head.mean(dim=0), rtol=0, atol=1e-5)
