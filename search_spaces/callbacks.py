@@ -81,7 +81,8 @@ class SweepResultsCallback(Callback):
             row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
             if row.get("status") not in results.FINAL_STATUSES:
                 row.update(status="PENDING", final_val_loss=None, best_val_loss=None, best_step=None, steps=None,
-                           tokens=None, wall_time_s=None, diverged_step=None, diverged_cause=None)  # fmt: skip
+                           tokens=None, wall_time_s=None, diverged_step=None, diverged_cause=None,
+                           above_l0_step=None, l0=None)  # fmt: skip
             else:
                 finished.add(row["trial_id"])
             self.rows[str(row["trial_id"])] = row
