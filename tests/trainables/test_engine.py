@@ -200,3 +200,14 @@ def test_fp32_mu_centering_does_not_change_training(data_cfg: DataConfig, datase
             torch.testing.assert_close(centred[name], tensor, rtol=0, atol=1e-5, msg=name)
     head = base["lm_head.weight"]
     torch.testing.assert_close(centred["lm_head.weight"], head - head.mean(dim=0), rtol=0, atol=1e-5)
+
+
+def test_tf32_is_the_configs_setting_for_every_entry_point(data_cfg: DataConfig, dataset: Dataset) -> None:
+    # train-local, the Ray worker and sweep trials all build a TrainingRun: it sets the flags
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        for allow in (False, True, False):
+            TrainingRun(_config(data_cfg, allow_tf32=allow), dataset=dataset)
+            assert torch.backends.cuda.matmul.allow_tf32 is allow and torch.backends.cudnn.allow_tf32 is allow
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
