@@ -9,7 +9,11 @@ Definitions (PAPERS.md §1):
 
 * LR sensitivity (Wortsman et al. 2023, used by the OEC paper) of a family of runs that differ only in
   the learning rate: ``LRS = 1/(K−1) · Σ_k [min(L(η_k), L0) − min_k L(η_k)]`` over the K learning
-  rates, with ``L0 = ln V`` the loss of a uniform predictor; a diverged run counts as ``L0``.
+  rates, with ``L0`` the trials' recorded reference loss (``l0`` column: ``ln V``, the loss of a
+  uniform predictor, by default, as the paper's text defines it; the measured initial loss with
+  ``divergence.l0: initial``, as the official notebook); a final loss above ``L0`` counts as ``L0``
+  (``min(final, L0)``, exactly the paper's cap), and so does a run ended early (non-finite loss, or an
+  opted-in sustained condition). Runs are never ended for a transient excursion above ``L0``.
 * Convergence speed-up of a method = tokens the baseline needs to reach its own final validation CE /
   tokens the method needs to reach that same value (SimReg's "30 % faster" claim, PAPERS.md §2).
 """
@@ -39,7 +43,9 @@ FINISHED: tuple[str, ...] = ("TERMINATED", "DIVERGED")
 LRS_RULE = (
     "LRS = 1/(K-1) * sum_k [min(L(lr_k), L0) - min_k L(lr_k)] over the K learning rates of runs that differ "
     "only in the learning rate (same method and coefficients); L = final validation CE of finished trials "
-    "(mean over seeds), L0 = ln V, a DIVERGED trial counts as L0 (Wortsman et al. 2023, arXiv 2309.14322)"
+    "(mean over seeds); L0 = the trials' recorded L0 (ln V unless the spec says divergence.l0: initial, the "
+    "measured initial loss), a DIVERGED trial (ended by a non-finite loss or an opted-in sustained condition) "
+    "counts as L0 (Wortsman et al. 2023, arXiv 2309.14322)"
 )
 STABLE_RULE = "largest learning rate at which no finished trial of the family diverged"
 SPEEDUP_RULE = (
@@ -133,6 +139,8 @@ _REQUIRED_COLUMNS: dict[str, str] = {
     "wall_time_s": "float64",
     "diverged_step": "float64",
     "diverged_cause": "object",
+    "above_l0_step": "float64",
+    "l0": "float64",
     "vocab_size": "float64",
 }
 
@@ -192,8 +200,19 @@ def vocab_size_of(trials: pd.DataFrame) -> int | None:
 
 
 def _l0(group: pd.DataFrame, fallback: int | None) -> float | None:
+    """The family's ``L0``: the mean of what its trials recorded (``ln V``, or each run's measured
+    initial loss), else ``ln V`` from the vocabulary (sweeps written before ``l0`` was recorded)."""
+    if "l0" in group.columns:
+        recorded = pd.to_numeric(group["l0"], errors="coerce").dropna()
+        if len(recorded):
+            return float(recorded.mean())
     vocab = vocab_size_of(group) or fallback
     return uniform_loss(vocab) if vocab else None
+
+
+def sweep_l0(trials: pd.DataFrame) -> float | None:
+    """``L0`` of a whole sweep (``_l0`` over every trial); None when unknown."""
+    return _l0(normalize_trials(trials), vocab_size_of(trials)) if len(trials) else None
 
 
 def _seed(row: Mapping[str, Any]) -> int:
@@ -487,8 +506,7 @@ def grid_matrix(
     if row_param not in subset.columns or col_param not in subset.columns:
         return {"rows": [], "cols": [], "values": [], "diverged": [], "counts": []}
     subset = subset[subset[row_param].notna() & subset[col_param].notna()]
-    fallback = vocab_size_of(trials)
-    l0 = uniform_loss(fallback) if fallback else math.inf
+    l0 = sweep_l0(trials) or math.inf
     recs = subset.to_dict("records")
     row_vals = sorted({_key(r[row_param]) for r in recs})
     col_vals = sorted({_key(r[col_param]) for r in recs})
@@ -540,10 +558,9 @@ def paired_deltas(trials: pd.DataFrame) -> pd.DataFrame:
     baseline = finished[finished["method"] == "baseline"]
     if baseline.empty:
         return pd.DataFrame(columns=columns)
-    fallback = vocab_size_of(trials)
-    if fallback is None:
+    l0 = sweep_l0(trials)
+    if l0 is None:
         return pd.DataFrame(columns=columns)
-    l0 = uniform_loss(fallback)
     base: dict[tuple[float, int], list[float]] = {}
     for r in baseline.to_dict("records"):
         base.setdefault((_key(r["lr"]), _seed(r)), []).append(capped_final(r, l0))

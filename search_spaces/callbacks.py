@@ -83,7 +83,8 @@ class SweepResultsCallback(Callback):
             row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
             if row.get("status") not in FINAL_TRIAL_STATUSES:
                 row.update(status="PENDING", final_val_loss=None, best_val_loss=None, best_step=None, steps=None,
-                           tokens=None, wall_time_s=None, diverged_step=None, diverged_cause=None)  # fmt: skip
+                           tokens=None, wall_time_s=None, diverged_step=None, diverged_cause=None,
+                           above_l0_step=None, l0=None)  # fmt: skip
             else:
                 finished.add(row["trial_id"])
             self.rows[str(row["trial_id"])] = row
@@ -182,6 +183,10 @@ class SweepResultsCallback(Callback):
             row["final_val_loss"] = float(result["val_loss"])
         if result.get("vocab_size") is not None:
             row["vocab_size"] = int(result["vocab_size"])
+        if _finite(result.get("above_l0_step")) is not None:
+            row["above_l0_step"] = int(result["above_l0_step"])
+        if _finite(result.get("l0")) is not None:
+            row["l0"] = float(result["l0"])
         reports = self.metrics.get(tid, [])
         healthy = [m for m in reports if not _finite(m.get("diverged")) and _finite(m.get("val_loss")) is not None]
         if healthy:

@@ -36,6 +36,7 @@ _TRIAL_COLUMNS = (
     "wall_time_s",
     "diverged_step",
     "diverged_cause",
+    "above_l0_step",
 )
 _MAX_HEATMAP_SIDE = 12
 
@@ -142,7 +143,7 @@ def build_from(
             "they never finished and count only where noted"
         )
     vocab = analysis.vocab_size_of(trials) if len(trials) else None
-    l0 = analysis.uniform_loss(vocab) if vocab else None
+    l0 = analysis.sweep_l0(trials)
 
     best = (
         analysis.best_configs(trials)
@@ -484,7 +485,7 @@ def _searched_points(family: Mapping[str, Any], trials: pd.DataFrame, l0: float 
 
 
 def _scatter(name: str, trials: pd.DataFrame, method: str, x: str, y: str, caption: str) -> plots.Plot:
-    l0 = analysis.uniform_loss(analysis.vocab_size_of(trials) or 2)
+    l0 = analysis.sweep_l0(trials) or analysis.uniform_loss(2)
     rows = trials[(trials["method"] == method) & trials["status"].isin(analysis.FINISHED)]
     points = [
         {x: float(r[x]), y: float(r[y]), "loss": analysis.capped_final(r, l0), "diverged": r["status"] == "DIVERGED"}

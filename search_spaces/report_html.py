@@ -24,6 +24,7 @@ from search_spaces.report_text import (
     seed_speedup_text,
     single_lr_summary,
     status_line,
+    stop_text,
 )
 from trainables.losses.registry import TERMS
 
@@ -430,7 +431,7 @@ def _trials(data: Mapping[str, Any]) -> str:
                 str(t["steps"]) if t["steps"] is not None else "–",
                 fmt_tokens(t["tokens"]),
                 duration(t["wall_time_s"]),
-                (f"{t['diverged_step']} ({escape(str(t['diverged_cause']))})" if t["status"] == "DIVERGED" else ""),
+                escape(stop_text(t)),
             ]
         )
         classes.append("best" if t["trial_id"] == best_id else "diverged" if t["status"] == "DIVERGED" else "")
@@ -450,7 +451,7 @@ def _trials(data: Mapping[str, Any]) -> str:
                 "steps",
                 "tokens",
                 "wall time",
-                "diverged at (cause)",
+                "diverged at (cause) / above L0",
             ],
             rows,
             numeric=(2, 4, 6, 7, 8, 9, 10, 11),

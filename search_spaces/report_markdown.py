@@ -21,6 +21,7 @@ from search_spaces.report_text import (
     seed_speedup_text,
     single_lr_summary,
     status_line,
+    stop_text,
 )
 
 
@@ -246,7 +247,7 @@ def _trials(data: Mapping[str, Any]) -> list[str]:
             "steps",
             "tokens",
             "wall time",
-            "diverged at (cause)",
+            "diverged at (cause) / above L0",
         ],
         [
             [
@@ -262,7 +263,7 @@ def _trials(data: Mapping[str, Any]) -> list[str]:
                 t["steps"],
                 fmt_tokens(t["tokens"]),
                 duration(t["wall_time_s"]),
-                f"{t['diverged_step']} ({t['diverged_cause']})" if t["status"] == "DIVERGED" else "",
+                stop_text(t),
             ]
             for t in data["trials"]
         ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,6 +62,18 @@ def duration(seconds: Any) -> str:
     if s < 3600:
         return f"{int(s // 60)} min {int(s % 60)} s"
     return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
+
+
+def stop_text(trial: Mapping[str, Any]) -> str:
+    """A trial's early end and its recorded excursion above L0 + margin (a flag, never a stop):
+    ``"50 (nonfinite_loss)"``, ``"above L0 at step 50"``, or both; empty when neither happened."""
+    parts = []
+    if trial.get("status") == "DIVERGED":
+        parts.append(f"{trial.get('diverged_step')} ({trial.get('diverged_cause')})")
+    above = trial.get("above_l0_step")
+    if above is not None and not (isinstance(above, float) and math.isnan(above)) and int(above) >= 0:
+        parts.append(f"above L0 at step {int(above)}")
+    return "; ".join(parts)
 
 
 def coefficients_text(params: Mapping[str, Any]) -> str:

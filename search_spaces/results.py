@@ -48,6 +48,8 @@ TRIAL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("wall_time_s", "float64"),
     ("diverged_step", "int64"),
     ("diverged_cause", "string"),
+    ("above_l0_step", "int64"),
+    ("l0", "float64"),
     ("vocab_size", "int64"),
     ("config_hash", "string"),
 )
@@ -55,12 +57,12 @@ TRIAL_COLUMNS: tuple[tuple[str, str], ...] = (
 #: The documented per-report metrics (besides ``term_<name>``), in the order metrics.parquet keeps them.
 METRIC_COLUMNS: tuple[str, ...] = (
     "step", "tokens", "lr", "val_loss", "train_loss", "total_loss", "logits_mean", "logits_std",
-    "logits_absmax", "log_z_mean", "log_z_sq_mean", "mu_norm", "emb_anisotropy", "grad_norm",
-    "tokens_per_s", "model_flops_per_s", "mfu", "compile_s", "gpu_mem_peak_gib", "elapsed_s", "diverged",
-    "diverged_step", "diverged_cause", "node_id",
+    "logits_absmax", "logits_mean_absmax", "logits_mean_std", "log_z_mean", "log_z_sq_mean", "mu_norm",
+    "emb_anisotropy", "grad_norm", "tokens_per_s", "model_flops_per_s", "mfu", "compile_s", "gpu_mem_peak_gib",
+    "elapsed_s", "diverged", "diverged_step", "diverged_cause", "above_l0_step", "l0", "node_id",
 )  # fmt: skip
 _STRING_METRICS = frozenset({"diverged_cause", "node_id"})
-_INT_METRICS = frozenset({"step", "tokens", "diverged", "diverged_step"})
+_INT_METRICS = frozenset({"step", "tokens", "diverged", "diverged_step", "above_l0_step"})
 
 
 def _arrow_type(name: str) -> pa.DataType:

@@ -227,6 +227,22 @@ class ResourcesSpec(BaseModel):
         return self.resources().per_worker()
 
 
+class DivergenceSpec(BaseModel):
+    """What ends a trial early (``trainables.config.DivergenceConfig`` says each field's meaning).
+
+    A non-finite loss or gradient always ends it. ``val_margin`` only sets the recorded flag
+    ``above_l0_step`` unless ``sustained_evals`` (K) > 0, when K consecutive evaluations above
+    ``L0 + val_margin`` end the trial. ``l0``: ``ln_v`` (the paper's text) or ``initial`` (measured)."""
+
+    model_config = _STRICT
+
+    l0: Literal["ln_v", "initial"] = "ln_v"
+    val_margin: float = Field(1.0, ge=0, allow_inf_nan=False)
+    sustained_evals: int = Field(0, ge=0)
+    spike_factor: float = Field(0.0, ge=0, allow_inf_nan=False)
+    spike_patience: int = Field(20, ge=1)
+
+
 class ObjectiveSpec(BaseModel):
     """What Tune optimises: validation cross entropy without any penalty, minimised (fixed by design)."""
 
@@ -270,8 +286,11 @@ class SweepSpec(BaseModel):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_concurrent_trials: int = Field(2, ge=1)
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
+    divergence: DivergenceSpec = Field(default_factory=DivergenceSpec)
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool | None = None  # torch.compile each trial's model; null = on for GPU trials, off on CPU
+    head_precision: Literal["fp32", "bf16"] | None = None
+    allow_tf32: bool = True
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1)
 
     # ------------------------------------------------------------------ fields

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from search_spaces.spec import SweepSpec
-from trainables.config import DataConfig, OptimConfig, TrainConfig
+from trainables.config import DataConfig, DivergenceConfig, OptimConfig, TrainConfig
 from trainables.losses.config import LossConfig
 from trainables.losses.registry import COEFFICIENTS
 from trainables.trainer import Resources
@@ -49,10 +49,13 @@ class TrialPlan:
                 eval_batches=spec.data.eval_batches,
             ),
             optim=OptimConfig(warmup_steps=spec.warmup_steps()),
+            divergence=DivergenceConfig(**spec.divergence.model_dump()),
             steps=spec.total_steps(),
             eval_interval=spec.eval_interval(),
             seed=spec.seeds[0],
             precision=spec.precision,
+            head_precision=spec.head_precision,
+            allow_tf32=spec.allow_tf32,
             compile=spec.compile,
             use_gpu=spec.resources.gpus_per_worker > 0,
         )

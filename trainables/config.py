@@ -108,18 +108,43 @@ class OptimConfig(_DictMixin):
             raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
 
 
+L0Convention = Literal["ln_v", "initial"]
+L0_CONVENTIONS: tuple[str, ...] = ("ln_v", "initial")
+
+
 @dataclass(frozen=True, kw_only=True)
 class DivergenceConfig(_DictMixin):
-    """When a run counts as diverged (decided by all ranks together).
+    """What ends a run early, and what is only recorded (decided by all ranks together).
 
-    ``val_margin``: validation CE above ``ln V + val_margin`` after warmup.
+    A run is ended by a non-finite loss or gradient, always. Everything else is data: the paper never
+    stops a run and caps the final loss at ``L0`` when it computes LR sensitivity.
+
+    ``l0``: the reference loss ``L0``. ``"ln_v"`` (default) is the loss of a uniform predictor, as the
+    paper's text defines it; ``"initial"`` is the run's measured validation loss before the first step,
+    as the official notebook uses (10.83-10.85 at V = 50304, not exactly ln V).
+    ``val_margin``: after warmup, a validation CE above ``L0 + val_margin`` sets the recorded flag
+    ``above_l0_step`` (the first such evaluation's step). It ends nothing unless ``sustained_evals`` > 0.
+    ``sustained_evals``: K; when > 0, K consecutive evaluations above ``L0 + val_margin`` end the run
+    (cause ``val_above_l0_sustained``): a way to spare compute on hopeless runs. 0 (default) = off.
     ``spike_factor``: train CE above ``spike_factor`` x its running minimum for ``spike_patience``
-    consecutive steps after warmup (0 disables the spike rule).
+    consecutive steps after warmup ends the run (0, the default, disables it).
     """
 
+    l0: L0Convention = "ln_v"
     val_margin: float = 1.0
+    sustained_evals: int = 0
     spike_factor: float = 0.0
     spike_patience: int = 20
+
+    def __post_init__(self) -> None:
+        if self.l0 not in L0_CONVENTIONS:
+            raise ValueError(f"divergence.l0 must be one of {', '.join(L0_CONVENTIONS)}, got {self.l0!r}")
+        if self.sustained_evals < 0:
+            raise ValueError(f"divergence.sustained_evals must be >= 0, got {self.sustained_evals}")
+        if self.spike_factor < 0:
+            raise ValueError(f"divergence.spike_factor must be >= 0, got {self.spike_factor}")
+        if self.spike_patience < 1:
+            raise ValueError(f"divergence.spike_patience must be >= 1, got {self.spike_patience}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,7 +160,13 @@ class TrainConfig(_DictMixin):
     steps: int = 200
     eval_interval: int = 50
     seed: int = 0
-    precision: Precision = "fp32"  # precision of the LM head's logits (bf16 = autocast, as in the paper)
+    # bf16 = autocast, as in the official code. ``precision`` is the body's; ``head_precision`` the LM
+    # head's logits (None = the body's), so "bf16 body, fp32 head" isolates the logits' rounding.
+    precision: Precision = "fp32"
+    head_precision: Precision | None = None
+    # TF32 tensor cores for float32 matmuls on CUDA (the official code turns them on); set by the
+    # engine for every entry point alike, a no-op on CPU.
+    allow_tf32: bool = True
     checkpoint_interval: int = 0  # steps between checkpoints; 0 = only at the end under Ray, never locally
     checkpoint_keep: int = 2
     compile: bool | None = None  # torch.compile the model; None = on when training on CUDA (trainables.compile)
@@ -148,10 +179,16 @@ class TrainConfig(_DictMixin):
             raise ValueError(f"eval_interval must be >= 1, got {self.eval_interval}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.head_precision not in (None, "fp32", "bf16"):
+            raise ValueError(f"head_precision must be 'fp32', 'bf16' or None, got {self.head_precision!r}")
         if self.checkpoint_interval < 0:
             raise ValueError(f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}")
         if self.compile is not None and not isinstance(self.compile, bool):
             raise ValueError(f"compile must be true, false or null (auto), got {self.compile!r}")
+
+    @property
+    def resolved_head_precision(self) -> Precision:
+        return self.head_precision or self.precision
 
     def config_hash(self) -> str:
         """Stable short hash of the resolved config (identical configs share it across machines)."""

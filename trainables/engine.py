@@ -2,8 +2,15 @@
 
 ``TrainingRun`` owns the model, optimizer, schedule, data order and divergence rules of one rank.
 Multi-process runs hand in a ``wrap_model`` (e.g. DDP) and a ``reducer`` (``TorchDistReducer``);
-every metric that is reported or decides anything is reduced across ranks first, so all ranks report
-identical rows and stop at the same step.
+every metric that is reported or decides anything is reduced across ranks first, by one rule
+(``trainables.reduce.combine_ranks``: means weighted by valid-token counts, maxima for extremes and
+time), so all ranks report identical rows and stop at the same step.
+
+Under DDP the objective is the 1-process one exactly: each rank's loss is scaled by
+``n_r · W / N`` (its valid tokens, the world size, all valid tokens) before backward, so DDP's
+gradient average is the token-weighted mean over the whole global batch even when ranks hold
+different numbers of valid tokens; SimReg all-reduces its anchor count the same way
+(``trainables/losses/simreg.py``).
 
 One optimizer step: forward -> CE + terms -> backward -> clip (1.0) -> [divergence check on the
 reduced loss and gradient norm] -> AdamW step -> zero_grad -> [after-step terms: μ-centering]. The
@@ -38,14 +45,14 @@ from trainables.mfu import device_peak_flops, flops_per_token, mfu_metrics
 from trainables.model import GPT
 from trainables.optim import build_adamw
 from trainables.presets import ModelConfig, model_preset
-from trainables.reduce import IdentityReducer, Reducer
+from trainables.reduce import IdentityReducer, Reducer, combine_rank_rows, combine_ranks
 from trainables.schedule import WarmupCosine
 from trainables.transfer import to_device
 
 Row = dict[str, Any]
 ReportFn = Callable[[Row], None]
 
-# Diagnostics that are reduced with max instead of mean across ranks.
+# Diagnostics that are reduced with max instead of the token-weighted mean across ranks.
 _MAX_REDUCED = frozenset({"logits_absmax"})
 
 
@@ -53,6 +60,13 @@ def default_device(config: TrainConfig) -> torch.device:
     if config.use_gpu and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def apply_tf32(allow: bool) -> None:
+    """``TrainConfig.allow_tf32``, set by every entry point through the engine (process-wide torch
+    flags; they only matter for float32 matmuls on CUDA)."""
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
 
 
 def resolve_model_config(config: TrainConfig, data_vocab: int) -> ModelConfig:
@@ -80,8 +94,10 @@ class TrainingRun:
         sync_each_step: bool | None = None,
         mfu_devices: int | None = None,
     ) -> None:
+        from trainables.losses import IGNORE_INDEX
         from trainables.losses.combine import after_step_, logit_transform, total_loss
 
+        self._ignore_index = IGNORE_INDEX
         self._total_loss = total_loss
         self._after_step = after_step_
         self.config = config
@@ -116,11 +132,13 @@ class TrainingRun:
         self.vocab_size = self.model_config.vocab_size
         self.uniform_loss = math.log(self.vocab_size)
 
+        apply_tf32(config.allow_tf32)
         # Initialise on the CPU from a private generator: identical weights on every rank and device.
         generator = torch.Generator().manual_seed(config.seed)
         self.module = GPT(
             self.model_config,
             precision=config.precision,
+            head_precision=config.head_precision,
             logit_transform=logit_transform(config.loss),
             generator=generator,
         ).to(self.device)
@@ -177,21 +195,26 @@ class TrainingRun:
         self.model.train()
         x, y = self.sampler.batch(self.step)  # (b, T) each, this rank's shard
         x, y = to_device(x, self.device), to_device(y, self.device)
+        n_valid = (y != self._ignore_index).sum()  # this rank's valid tokens
+        scale = self._loss_scale(n_valid)
         hidden, logits = self.model(x)  # (b, T, C), (b, T, V)
         total, terms = self._total_loss(
             self.config.loss, logits=logits, labels=y, hidden=hidden, w_out=self.module.w_out
         )
-        total.backward()
+        (total if scale is None else total * scale).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.optim.grad_clip)
 
         keys = [*terms, "total_loss", "grad_norm"]
-        stacked = torch.stack([*(terms[k].float() for k in terms), total.detach().float(), grad_norm.float()])
+        stacked = torch.stack(
+            [*(terms[k].float() for k in terms), total.detach().float(), grad_norm.float(), n_valid.float()]
+        )
         compiling = self.compiled and graphs_compiled() > graphs
         if not self.sync_each_step:
             return self._step_deferred(step, keys, stacked, t0, compiling)
-        local = dict(zip(keys, stacked.tolist(), strict=True))  # one host sync per step
+        *numbers, weight = stacked.tolist()  # one host sync per step
+        local = dict(zip(keys, numbers, strict=True))
         local.setdefault("train_loss", local["total_loss"])
-        values = self.reducer.reduce(local, "mean")
+        values = combine_ranks(self.reducer, local, weight=weight)
         cause = self._check_step(step, values)
         lr = self.optimizer.param_groups[0]["lr"]
         if cause is not None:
@@ -277,11 +300,11 @@ class TrainingRun:
             self._window_time += time.perf_counter() - self._window_started
             self._window_started = None
         keys = self._pending_keys
-        flat = {f"{i:06d}:{k}": v for i, row in enumerate(matrix) for k, v in zip(keys, row, strict=True)}
-        reduced = self.reducer.reduce(flat, "mean")  # one all-reduce for the whole window
+        rows = [dict(zip(keys, numbers, strict=True)) for *numbers, _ in matrix]
+        reduced = combine_rank_rows(self.reducer, rows, [weight for *_, weight in matrix])  # one all-reduce
         tokens_before = self.tokens - len(pending) * self.tokens_per_step
         for i, (step, lr, _) in enumerate(pending):
-            values = {k: reduced[f"{i:06d}:{k}"] for k in keys}
+            values = reduced[i]
             values.setdefault("train_loss", values["total_loss"])
             cause = self._check_step(step, values)
             if cause is not None:
@@ -290,6 +313,16 @@ class TrainingRun:
                 return {**values, "step": step, "tokens": self.tokens, "lr": lr}
             self._accumulate(values)
         return None
+
+    def _loss_scale(self, n_valid: torch.Tensor) -> float | None:
+        """``n_r · W / N``: DDP averages the ranks' gradients, so scaling each rank's (valid-token mean)
+        loss by this makes the average the mean over all valid tokens of the global batch. None with
+        one process (nothing to scale, no host sync)."""
+        if self.world_size == 1:
+            return None
+        n_r = float(n_valid)
+        n = self.reducer.reduce({"n_valid": n_r}, "sum")["n_valid"]
+        return n_r * self.world_size / n if n > 0 else 1.0
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -305,18 +338,14 @@ class TrainingRun:
         for x, y in self.eval_batches:
             x, y = x.to(self.device), y.to(self.device)
             _, logits = self.model(x)  # (b, T, V)
-            n = int(y.numel())
+            n = int((y != self._ignore_index).sum())
             loss_sum += float(cross_entropy(logits, y)) * n
             n_tokens += n
             stats.add(logits, y)
-        diag = {**stats.compute(), **embedding_stats(self.module.w_out)}
-        sums = self.reducer.reduce({"loss_sum": loss_sum, "n_tokens": float(n_tokens)}, "sum")
-        out: Row = {"val_loss": sums["loss_sum"] / max(sums["n_tokens"], 1.0)}
+        diag = {"val_loss": loss_sum / max(n_tokens, 1), **stats.compute(), **embedding_stats(self.module.w_out)}
         maxed = {k: v for k, v in diag.items() if k in _MAX_REDUCED}
         meaned = {k: v for k, v in diag.items() if k not in _MAX_REDUCED}
-        out.update(self.reducer.reduce(meaned, "mean") if meaned else {})
-        out.update(self.reducer.reduce(maxed, "max") if maxed else {})
-        return out
+        return combine_ranks(self.reducer, meaned, weight=float(n_tokens), maxima=maxed)
 
     # ------------------------------------------------------------------ reports
     def elapsed(self) -> float:
@@ -324,10 +353,10 @@ class TrainingRun:
 
     def _timing(self) -> Row:
         # The slowest rank sets the pace; reducing also makes every rank report the same row.
-        peaks = {"window_time": self._window_time, "elapsed": self.elapsed(), "compile": self.compile_s}
+        maxima = {"window_time": self._window_time, "elapsed": self.elapsed(), "compile": self.compile_s}
         if self.device.type == "cuda":
-            peaks["gpu_mem"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-        t = self.reducer.reduce(peaks, "max")
+            maxima["gpu_mem"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        t = combine_ranks(self.reducer, {}, weight=0.0, maxima=maxima)
         tps = self._window_tokens / t["window_time"] if t["window_time"] > 0 else 0.0
         out: Row = {"tokens_per_s": tps, "elapsed_s": t["elapsed"]}
         if self.compiled:
@@ -358,6 +387,7 @@ class TrainingRun:
             self.compile_s += time.perf_counter() - t0
         row.update(self._timing())
         cause = self.divergence.check_eval(self.step, val_loss=row["val_loss"])
+        row.update(self._l0_fields())
         if cause is not None:
             self.diverged_step, self.diverged_cause = self.step, cause
             return self._diverged_row(row)
@@ -371,16 +401,23 @@ class TrainingRun:
         for k, v in list(row.items()):  # NaN/inf cannot go to Tune or Optuna: drop them
             if isinstance(v, float) and not math.isfinite(v):
                 row[k] = None
-        row["val_loss"] = self.uniform_loss  # the finite sentinel L0 = ln V
+        row["val_loss"] = self.divergence.l0  # the finite sentinel L0
         row.update(self._timing())
+        row.update(self._l0_fields())
         row.update({"diverged": 1, "diverged_step": self.diverged_step, "diverged_cause": self.diverged_cause})
         return row
+
+    def _l0_fields(self) -> Row:
+        """The run's ``L0`` and the recorded (never stopping) flag of DivergenceConfig.val_margin."""
+        return {"l0": self.divergence.l0, "above_l0_step": self.divergence.above_l0_step}
 
     def run(self, on_report: ReportFn, on_step: Callable[[Row], None] | None = None) -> Row:
         """Trains to ``config.steps``, reporting every ``eval_interval`` steps and at the last step.
         A divergence ends the run with one last ``diverged=1`` row; no exception is raised."""
         cfg = self.config
         row: Row | None = None
+        if self.step == 0 and self.divergence.needs_initial_loss:
+            self.divergence.set_initial_loss(self.evaluate()["val_loss"])  # L0 measured before step 1
         while self.step < cfg.steps:
             out = self.train_step()
             if on_step is not None:

@@ -2,10 +2,11 @@
 
 Each worker builds the engine's ``TrainingRun`` for its rank, wraps the model in DDP (gloo on CPU,
 NCCL on GPU), resumes from ``ray.train.get_checkpoint()`` when Ray restarts the worker group, and
-reports through ``ray.train.report``. What reaches Tune is rank 0's dict alone, so every reported
-row is all-reduced here first (``reduce_row``): means, except maxima for abs-max values and
-wall-clock time. A diverged run reports one last row with ``diverged=1`` and the finite sentinel,
-then returns normally, so the run ends TERMINATED and no NaN ever reaches Tune or Optuna.
+reports through ``ray.train.report``. What reaches Tune is rank 0's dict alone: the engine's rows
+are already reduced across ranks by its one rule (``trainables.reduce.combine_ranks``), identical on
+every rank, so they are reported as they are, non-finite values dropped. A diverged run reports
+one last row with ``diverged=1`` and the finite sentinel, then returns normally, so the run ends
+TERMINATED and no NaN ever reaches Tune or Optuna.
 
 Checkpoints ride on reports: a report at or after each ``checkpoint_interval`` steps (and the final
 report) carries one, written by rank 0 only. With ``checkpoint_interval`` a multiple of
@@ -30,61 +31,23 @@ from torch import nn
 from trainables.config import TrainConfig
 from trainables.progress_log import log_progress
 from trainables.ray_metrics import TrialMetrics
-from trainables.reduce import ReduceOp, Reducer
+from trainables.reduce import Reducer
 
 CHECKPOINT_FILE = "state.pt"
 CHECKPOINT_META = "meta.json"
 
-# Row keys reduced with max rather than mean: extremes and wall-clock time (the slowest rank's).
-_MAX_KEYS = frozenset({"logits_absmax", "elapsed_s", "step", "tokens", "diverged", "diverged_step"})
-
-
-def _max_key(key: str) -> bool:
-    return key in _MAX_KEYS or key.endswith("absmax") or key.endswith("_max")
-
-
-def reduce_row(row: Mapping[str, Any], reducer: Reducer) -> dict[str, Any]:
-    """``row`` with every number all-reduced over ranks (see ``_max_key``) and non-finite or missing
-    values dropped. Strings (``diverged_cause``) are decided jointly by the engine already and pass
-    through. Every rank must call this with the same keys, in any order."""
-    numbers: dict[str, float] = {}
-    maxima: dict[str, float] = {}
+def finite_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` without None or non-finite numbers (a NaN must never reach Tune or Optuna), bools as
+    ints; strings (``diverged_cause``) pass through."""
     out: dict[str, Any] = {}
     for key, value in row.items():
         if isinstance(value, bool):
             value = int(value)
-        if isinstance(value, int | float):
-            # A non-finite value must not decide the reduced one: +inf under max poisons the row.
-            target = maxima if _max_key(key) else numbers
-            target[key] = float(value) if math.isfinite(value) else math.nan
-        elif value is not None:
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        if value is not None:
             out[key] = value
-    reduced: dict[str, float] = {}
-    reduced.update(reducer.reduce(numbers, "mean") if numbers else {})
-    reduced.update(reducer.reduce(maxima, "max") if maxima else {})
-    for key, value in reduced.items():
-        if not math.isfinite(value):
-            continue  # a NaN never reaches Tune or Optuna
-        original = row[key]
-        out[key] = round(value) if isinstance(original, bool | int) else value
     return out
-
-
-class _RowReducer:
-    """A ``Reducer`` over the default process group that tolerates NaN inputs under "max"."""
-
-    def __init__(self, inner: Reducer) -> None:
-        self.inner = inner
-
-    def reduce(self, values: Mapping[str, float], op: ReduceOp = "mean") -> dict[str, float]:
-        if op != "max":
-            return self.inner.reduce(values, op)
-        # NaN compares false under MAX on some backends; send -inf and flag it separately.
-        clean = {k: (v if math.isfinite(v) else -math.inf) for k, v in values.items()}
-        bad = {k: (0.0 if math.isfinite(v) else 1.0) for k, v in values.items()}
-        top = self.inner.reduce(clean, "max")
-        flags = self.inner.reduce(bad, "max")
-        return {k: (math.nan if flags[k] > 0 else top[k]) for k in values}
 
 
 def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +89,7 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
 
     def on_report(row: dict[str, Any]) -> None:
         nonlocal last_checkpoint, final
-        reduced = reduce_row({**row, **extra}, run.reducer)
+        reduced = finite_row({**row, **extra})
         final = reduced
         if corpus_hash is not None:
             reduced["corpus_hash"] = corpus_hash
@@ -144,8 +107,8 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
             live.record(reduced)
             log_progress(reduced, run=run_name, total_steps=config.steps)
 
-    # bf16 autocast (config.precision) is applied by the model itself, LM head included, so CPU and GPU
-    # runs of one config compute the same thing.
+    # bf16 autocast (config.precision, config.head_precision) is applied by the model itself, so CPU
+    # and GPU runs of one config compute the same thing.
     try:
         run.run(on_report)
     finally:
@@ -165,10 +128,7 @@ def _device(config: TrainConfig) -> torch.device:
         import ray.train.torch
 
         device = ray.train.torch.get_device()
-        torch.cuda.set_device(device)
-        # fp32 matmuls may use TF32 tensor cores; bf16 runs autocast inside the model anyway.
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.cuda.set_device(device)  # TF32 is TrainConfig.allow_tf32, applied by the engine
         return device
     return torch.device("cpu")
 
@@ -177,10 +137,10 @@ def _build_run(config: TrainConfig, *, rank: int, world_size: int, device: torch
     import torch.distributed as dist
 
     from trainables.engine import TrainingRun
-    from trainables.reduce import IdentityReducer, TorchDistReducer
+    from trainables.reduce import IdentityReducer, NanSafeMaxReducer, TorchDistReducer
 
     distributed = dist.is_available() and dist.is_initialized() and world_size > 1
-    reducer: Reducer = _RowReducer(TorchDistReducer(device) if distributed else IdentityReducer())
+    reducer: Reducer = NanSafeMaxReducer(TorchDistReducer(device) if distributed else IdentityReducer())
 
     def wrap(model: nn.Module) -> nn.Module:
         if not distributed:

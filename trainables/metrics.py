@@ -2,8 +2,14 @@
 
 Names follow docs/sweep-dir.md (``metrics.parquet``):
 
-- ``logits_mean``, ``logits_std``, ``logits_absmax``: over every vocabulary entry of every valid
-  token (labels != -100); ``logits_std`` is the population standard deviation.
+- ``logits_mean``, ``logits_std``, ``logits_absmax``: global statistics over every vocabulary entry
+  of every valid token (labels != -100); ``logits_std`` is the population standard deviation.
+  ``logits_mean`` equals the official code's ``logits_mean_mean`` (a mean of equal-sized means).
+- ``logits_mean_absmax``, ``logits_mean_std``: the OEC paper's statistics, as its official code
+  computes them (``train.py``, ``analyze_final_hidden_states``): the mean over valid tokens of the
+  per-token ``max_i |l_i|``, and of the per-token standard deviation over the vocabulary (Bessel-
+  corrected, ``torch.std``'s default). Compare these, not the global ones, with the paper's figures:
+  a global max is the largest logit anywhere, the paper's is a typical token's largest.
 - ``log_z_mean``, ``log_z_sq_mean``: mean over valid tokens of ``log Z`` and ``(log Z)^2``
   (the z-loss's quantity; ``log Z`` drifts with the mean logit).
 - ``mu_norm``: ``||μ||``, the norm of the column mean of the output embeddings ``W_out`` ``[V, H]``
@@ -26,7 +32,15 @@ from torch import Tensor
 
 from trainables.losses.cross_entropy import IGNORE_INDEX, upcast
 
-LOGIT_KEYS = ("logits_mean", "logits_std", "logits_absmax", "log_z_mean", "log_z_sq_mean")
+LOGIT_KEYS = (
+    "logits_mean",
+    "logits_std",
+    "logits_absmax",
+    "logits_mean_absmax",
+    "logits_mean_std",
+    "log_z_mean",
+    "log_z_sq_mean",
+)
 EMBEDDING_KEYS = ("mu_norm", "emb_anisotropy")
 
 
@@ -35,7 +49,8 @@ class LogitStats:
     all valid tokens seen (each token weighs the same), without keeping any batch."""
 
     def __init__(self) -> None:
-        self._sums: Tensor | None = None  # n, Σ row_mean, Σ row_mean², Σ row_var, Σ logZ, Σ logZ²
+        # n, Σ row_mean, Σ row_mean², Σ row_var, Σ logZ, Σ logZ², Σ row_absmax, Σ row_std (Bessel)
+        self._sums: Tensor | None = None
         self._absmax: Tensor | None = None
 
     @torch.no_grad()
@@ -50,6 +65,9 @@ class LogitStats:
             return
         var, mean = torch.var_mean(x, dim=-1, correction=0)  # per token, over the vocabulary
         log_z = torch.logsumexp(x, dim=-1)
+        row_absmax = torch.maximum(x.amax(dim=-1), -x.amin(dim=-1))  # per token
+        V = x.shape[-1]
+        row_std = (var * (V / (V - 1))).sqrt() if V > 1 else torch.zeros_like(var)  # torch.std's default
         mean, var, log_z = mean.double(), var.double(), log_z.double()
         sums = torch.stack(
             [
@@ -59,17 +77,19 @@ class LogitStats:
                 var.sum(),
                 log_z.sum(),
                 log_z.square().sum(),
+                row_absmax.double().sum(),
+                row_std.double().sum(),
             ]
         )
-        absmax = torch.maximum(x.amax(), -x.amin()).double()
+        absmax = row_absmax.amax().double()
         self._sums = sums if self._sums is None else self._sums + sums
         self._absmax = absmax if self._absmax is None else torch.maximum(self._absmax, absmax.to(self._absmax))
 
     def compute(self) -> dict[str, float]:
-        """The five logit metrics; all 0.0 when no valid token was seen."""
+        """The logit metrics of ``LOGIT_KEYS``; all 0.0 when no valid token was seen."""
         if self._sums is None or self._absmax is None:
             return dict.fromkeys(LOGIT_KEYS, 0.0)
-        n, s_mean, s_mean2, s_var, s_lz, s_lz2 = self._sums.tolist()
+        n, s_mean, s_mean2, s_var, s_lz, s_lz2, s_rowmax, s_rowstd = self._sums.tolist()
         absmax = float(self._absmax)
         if n == 0:
             return dict.fromkeys(LOGIT_KEYS, 0.0)
@@ -80,13 +100,15 @@ class LogitStats:
             "logits_mean": mean,
             "logits_std": math.sqrt(var),
             "logits_absmax": absmax,
+            "logits_mean_absmax": s_rowmax / n,
+            "logits_mean_std": s_rowstd / n,
             "log_z_mean": s_lz / n,
             "log_z_sq_mean": s_lz2 / n,
         }
 
 
 def logit_stats(logits: Tensor, labels: Tensor) -> dict[str, float]:
-    """``logits_mean``, ``logits_std``, ``logits_absmax``, ``log_z_mean``, ``log_z_sq_mean`` of one batch."""
+    """The logit metrics of ``LOGIT_KEYS`` over the valid tokens of one batch."""
     stats = LogitStats()
     stats.add(logits, labels)
     return stats.compute()

@@ -1,8 +1,8 @@
 """Decoder-only GPT as in the OEC paper's code (nanoGPT lineage).
 
 Rotary position embeddings, SwiGLU MLP, pre-norm blocks, optional qk-norm, final norm, no biases
-anywhere, optional weight tying, Xavier-normal init of every linear map and N(0, 1/d) embeddings.
-Norms are LayerNorm without bias (the paper's choice, not RMSNorm).
+anywhere, optional weight tying, initialised as the official code does it (``ModelConfig.init``,
+``GPT.reset_parameters``). Norms are LayerNorm without bias (the paper's choice, not RMSNorm).
 
 ``forward(idx)`` returns ``(hidden, logits)``: ``hidden`` is the final norm's output (the LM head's
 input, which SimReg regularises), ``logits`` the head's output, passed through ``logit_transform`` when
@@ -117,32 +117,39 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """The model. ``precision="bf16"`` runs the forward pass, LM head included, under bf16 autocast
-    (the paper's setting, where the logit instability lives); ``"fp32"`` keeps everything float32.
-    Under bf16 the logits come out as bf16 and the loss functions upcast them, so the rounding of the
-    head is what the loss sees. ``logit_transform`` (soft-capping) is the head's last operation."""
+    """The model. ``precision`` is the body's: ``"bf16"`` runs it under bf16 autocast (the official
+    code's setting), ``"fp32"`` keeps it float32. ``head_precision`` is the LM head's (None = the
+    body's): under ``"bf16"`` the logits come out as bf16 and the loss functions upcast them, so the
+    rounding of the head, where the paper's instability lives, is what the loss sees; ``"fp32"`` computes
+    them from the float32 hidden state and weight. ``logit_transform`` (the loss's logit transforms, e.g.
+    soft-capping) is applied after the head, always in float32 (a bf16 tanh would add its own rounding on
+    top of the head's)."""
 
     def __init__(
         self,
         cfg: ModelConfig,
         *,
         precision: Precision = "fp32",
+        head_precision: Precision | None = None,
         logit_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if head_precision not in (None, "fp32", "bf16"):
+            raise ValueError(f"head_precision must be 'fp32', 'bf16' or None, got {head_precision!r}")
         self.config = cfg
         self.precision: Precision = precision
+        self.head_precision: Precision = head_precision or precision
         self.logit_transform = logit_transform
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = LayerNorm(cfg.n_embd, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.reset_parameters(generator)
         if cfg.tie_weights:
             self.lm_head.weight = self.wte.weight
+        self.reset_parameters(generator)
 
     @property
     def w_out(self) -> nn.Parameter:
@@ -151,42 +158,61 @@ class GPT(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
-        """Xavier-normal for every linear map, N(0, 1/d) for the embedding; norms start at 1.
+        """Initial weights by ``ModelConfig.init``; norms start at 1 either way.
 
-        Stacked projections (q/k/v, gate/up) are initialised block by block, so each block gets the
-        Xavier scale of the separate matrix it stands for.
+        ``"oec"``, as the official code (``nanoGPT/model.py``): Xavier-normal on every linear map as it
+        stands, so the stacked q/k/v ``[3C, C]`` is ONE matrix (std ``sqrt(2/(4C))``); SwiGLU's gate and
+        up are two separate ``[h, C]`` matrices there, so they get Xavier block by block here; the
+        attention output projection is then redrawn from ``N(0, 0.02/sqrt(2·n_layer))`` (the official
+        rule hits names ending in ``c_proj.weight``, which in its SwiGLU model is that one only); the
+        embedding is ``N(0, 1/sqrt(C))``; the head is initialised after it, so with tying the shared
+        tensor ends Xavier ``sqrt(2/(V+C))``.
+        ``"legacy"``: this project's earlier init (Xavier per q/k/v block, Xavier on both output
+        projections, tied tensor drawn as an embedding); kept to reproduce results recorded with it.
         """
+        legacy = self.config.init == "legacy"
         for module in self.modules():
             if isinstance(module, CausalSelfAttention):
-                for part in module.c_attn.weight.chunk(3, dim=0):
-                    nn.init.xavier_normal_(part, generator=generator)
-                nn.init.xavier_normal_(module.c_proj.weight, generator=generator)
+                if legacy:
+                    for part in module.c_attn.weight.chunk(3, dim=0):
+                        nn.init.xavier_normal_(part, generator=generator)
+                    nn.init.xavier_normal_(module.c_proj.weight, generator=generator)
+                else:
+                    nn.init.xavier_normal_(module.c_attn.weight, generator=generator)
+                    std = 0.02 / math.sqrt(2 * self.config.n_layer)
+                    nn.init.normal_(module.c_proj.weight, mean=0.0, std=std, generator=generator)
             elif isinstance(module, SwiGLU):
                 for part in module.c_fc.weight.chunk(2, dim=0):
                     nn.init.xavier_normal_(part, generator=generator)
                 nn.init.xavier_normal_(module.c_proj.weight, generator=generator)
             elif isinstance(module, LayerNorm):
                 module.weight.fill_(1.0)
-        if self.lm_head.weight is not self.wte.weight:
+        if legacy:  # the earlier draw order, so a seed gives the weights it gave then
             nn.init.xavier_normal_(self.lm_head.weight, generator=generator)
+            nn.init.normal_(self.wte.weight, mean=0.0, std=1.0 / math.sqrt(self.config.n_embd), generator=generator)
+            return
         nn.init.normal_(self.wte.weight, mean=0.0, std=1.0 / math.sqrt(self.config.n_embd), generator=generator)
+        nn.init.xavier_normal_(self.lm_head.weight, generator=generator)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # parameters() yields a tied tensor once
 
     def forward(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # idx: (B, T) token ids
-        autocast = (
-            torch.autocast(device_type=idx.device.type, dtype=torch.bfloat16)
-            if self.precision == "bf16"
-            else nullcontext()
-        )
-        with autocast:
+        device = idx.device.type
+        body = torch.autocast(device_type=device, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
+        with body:
             x = self.wte(idx)  # (B, T, C)
             for block in self.blocks:
                 x = block(x)  # (B, T, C)
             hidden = self.ln_f(x)  # (B, T, C)
-            logits = self.lm_head(hidden)  # (B, T, V)
-            if self.logit_transform is not None:
-                logits = self.logit_transform(logits)  # (B, T, V)
+        if self.head_precision == "bf16":
+            with torch.autocast(device_type=device, dtype=torch.bfloat16):
+                logits = self.lm_head(hidden)  # (B, T, V) bf16
+        else:
+            with torch.autocast(device_type=device, enabled=False):
+                logits = self.lm_head(hidden.float())  # (B, T, V) float32
+        if self.logit_transform is not None:
+            with torch.autocast(device_type=device, enabled=False):
+                logits = self.logit_transform(logits.float())  # (B, T, V) float32
         return hidden, logits

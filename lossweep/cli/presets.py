@@ -22,20 +22,26 @@ def presets(
     if models:
         from trainables.presets import list_model_presets
 
+        # params: every distinct tensor; non_embedding: without the V x d matrices; paper_params: as the
+        # OEC paper names its models (non-embedding + one V x d matrix, as if tied)
         rows = [
-            {"name": name, "params": n, "n_layer": cfg.n_layer, "n_embd": cfg.n_embd, "n_head": cfg.n_head,
-             "vocab_size": cfg.vocab_size, "tie_weights": cfg.tie_weights}
+            {"name": name, "params": n, "non_embedding_params": cfg.non_embedding_params(),
+             "paper_params": cfg.paper_params(), "n_layer": cfg.n_layer, "n_embd": cfg.n_embd,
+             "n_head": cfg.n_head, "mlp_hidden": cfg.hidden_dim, "vocab_size": cfg.vocab_size,
+             "tie_weights": cfg.tie_weights}
             for name, (cfg, n) in list_model_presets(vocab_size).items()
         ]  # fmt: skip
         if as_json:
             print(json.dumps(rows))
             return
-        table = Table(title="model presets")
-        for col in ("name", "params", "layers", "d_model", "heads", "vocab", "tied"):
+        table = Table(title="model presets (paper count: non-embedding + one V x d matrix, as the paper names them)")
+        for col in ("name", "params", "non-emb", "paper count", "layers", "d_model", "heads", "mlp", "vocab", "tied"):
             table.add_column(col, justify="left" if col == "name" else "right")
         for r in rows:
-            table.add_row(r["name"], f"{r['params'] / 1e6:.2f}M", str(r["n_layer"]), str(r["n_embd"]),
-                          str(r["n_head"]), str(r["vocab_size"]), "yes" if r["tie_weights"] else "no")  # fmt: skip
+            table.add_row(r["name"], f"{r['params'] / 1e6:.2f}M", f"{r['non_embedding_params'] / 1e6:.2f}M",
+                          f"{r['paper_params'] / 1e6:.2f}M", str(r["n_layer"]), str(r["n_embd"]),
+                          str(r["n_head"]), str(r["mlp_hidden"]), str(r["vocab_size"]),
+                          "yes" if r["tie_weights"] else "no")  # fmt: skip
         Console().print(table)
         return
 

@@ -38,6 +38,30 @@ WeightDecayOpt = Annotated[float, typer.Option("--weight-decay", help="AdamW wei
 PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="'fp32', or 'bf16' autocast (the paper's setting, LM head included).")
 ]
+HeadPrecisionOpt = Annotated[
+    str | None,
+    typer.Option("--head-precision", help="LM head's precision, 'fp32' or 'bf16' (default: --precision's)."),
+]
+Tf32Opt = Annotated[
+    bool, typer.Option("--tf32/--no-tf32", help="TF32 for float32 matmuls on CUDA (the official code's setting).")
+]
+InitOpt = Annotated[
+    str, typer.Option("--init", help="'oec' (the official code's initialisation) or 'legacy' (the earlier one).")
+]
+MlpHiddenOpt = Annotated[
+    int | None,
+    typer.Option("--mlp-hidden", help="SwiGLU hidden width (default: the official 256 * ceil(int(8d/3) / 256))."),
+]
+L0Opt = Annotated[
+    str, typer.Option("--l0", help="L0: 'ln_v' (ln V, the paper's text) or 'initial' (measured before step 1).")
+]
+SustainedOpt = Annotated[
+    int,
+    typer.Option(
+        "--sustained-evals",
+        help="End the run after K consecutive evaluations above L0 + 1 nat (0: never; it is only recorded).",
+    ),
+]
 EvalIntervalOpt = Annotated[
     int | None, typer.Option("--eval-interval", help="Steps between evaluations (default: min(50, --steps)).")
 ]
@@ -92,6 +116,12 @@ def build_train_config(
     warmup: int | None = None,
     weight_decay: float = 0.0,
     precision: str = "fp32",
+    head_precision: str | None = None,
+    tf32: bool = True,
+    init: str = "oec",
+    mlp_hidden: int | None = None,
+    l0: str = "ln_v",
+    sustained_evals: int = 0,
     eval_interval: int | None = None,
     eval_batches: int = 4,
     seed: int = 0,
@@ -99,10 +129,10 @@ def build_train_config(
     use_gpu: bool = False,
 ) -> TrainConfig:
     """The ``TrainConfig`` the flags describe; ``FlagError`` on any invalid value."""
-    from trainables.config import DataConfig, OptimConfig, TrainConfig
+    from trainables.config import L0_CONVENTIONS, DataConfig, DivergenceConfig, OptimConfig, TrainConfig
     from trainables.corpus import CORPUS_KINDS
     from trainables.losses.config import LossConfig
-    from trainables.presets import model_preset
+    from trainables.presets import INITS, model_preset
     from trainables.tokenizer import parse_tokenizer_spec
 
     def check(ok: bool, flag: str, problem: str) -> None:
@@ -117,6 +147,12 @@ def build_train_config(
     check(weight_decay >= 0, "--weight-decay", f"must be >= 0, got {weight_decay}")
     check(eval_batches >= 1, "--eval-batches", f"must be >= 1, got {eval_batches}")
     check(precision in ("fp32", "bf16"), "--precision", f"must be 'fp32' or 'bf16', got {precision!r}")
+    problem = f"must be 'fp32' or 'bf16', got {head_precision!r}"
+    check(head_precision in (None, "fp32", "bf16"), "--head-precision", problem)
+    check(init in INITS, "--init", f"must be one of {', '.join(INITS)}, got {init!r}")
+    check(mlp_hidden is None or mlp_hidden >= 1, "--mlp-hidden", f"must be >= 1, got {mlp_hidden}")
+    check(l0 in L0_CONVENTIONS, "--l0", f"must be one of {', '.join(L0_CONVENTIONS)}, got {l0!r}")
+    check(sustained_evals >= 0, "--sustained-evals", f"must be >= 0, got {sustained_evals}")
     if warmup is None:
         warmup = steps // 20
     check(0 <= warmup < steps, "--warmup", f"must be in [0, --steps), got {warmup}")
@@ -140,6 +176,10 @@ def build_train_config(
     try:
         return TrainConfig(
             model=preset,
+            model_overrides={
+                **({"init": init} if init != "oec" else {}),
+                **({"mlp_hidden": mlp_hidden} if mlp_hidden is not None else {}),
+            },
             data=DataConfig(
                 corpus=data,
                 tokenizer=tokenizer,
@@ -154,6 +194,9 @@ def build_train_config(
             eval_interval=eval_interval,
             seed=seed,
             precision=precision,  # type: ignore[arg-type]
+            head_precision=head_precision,  # type: ignore[arg-type]
+            allow_tf32=tf32,
+            divergence=DivergenceConfig(l0=l0, sustained_evals=sustained_evals),  # type: ignore[arg-type]
             use_gpu=use_gpu,
         )
     except ValueError as exc:

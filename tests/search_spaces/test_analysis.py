@@ -331,3 +331,24 @@ def test_paper_reader_rejects_an_unknown_run_name(tmp_path) -> None:
         analysis.read_paper_runs(path)
     with pytest.raises(FileNotFoundError):
         analysis.read_paper_runs(tmp_path / "absent.csv")
+
+
+def test_lr_sensitivity_uses_the_recorded_l0_and_caps_min_final_l0() -> None:
+    # the measured-initial-loss convention: each trial records its L0 (here 5.0, below ln V)
+    rows = [
+        {**trial("a", "baseline", 1e-3, 3.0), "l0": 5.0, "above_l0_step": -1},
+        {**trial("b", "baseline", 1e-2, 2.0), "l0": 5.0, "above_l0_step": -1},
+        # went above L0 + margin at step 50 and came back: a flag, and its final loss counts as it is
+        {**trial("c", "baseline", 1e-1, 2.5), "l0": 5.0, "above_l0_step": 50},
+        # ended above L0 (never stopped): counts as min(final, L0) = 5.0
+        {**trial("d", "baseline", 1.0, 5.3), "l0": 5.0, "above_l0_step": 25},
+    ]
+    table = analysis.lr_sensitivity(frame(rows))
+    base = table.iloc[0]
+    assert base["l0"] == 5.0
+    assert base["losses"] == pytest.approx([3.0, 2.0, 2.5, 5.0])
+    assert base["lrs"] == pytest.approx(reference_lrs([3.0, 2.0, 2.5, 5.3], 5.0), abs=1e-12)
+    assert base["diverged"] == 0
+    # without a recorded l0 (older sweeps) L0 is ln V
+    old = analysis.lr_sensitivity(frame([trial("a", "baseline", 1e-3, 3.0), trial("b", "baseline", 1e-2, 2.0)]))
+    assert old.iloc[0]["l0"] == pytest.approx(L0)

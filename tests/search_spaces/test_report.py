@@ -393,3 +393,14 @@ def test_seed_speedup_text_gives_mean_spread_and_count() -> None:
     assert seed_speedup_text({"per_seed": none, "seeds_reached": 0, "speedup_mean": None}) == (
         "not reached on any of 2 seeds"
     )
+
+
+def test_trial_table_shows_the_above_l0_flag_beside_a_divergence() -> None:
+    from search_spaces.report_text import stop_text
+
+    assert stop_text({"status": "TERMINATED", "above_l0_step": 50}) == "above L0 at step 50"
+    assert stop_text({"status": "TERMINATED", "above_l0_step": -1}) == ""
+    assert stop_text({"status": "TERMINATED", "above_l0_step": None}) == ""  # sweeps written before the flag
+    assert stop_text({"status": "TERMINATED", "above_l0_step": float("nan")}) == ""
+    both = {"status": "DIVERGED", "diverged_step": 80, "diverged_cause": "nonfinite_loss", "above_l0_step": 50}
+    assert stop_text(both) == "80 (nonfinite_loss); above L0 at step 50"

@@ -95,3 +95,33 @@ def test_translate_to_a_train_config() -> None:
 def test_tpe_has_no_explicit_list() -> None:
     with pytest.raises(ValueError, match="sampled"):
         explicit_trials(_spec(search={"algorithm": "tpe"}))
+
+
+def test_translate_carries_divergence_and_precision_settings() -> None:
+    spec = _spec(
+        divergence={"l0": "initial", "val_margin": 0.5, "sustained_evals": 3},
+        precision="bf16",
+        head_precision="fp32",
+        allow_tf32=False,
+    )
+    cfg = train_config(spec, {"method": "baseline", "lr": 1e-3, "seed": 0})
+    assert cfg.divergence.l0 == "initial" and cfg.divergence.val_margin == 0.5 and cfg.divergence.sustained_evals == 3
+    assert cfg.precision == "bf16" and cfg.head_precision == "fp32" and cfg.allow_tf32 is False
+    # recorded: the manifest holds config.to_dict(), and the hash changes with each setting
+    assert cfg.to_dict()["divergence"]["sustained_evals"] == 3 and cfg.to_dict()["allow_tf32"] is False
+    default = train_config(_spec(), {"method": "baseline", "lr": 1e-3, "seed": 0})
+    assert default.divergence.sustained_evals == 0 and default.allow_tf32 is True
+    assert default.config_hash() != cfg.config_hash()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("divergence", {"sustained_evals": -1}, "sustained_evals"),
+        ("divergence", {"l0": "median"}, "l0"),
+        ("head_precision", "fp16", "head_precision"),
+    ],
+)
+def test_bad_divergence_and_precision_fields_are_named(field: str, value: object, needle: str) -> None:
+    with pytest.raises(ValueError, match=needle):
+        _spec(**{field: value})

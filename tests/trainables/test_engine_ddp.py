@@ -1,4 +1,8 @@
-"""Two DDP processes (gloo) with global batch B follow the one-process run with batch B."""
+"""Two DDP processes (gloo) with global batch B follow the one-process run with batch B.
+
+Exactly, for every term: the ranks combine by valid-token weights (the engine's loss scale and
+``combine_ranks``), SimReg all-reduces its anchor count (ranks hold different numbers of anchors, so
+a per-rank anchor mean would weigh them wrongly), and soft-capping is a per-token transform."""
 
 from __future__ import annotations
 
@@ -15,19 +19,26 @@ from trainables.config import DataConfig, OptimConfig, TrainConfig
 from trainables.engine import TrainingRun
 from trainables.losses.config import LossConfig
 
+METHODS = {
+    "z_loss+mu_centering": {},
+    # a large weight, so that weighing the ranks' anchors wrongly would show in the weights
+    "simreg": {"simreg_weight": 1.0, "simreg_temperature": 0.1},
+    "softcap": {"softcap_cap": 2.0},  # a low cap, so that the transform is far from the identity
+}
 
-def _config(cache: str) -> TrainConfig:
+
+def _config(cache: str, method: str) -> TrainConfig:
     return TrainConfig(
         model="tiny",
         data=DataConfig(seq_len=32, batch_size=8, eval_batches=2, cache_dir=cache),
         optim=OptimConfig(lr=3e-3, warmup_steps=1),
-        loss=LossConfig.from_method("z_loss+mu_centering", {}),
+        loss=LossConfig.from_method(method, METHODS[method]),
         steps=4,
         eval_interval=2,
     )
 
 
-def _worker(rank: int, world_size: int, port: int, cache: str, out: str) -> None:
+def _worker(rank: int, world_size: int, port: int, cache: str, out: str, method: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
@@ -37,7 +48,7 @@ def _worker(rank: int, world_size: int, port: int, cache: str, out: str) -> None
         from trainables.reduce import TorchDistReducer
 
         run = TrainingRun(
-            _config(cache),
+            _config(cache, method),
             rank=rank,
             world_size=world_size,
             reducer=TorchDistReducer(),
@@ -57,18 +68,29 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_workers_match_one_worker(tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", list(METHODS))
+def test_two_workers_match_one_worker(tmp_path: Path, method: str) -> None:
     cache, out = str(tmp_path / "cache"), str(tmp_path / "result")
-    single = TrainingRun(_config(cache))
-    single_rows: list[dict] = []
-    single.run(single_rows.append)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers: the same summation order, so less rounding to amplify
+    try:
+        single = TrainingRun(_config(cache, method))
+        single_rows: list[dict] = []
+        single.run(single_rows.append)
+    finally:
+        torch.set_num_threads(threads)
 
-    mp.start_processes(_worker, args=(2, _free_port(), cache, out), nprocs=2, start_method="spawn")
+    mp.start_processes(_worker, args=(2, _free_port(), cache, out, method), nprocs=2, start_method="spawn")
     results = [torch.load(f"{out}.{r}", weights_only=False) for r in range(2)]
     assert results[0]["rows"] == results[1]["rows"]  # reduced metrics: every rank reports the same
     for name, tensor in single.module.state_dict().items():
-        torch.testing.assert_close(results[0]["model"][name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+        # Adam divides by sqrt(v): summation-order rounding in elements with tiny gradients grows to ~2e-5
+        # after 4 steps (measured for this test on the earlier code too); the losses agree to ~1e-7
+        torch.testing.assert_close(results[0]["model"][name], tensor, rtol=1e-4, atol=5e-5, msg=name)
     for a, b in zip(single_rows, results[0]["rows"], strict=True):
         assert a["step"] == b["step"] and a["tokens"] == b["tokens"]
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        for key in ("total_loss", "term_simreg", "logits_mean_absmax", "logits_mean_std"):
+            if key in a:
+                assert a[key] == pytest.approx(b[key], rel=1e-4), key

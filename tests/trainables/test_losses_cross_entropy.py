@@ -59,6 +59,26 @@ def test_padding_leaves_value_and_gradient_unchanged() -> None:
     assert torch.count_nonzero(pad_logits.grad[:, 7:]) == 0
 
 
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_padded_row_with_a_non_finite_logit_leaves_the_gradient_finite(bad: float) -> None:
+    from trainables.losses.z_loss import z_loss_from_log_z
+
+    logits, labels = _batch(6)
+    labels[1, 3] = -100
+    clean = logits.clone().requires_grad_()
+    dirty_values = logits.clone()
+    dirty_values[1, 3, 5] = bad  # a padded row may hold anything: it must change nothing
+    dirty = dirty_values.requires_grad_()
+    for x in (clean, dirty):
+        ce, log_z, _, n_valid = cross_entropy_and_log_z(x, labels)
+        (ce + 1e-2 * z_loss_from_log_z(log_z, n_valid)).backward()  # CE and the z-loss share the fused backward
+        assert torch.isfinite(ce)
+    assert dirty.grad is not None and clean.grad is not None
+    assert torch.isfinite(dirty.grad).all()
+    assert torch.count_nonzero(dirty.grad[1, 3]) == 0
+    torch.testing.assert_close(dirty.grad, clean.grad, rtol=0, atol=0)
+
+
 def test_gradient_matches_autograd_of_log_softmax() -> None:
     logits, labels = _batch(6)
     labels[1, ::2] = -100

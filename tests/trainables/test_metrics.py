@@ -27,6 +27,11 @@ def _batch(seed: int, B: int = 3, T: int = 5, V: int = 7) -> tuple[torch.Tensor,
     return logits, labels
 
 
+def _sample_std(row: list[float]) -> float:
+    m = math.fsum(row) / len(row)
+    return math.sqrt(math.fsum((v - m) ** 2 for v in row) / (len(row) - 1))
+
+
 def _reference_logit_stats(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     flat = logits.double().reshape(-1, logits.shape[-1]).tolist()
     rows = [row for row, y in zip(flat, labels.flatten().tolist(), strict=True) if y != -100]
@@ -37,6 +42,9 @@ def _reference_logit_stats(logits: torch.Tensor, labels: torch.Tensor) -> dict[s
         "logits_mean": mean,
         "logits_std": math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values)),
         "logits_absmax": max(abs(v) for v in values),
+        # the paper's: per token, then the mean over tokens (torch.std is Bessel-corrected)
+        "logits_mean_absmax": math.fsum(max(abs(v) for v in row) for row in rows) / len(rows),
+        "logits_mean_std": math.fsum(_sample_std(row) for row in rows) / len(rows),
         "log_z_mean": math.fsum(log_z) / len(log_z),
         "log_z_sq_mean": math.fsum(z * z for z in log_z) / len(log_z),
     }
@@ -51,6 +59,18 @@ def test_logit_stats_match_reference_over_valid_tokens() -> None:
     for key, value in want.items():
         assert got[key] == pytest.approx(value, rel=1e-5), key
     assert all(type(v) is float for v in got.values())
+
+
+def test_paper_statistics_against_the_official_formulas() -> None:
+    # nanoGPT/train.py: mean(max(abs(lgt), -1)) and mean(std(lgt, -1)) over a [N, V] matrix of tokens
+    logits, labels = _batch(3, V=11)
+    labels[:] = 0  # all valid, as the official code's batches
+    lgt = logits.reshape(-1, 11)
+    got = logit_stats(logits, labels)
+    assert got["logits_mean_absmax"] == pytest.approx(lgt.abs().max(dim=-1)[0].mean().item(), rel=1e-6)
+    assert got["logits_mean_std"] == pytest.approx(lgt.std(dim=-1).mean().item(), rel=1e-6)
+    assert got["logits_mean"] == pytest.approx(lgt.mean(dim=-1).mean().item(), rel=1e-6)
+    assert got["logits_absmax"] >= got["logits_mean_absmax"]
 
 
 def test_accumulating_batches_equals_one_big_batch() -> None:
@@ -119,6 +139,7 @@ def test_eval_diagnostics_names_follow_the_sweep_dir_contract() -> None:
     w = torch.randn(7, 3)
     out = eval_diagnostics(logits=logits, labels=labels, w_out=w)
     assert set(out) == {
-        "logits_mean", "logits_std", "logits_absmax", "log_z_mean", "log_z_sq_mean", "mu_norm", "emb_anisotropy",
+        "logits_mean", "logits_std", "logits_absmax", "logits_mean_absmax", "logits_mean_std", "log_z_mean",
+        "log_z_sq_mean", "mu_norm", "emb_anisotropy",
     }  # fmt: skip
     assert out["mu_norm"] == embedding_stats(w)["mu_norm"]

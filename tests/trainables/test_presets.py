@@ -76,3 +76,13 @@ def test_overrides_and_round_trip() -> None:
 def test_bad_presets_are_rejected_clearly(call, match: str) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_paper_count_matches_the_paper_names() -> None:
+    # the paper names its models by the non-embedding parameters plus one V x d matrix (as if tied)
+    for name, size in PAPER_SIZES.items():
+        cfg = model_preset(name)
+        assert abs(cfg.paper_params() - size) / size < 0.03, (name, cfg.paper_params())
+        assert cfg.paper_params() == cfg.non_embedding_params() + cfg.vocab_size * cfg.n_embd
+        assert cfg.num_params() == cfg.non_embedding_params() + 2 * cfg.vocab_size * cfg.n_embd  # untied
+    assert model_preset("oec-16m").hidden_dim == 768  # 256 * ceil(597 / 256), the official rounding

@@ -1,7 +1,8 @@
 """Cross-rank reduction of report rows over a real gloo group, and the driver-side resource checks.
 
-No Ray here: ``reduce_row`` and ``check_resources`` are plain functions; the Ray runs that use them
-are in ``test_ray_trainer.py``.
+No Ray here: ``combine_ranks`` (the one rule by which ranks combine what they report),
+``finite_row`` and ``check_resources`` are plain functions; the Ray runs that use them are in
+``test_ray_trainer.py``.
 """
 
 from __future__ import annotations
@@ -17,37 +18,28 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from trainables.config import DataConfig, TrainConfig
-from trainables.loop import _RowReducer, reduce_row
-from trainables.reduce import IdentityReducer, TorchDistReducer
+from trainables.loop import finite_row
+from trainables.reduce import IdentityReducer, NanSafeMaxReducer, TorchDistReducer, combine_ranks
 from trainables.trainer import InsufficientResourcesError, Resources, check_resources, validate
 
 
-def _rank_row(rank: int) -> dict[str, object]:
-    # What two ranks of one run may hold before reduction: their own shard's losses and timings.
-    return {
-        "step": 10,
-        "tokens": 640,
-        "train_loss": 2.0 + rank,  # mean -> 2.5
-        "logits_absmax": 5.0 + 10 * rank,  # max -> 15
-        "elapsed_s": 1.0 + rank,  # slowest rank -> 2
-        "tokens_per_s": 100.0 * (rank + 1),  # mean -> 150
-        "grad_norm": math.nan if rank == 1 else 1.0,  # NaN anywhere -> dropped, never reported
-        "diverged": 0,
-        "diverged_cause": "",
-        "missing": None,
-    }
+def _rank_values(rank: int) -> tuple[dict[str, float], float, dict[str, float]]:
+    # What two ranks of one run may hold: means over their own valid tokens (rank 0: 30 of them,
+    # rank 1: 10), a value equal on both ranks, and extremes / times.
+    means = {"train_loss": 2.0 + rank, "mu_norm": 7.0, "logits_mean_absmax": 4.0 if rank == 0 else 8.0}
+    maxima = {"logits_absmax": 5.0 + 10 * rank, "elapsed_s": 1.0 + rank, "nan_somewhere": math.nan if rank else 1.0}
+    return means, (30.0 if rank == 0 else 10.0), maxima
 
 
 def _worker(rank: int, world_size: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        reducer = _RowReducer(TorchDistReducer())
-        # Keys in a different order on each rank: reduction must still line them up.
-        row = _rank_row(rank)
-        if rank == 1:
-            row = dict(reversed(list(row.items())))
-        torch.save(reduce_row(row, reducer), f"{out}.{rank}")
+        reducer = NanSafeMaxReducer(TorchDistReducer())
+        means, weight, maxima = _rank_values(rank)
+        if rank == 1:  # keys in a different order on each rank: reduction must still line them up
+            means = dict(reversed(list(means.items())))
+        torch.save(combine_ranks(reducer, means, weight=weight, maxima=maxima), f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
 
@@ -58,25 +50,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_rows_are_reduced_across_ranks(tmp_path: Path) -> None:
+def test_ranks_combine_by_valid_token_weights(tmp_path: Path) -> None:
     out = str(tmp_path / "row")
     mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, start_method="spawn")
     rows = [torch.load(f"{out}.{r}", weights_only=False) for r in range(2)]
-    assert rows[0] == rows[1]  # every rank reports the same row, so rank 0's is the run's
+    assert all(math.isnan(r.pop("nan_somewhere")) for r in rows)  # a NaN on any rank is not hidden by max
+    assert rows[0] == rows[1]  # every rank holds the same row, so rank 0's is the run's
     row = rows[0]
-    assert row["train_loss"] == pytest.approx(2.5)
-    assert row["logits_absmax"] == 15.0
-    assert row["elapsed_s"] == 2.0
-    assert row["tokens_per_s"] == pytest.approx(150.0)
-    assert row["step"] == 10 and isinstance(row["step"], int)
-    assert row["diverged"] == 0 and isinstance(row["diverged"], int)
-    assert row["diverged_cause"] == ""
-    assert "grad_norm" not in row and "missing" not in row
+    # the mean over all 40 valid tokens, as one process would compute it (not the plain 2.5)
+    assert row["train_loss"] == pytest.approx((30 * 2.0 + 10 * 3.0) / 40)
+    assert row["logits_mean_absmax"] == pytest.approx((30 * 4.0 + 10 * 8.0) / 40)
+    assert row["mu_norm"] == pytest.approx(7.0)  # equal on every rank: unchanged
+    assert row["logits_absmax"] == 15.0 and row["elapsed_s"] == 2.0
 
 
-def test_single_rank_row_keeps_finite_values() -> None:
-    row = reduce_row({"val_loss": 3.0, "x": math.inf, "step": 5, "flag": True}, _RowReducer(IdentityReducer()))
-    assert row == {"val_loss": 3.0, "step": 5, "flag": 1}
+def test_single_rank_and_the_reported_row() -> None:
+    one = combine_ranks(NanSafeMaxReducer(IdentityReducer()), {"val_loss": 3.0}, weight=12.0, maxima={"t": 1.5})
+    assert one == {"val_loss": 3.0, "t": 1.5}
+    # no valid token anywhere: plain means, never a division by zero
+    assert combine_ranks(IdentityReducer(), {"val_loss": 3.0}, weight=0.0) == {"val_loss": 3.0}
+    assert finite_row({"val_loss": 3.0, "x": math.inf, "y": None, "step": 5, "flag": True, "cause": ""}) == {
+        "val_loss": 3.0,
+        "step": 5,
+        "flag": 1,
+        "cause": "",
+    }
 
 
 def test_resources_validation() -> None:

@@ -107,7 +107,7 @@ def test_huge_lr_diverges_as_a_result(ray_connected: Any, data_cache: str, tmp_p
     assert not numeric.isna().any().any(), numeric.columns[numeric.isna().any()].tolist()
     final = grid[0].metrics
     assert 1 <= final["diverged_step"] <= 40
-    assert final["diverged_cause"] in ("nonfinite_loss", "nonfinite_grad", "val_above_uniform", "loss_spike")
+    assert final["diverged_cause"] in ("nonfinite_loss", "nonfinite_grad")  # only these stop by default
     assert final["val_loss"] == pytest.approx(math.log(final["vocab_size"]))  # the sentinel L0 = ln V
     rows = _reports(progress)
     assert rows[-1]["diverged"] == 1 and all(_all_finite(r) for r in rows)

@@ -58,6 +58,11 @@ def test_train_local_learns_below_the_unigram_entropy(tmp_path: Path) -> None:
         (["--data", "shards:/no/such/place"], "/no/such/place is not a folder; prepare one with"),
         (["--loss", "bogus=1"], "--loss:"),
         (["--precision", "fp16"], "--precision: must be 'fp32' or 'bf16'"),
+        (["--head-precision", "fp16"], "--head-precision: must be 'fp32' or 'bf16'"),
+        (["--init", "kaiming"], "--init: must be one of oec, legacy"),
+        (["--l0", "median"], "--l0: must be one of ln_v, initial"),
+        (["--sustained-evals", "-1"], "--sustained-evals: must be >= 0"),
+        (["--mlp-hidden", "0"], "--mlp-hidden: must be >= 1"),
         (["--batch-size", "100000", "--steps", "1"], "fewer than one batch"),
     ],
 )

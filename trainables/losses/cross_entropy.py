@@ -45,6 +45,8 @@ class _LogZAndTarget(torch.autograd.Function):
         # one [N, V] buffer: softmax(x) * g_log_z, then the target column (in place when x is a copy)
         grad = x.sub_(log_z.unsqueeze(1)) if x is not logits else x - log_z.unsqueeze(1)
         grad.exp_().mul_(g_log_z.unsqueeze(1))
+        # an ignored row gets exactly 0: its softmax may be NaN (an inf/NaN logit in padding) and NaN·0 is NaN
+        grad.masked_fill_(~valid.unsqueeze(1), 0.0)
         grad.scatter_add_(1, safe.unsqueeze(1), torch.where(valid, g_target, 0.0).unsqueeze(1))
         return grad.to(logits.dtype), None
 

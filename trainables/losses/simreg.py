@@ -15,6 +15,9 @@ restricted to ``s < t`` when ``causal``), and
 Anchors with an empty ``P(t)`` are skipped; the result is the mean of ``ℓ_t`` over all anchors of
 the batch (every anchor weighs the same), and a zero that still carries a graph when there is none.
 
+Under DDP "the batch" is the global batch: the training term all-reduces the anchor count (and the
+valid-token count), so 2 workers optimise exactly the 1-worker objective (see ``term``).
+
 Cost: ``2·B·T²·H`` FLOPs forward. Memory is bounded by ``chunk_budget``: the ``[B, T, T]``
 similarity matrix is processed in blocks of anchor rows ``[B, c, T]`` with ``B·c·T <= budget``. A
 custom autograd function keeps only ``z`` between forward and backward and recomputes each block's
@@ -82,7 +85,10 @@ class _SupCon(torch.autograd.Function):
     """Mean anchor loss over the batch for already-normalised ``z`` ``[B, T, H]``."""
 
     @staticmethod
-    def forward(ctx, z: Tensor, labels: Tensor, temperature: float, causal: bool, budget: int) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx, z: Tensor, labels: Tensor, temperature: float, causal: bool, budget: int
+    ) -> tuple[Tensor, Tensor]:
+        """Returns ``(mean anchor loss, anchor count)``; the count carries no gradient."""
         B, T, _ = z.shape
         valid = labels != IGNORE_INDEX
         rows = chunk_rows(B, T, budget)
@@ -100,10 +106,13 @@ class _SupCon(torch.autograd.Function):
                 keep.append(g)
         ctx.save_for_backward(z, labels, count, *keep)
         ctx.temperature, ctx.causal, ctx.rows = temperature, causal, rows
-        return total / count.clamp_min(1).to(total.dtype)
+        ctx.mark_non_differentiable(count)
+        return total / count.clamp_min(1).to(total.dtype), count
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
+    def backward(  # type: ignore[override]
+        ctx, grad_out: Tensor, _grad_count: Tensor | None
+    ) -> tuple[Tensor | None, None, None, None, None]:
         z, labels, count, *keep = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None
@@ -144,6 +153,13 @@ def simreg_loss(
     (half precision is upcast; float64 stays float64). ``chunk_budget`` bounds the elements of one
     similarity block and does not change the value.
     """
+    return _simreg_and_count(hidden, labels, temperature, causal, normalize, chunk_budget)[0]
+
+
+def _simreg_and_count(
+    hidden: Tensor, labels: Tensor, temperature: float, causal: bool, normalize: bool, chunk_budget: int
+) -> tuple[Tensor, Tensor]:
+    """``simreg_loss`` and its anchor count (a long 0-d tensor)."""
     if hidden.dim() != 3 or labels.shape != hidden.shape[:2]:
         got = f"{tuple(hidden.shape)} and {tuple(labels.shape)}"
         raise ValueError(f"simreg: want hidden [B, T, H] and labels [B, T], got {got}")
@@ -156,6 +172,28 @@ def simreg_loss(
         return _SupCon.apply(z, labels.long(), float(temperature), bool(causal), int(chunk_budget))
 
 
+def _global_batch_factor(count: Tensor, n_valid: Tensor) -> Tensor | None:
+    """Under DDP (an initialised process group of more than one rank), ``c_r · N / (C · n_r)`` for this
+    rank's anchors ``c_r`` and valid tokens ``n_r`` out of all ranks' ``C`` and ``N``; None otherwise.
+
+    The engine combines ranks by valid-token weights (``trainables.reduce.combine_ranks``: each rank's
+    loss is scaled by ``n_r · W / N`` before DDP averages the gradients, and metrics are averaged with
+    weights ``n_r``). Multiplying this rank's anchor mean by the factor makes its share of that weighted
+    sum ``Σ_{anchors of r} ℓ / C``: the sum over ranks is the mean over ALL anchors of the global batch,
+    what one process holding the whole batch computes, whatever the ranks' anchor counts.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    counts = torch.stack([count.double(), n_valid.double()])
+    dist.all_reduce(counts)  # one call: [C, N]
+    total_anchors, total_valid = counts[0], counts[1]
+    if float(total_anchors) == 0:
+        return None
+    return (count.double() * total_valid / (total_anchors * n_valid.double().clamp_min(1))).float()
+
+
 def penalty(
     inputs: TermInputs,
     *,
@@ -166,12 +204,9 @@ def penalty(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     if inputs.hidden is None:
         raise ValueError("loss term 'simreg' needs hidden (the final hidden states [B, T, H])")
-    value = simreg_loss(
-        inputs.hidden,
-        inputs.labels,
-        temperature,
-        causal=causal,
-        normalize=normalize,
-        chunk_budget=DEFAULT_CHUNK_BUDGET if chunk_budget is None else chunk_budget,
-    )
+    budget = DEFAULT_CHUNK_BUDGET if chunk_budget is None else chunk_budget
+    value, count = _simreg_and_count(inputs.hidden, inputs.labels, temperature, causal, normalize, budget)
+    factor = _global_batch_factor(count, inputs.n_valid)
+    if factor is not None:
+        value = value * factor.to(value.device)
     return value, {"term_simreg": value.detach()}
