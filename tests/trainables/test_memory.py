@@ -19,7 +19,7 @@ from trainables.presets import model_preset
 
 def test_estimate_by_hand_oec_16m_bf16() -> None:
     cfg = model_preset("oec-16m")
-    C, H, L, V = 224, 608, 6, 50304
+    C, H, L, V = 224, 768, 6, 50304  # H: 256·ceil((8·224/3)/256), the official SwiGLU width
     tokens = 8 * 2048
     est = estimate_rank_memory(cfg, sequences=8, seq_len=2048, precision="bf16")
     assert est.states == 16 * cfg.num_params()

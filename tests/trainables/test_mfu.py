@@ -59,9 +59,9 @@ def test_no_peak_on_cpu() -> None:
 
 
 def test_flops_per_token_by_hand() -> None:
-    # oec-16m: L=6, C=224, H=608 (8/3·224 = 597.3 → 608), 4 heads of 56, V=50304, untied head.
+    # oec-16m: L=6, C=224, H=768 (8/3·224 = 597.3 → 256·ceil(597/256)), 4 heads of 56, V=50304, untied head.
     cfg = model_preset("oec-16m")
-    C, H, L, V, T = 224, 608, 6, 50304, 2048
+    C, H, L, V, T = 224, 768, 6, 50304, 2048
     per_layer = 2 * C + 4 * C * C + 2 * 56 + 3 * C * H  # norms, q/k/v/o, qk-norms, SwiGLU
     n_matmul = L * per_layer + C + V * C  # + final norm + head; the input embedding is a lookup
     assert matmul_params(cfg) == n_matmul
