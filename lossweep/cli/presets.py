@@ -1,4 +1,5 @@
-"""``lossweep presets``: the named sweeps (``--models``: the model presets with parameter counts)."""
+"""``lossweep presets``: the named sweeps (``--models``: the model presets with parameter counts;
+``--losses``: the loss terms of the registry, built-in and from installed plugins)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,22 @@ import typer
 
 def presets(
     models: Annotated[bool, typer.Option("--models", help="List the model presets with parameter counts.")] = False,
+    losses: Annotated[
+        bool, typer.Option("--losses", help="List the loss terms (built-in and plugins) with their coefficients.")
+    ] = False,
     vocab_size: Annotated[
         int | None, typer.Option(help="Vocabulary size for the parameter counts (default: each preset's own).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List the sweep presets (run one with: lossweep sweep run PRESET) or, with --models, the model presets."""
+    """List the sweep presets (run one with: lossweep sweep run PRESET); --models: the model presets;
+    --losses: the loss terms."""
     from rich.console import Console
     from rich.table import Table
+
+    if losses:
+        _print_losses(as_json)
+        return
 
     if models:
         from trainables.presets import list_model_presets
@@ -60,6 +69,34 @@ def presets(
         table.add_column(col, justify="right" if col == "trials" else "left")
     for r in rows:
         table.add_row(r["name"], r["search"], str(r["num_trials"]), r["description"])
+    Console().print(table)
+
+
+def _print_losses(as_json: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from trainables.losses.registry import TERMS
+
+    rows = [
+        {"name": t.name, "kind": t.kind, "label": t.label, "source": t.source, "summary": t.summary,
+         "coefficients": {t.flat_name(c.name): {"kind": c.kind, "default": c.default, "positive": c.positive,
+                                                "log_scale": c.log_scale, "low": c.low, "high": c.high, "doc": c.doc}
+                          for c in t.coefficients}}
+        for t in TERMS.values()
+    ]  # fmt: skip
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title="loss terms (--loss NAME[=WEIGHT], methods: [NAME, NAME+NAME, ...]; baseline = none)")
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind")
+    table.add_column("coefficients (default)", overflow="fold")
+    table.add_column("source")
+    table.add_column("what it does")
+    for r in rows:
+        coeffs = "\n".join(f"{k}={v['default']}" for k, v in r["coefficients"].items()) or "-"
+        table.add_row(r["name"], r["kind"], coeffs, r["source"], r["summary"])
     Console().print(table)
 
 

@@ -35,6 +35,19 @@ def test_presets_models_lists_parameter_counts() -> None:
     assert "oec-221m" in rows
 
 
+def test_presets_losses_lists_the_registry() -> None:
+    from trainables.losses.registry import TERMS
+
+    out = runner.invoke(app, ["presets", "--losses", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert list(rows) == list(TERMS)  # every term, built-in and plugin, in the registry's order
+    assert rows["z_loss"]["coefficients"]["z_loss_weight"]["default"] == TERMS["z_loss"].weight.default
+    assert rows["mu_centering"]["kind"] == "after_step" and rows["mu_centering"]["coefficients"] == {}
+    table = runner.invoke(app, ["presets", "--losses"])
+    assert table.exit_code == 0 and "mu_centering" in table.stdout and "built-in" in table.stdout
+
+
 def test_spec_argument_file_or_preset_with_sets(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(get_preset("demo").model_dump(mode="json")))
