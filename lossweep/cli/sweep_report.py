@@ -64,7 +64,7 @@ def report_command(
     """Write report.json / report.md / report.html into the sweep directory and print their paths."""
     formats = _parse_formats(fmt)
     sweep_dir = _check_dir(sweep_dir)
-    from search_spaces.report import render
+    from search_spaces.reports.report import render
 
     written = render(sweep_dir, formats=formats)
     for path in written.values():
@@ -95,7 +95,7 @@ def _print_tables(out: dict[str, Any]) -> None:
     from rich.table import Table
 
     from search_spaces.analysis import format_coefficients
-    from search_spaces.report_text import (
+    from search_spaces.reports.report_text import (
         coefficients_text,
         fmt,
         fmt_lr,

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from search_spaces import analysis
-from search_spaces.plots import DIAGNOSTICS, method_color
+from search_spaces.reports.plots import DIAGNOSTICS, method_color
 
 OBJECTIVE = "final validation CE (no penalty) of finished trials, a diverged trial counted as ln V"
 _MIN_TRIALS = 3

@@ -1,4 +1,4 @@
-"""The report's figures and HTML sections for :mod:`search_spaces.insights`: hyperparameter importance and
+"""The report's figures and HTML sections for :mod:`search_spaces.reports.insights`: hyperparameter importance and
 the mechanism against the learning rate."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from typing import Any
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from search_spaces import plots
-from search_spaces.insights import mechanism_methods
-from search_spaces.plots import DIVERGED_MARK, Plot, method_color
+from search_spaces.reports import plots
+from search_spaces.reports.insights import mechanism_methods
+from search_spaces.reports.plots import DIVERGED_MARK, Plot, method_color
 
 
 def importance_plot(section: Mapping[str, Any]) -> Plot | None:
@@ -145,7 +145,7 @@ def mechanism_html(data: Mapping[str, Any], figs: Mapping[str, Plot]) -> str:
 
 def markdown(data: Mapping[str, Any]) -> list[str]:
     """Both sections as Markdown lines: the importances, and the mechanism as medians per method and LR."""
-    from search_spaces.report_markdown import _table
+    from search_spaces.reports.report_markdown import _table
 
     imp = data["importance"]
     rule = f"Objective: {imp['objective']}; evaluator: Optuna's {imp['evaluator']}."

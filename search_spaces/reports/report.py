@@ -16,7 +16,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from search_spaces import analysis, insights, insights_report, plots, storage
+from search_spaces import analysis, storage
+from search_spaces.reports import insights, insights_report, plots
 from trainables.losses.registry import TERMS
 
 FORMATS: tuple[str, ...] = ("json", "md", "html")
@@ -504,8 +505,8 @@ def to_json(report: Report) -> str:
 
 
 def _writers() -> dict[str, Any]:
-    from search_spaces.report_html import to_html
-    from search_spaces.report_markdown import to_markdown
+    from search_spaces.reports.report_html import to_html
+    from search_spaces.reports.report_markdown import to_markdown
 
     return {"json": to_json, "md": to_markdown, "html": to_html}
 

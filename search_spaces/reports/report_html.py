@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 
 from search_spaces import analysis
-from search_spaces.insights_report import importance_html, mechanism_html
-from search_spaces.plots import Plot
-from search_spaces.report import Report
-from search_spaces.report_text import (
+from search_spaces.reports.insights_report import importance_html, mechanism_html
+from search_spaces.reports.plots import Plot
+from search_spaces.reports.report import Report
+from search_spaces.reports.report_text import (
     coefficients_text,
     duration,
     fmt,

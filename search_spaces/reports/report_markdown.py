@@ -8,9 +8,10 @@ from typing import Any
 
 import yaml
 
-from search_spaces import analysis, insights_report
-from search_spaces.report import Report
-from search_spaces.report_text import (
+from search_spaces import analysis
+from search_spaces.reports import insights_report
+from search_spaces.reports.report import Report
+from search_spaces.reports.report_text import (
     coefficients_text,
     duration,
     fmt,

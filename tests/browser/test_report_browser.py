@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from search_spaces import report
+from search_spaces.reports import report
 from tests.fixtures.browser import DevTools
 from tests.search_spaces.synthetic_sweep import paper_grid_trials, trial, write_sweep
 

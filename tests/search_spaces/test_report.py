@@ -1,4 +1,4 @@
-"""search_spaces.report: the three formats, determinism, self-containment, edge cases, the CLI, and the
+"""search_spaces.reports.report: the three formats, determinism, self-containment, edge cases, the CLI, and the
 report of a real tiny sweep."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from search_spaces import report
+from search_spaces.reports import report
 from search_spaces.spec import SweepSpec
 from tests.search_spaces.synthetic_sweep import paper_grid_trials, trial, write_sweep
 
@@ -382,7 +382,7 @@ def test_report_of_a_real_tiny_sweep(tiny_report: tuple[Path, dict[str, str]]) -
 
 
 def test_seed_speedup_text_gives_mean_spread_and_count() -> None:
-    from search_spaces.report_text import seed_speedup_text
+    from search_spaces.reports.report_text import seed_speedup_text
 
     two = [{"seed": 0, "speedup": 2.0}, {"seed": 1, "speedup": 1.2}, {"seed": 2, "speedup": None}]
     assert seed_speedup_text({"per_seed": two, "seeds_reached": 2, "speedup_mean": 1.6, "speedup_std": 0.566}) == (
