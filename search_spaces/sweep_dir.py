@@ -24,6 +24,13 @@ TRIALS_FILE = "trials.parquet"
 METRICS_FILE = "metrics.parquet"
 TRIALS_DIR = "trials"  # trials/<trial_id>/manifest.json, trials/<trial_id>/result.json
 TRIAL_MANIFEST_FILE = "manifest.json"
+#: The formats of the best-config report, each written as ``report.<format>`` (:func:`report_file`).
+REPORT_FORMATS: tuple[str, ...] = ("json", "md", "html")
+
+
+def report_file(fmt: str) -> str:
+    return f"report.{fmt}"
+
 
 # ---------------------------------------------------------------------------------------- statuses
 #: A trial's status in trials.parquet and progress.json counts, in display order.

@@ -114,7 +114,7 @@ def _nan(value: Any) -> bool:
 
 def render_report(sweep_dir: str, fmt: str, links: dict[str, str]) -> str:
     """The report rendered in memory: a GET never writes into the sweep dir."""
-    from search_spaces.reports.report import render_text
+    from search_spaces.reports.render import render_text
 
     with _RENDER_LOCK:
         return render_text(sweep_dir, fmt, links=links)

@@ -12,8 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from lossweep.cli.sweep import sweep_app
-
-_FORMATS = ("json", "md", "html")
+from search_spaces.sweep_dir import REPORT_FORMATS as _FORMATS
 
 
 def _parse_formats(values: list[str] | None) -> tuple[str, ...]:
@@ -64,7 +63,7 @@ def report_command(
     """Write report.json / report.md / report.html into the sweep directory and print their paths."""
     formats = _parse_formats(fmt)
     sweep_dir = _check_dir(sweep_dir)
-    from search_spaces.reports.report import render
+    from search_spaces.reports.render import render
 
     written = render(sweep_dir, formats=formats)
     for path in written.values():

@@ -1,14 +1,12 @@
 """The best-config report of a sweep: ``report.json``, ``report.md`` and a self-contained ``report.html``.
 
 :func:`build` reads a sweep directory (through :mod:`search_spaces.results`) into one JSON-ready
-document plus its figures; :func:`render` writes the requested formats into the sweep directory, each
-by atomic replacement. The output depends only on the sweep directory's content (no clock, no
-randomness), so rendering twice gives the same bytes.
+document plus its figures (:mod:`search_spaces.reports.figures`); :mod:`search_spaces.reports.render`
+writes it out. The document depends only on the sweep directory's content (no clock, no randomness).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,9 +16,11 @@ import yaml
 
 from search_spaces import analysis, storage
 from search_spaces.reports import insights, insights_report, plots
+from search_spaces.reports.figures import figures as draw_figures
+from search_spaces.reports.figures import heatmap_terms
+from search_spaces.sweep_dir import FINAL_SWEEP_STATUSES
 from trainables.losses.registry import TERMS
 
-FORMATS: tuple[str, ...] = ("json", "md", "html")
 SCHEMA = "lossweep.report/1"
 _TRIAL_COLUMNS = (
     "trial_id",
@@ -131,7 +131,7 @@ def build_from(
     counts = analysis.status_counts(trials)
     status = str((progress or {}).get("status") or ("RUNNING" if counts["RUNNING"] + counts["PENDING"] else "UNKNOWN"))
     unfinished = counts["RUNNING"] + counts["PENDING"]
-    ended = status in ("SUCCEEDED", "FAILED", "CANCELLED")
+    ended = status in FINAL_SWEEP_STATUSES
     partial = not ended and (status == "RUNNING" or unfinished > 0)
     if trials.empty:
         missing.append("no trials have reported yet: every section below is empty")
@@ -230,7 +230,7 @@ def build_from(
         "links": dict(sorted((links or {}).items())),
     }
     data = analysis.to_json_value(data)
-    figures = _figures(data, lrs_table, trials) + insights_report.figures(data)
+    figures = draw_figures(data, lrs_table, trials) + insights_report.figures(data)
     data["plots"] = [{"name": p.name, "caption": p.caption, "alt": p.alt} for p in figures]
     return Report(data=data, plots=tuple(figures))
 
@@ -309,7 +309,7 @@ def _heatmaps(trials: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
     if trials.empty:
         return out, missing
     methods = set(trials["method"])
-    for method, columns in _heatmap_terms():
+    for method, columns in heatmap_terms():
         if method not in methods:
             continue
         if len(columns) > 1:
@@ -330,18 +330,6 @@ def _heatmaps(trials: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
             matrix["kind"] = "grid"
         out[method] = {"row": column, "col": "lr", **matrix}
     return out, missing
-
-
-def _heatmap_terms() -> list[tuple[str, tuple[str, ...]]]:
-    """The penalties of the registry and the coefficients their λ-robustness map shows: the weight
-    against the learning rate, or, for a penalty with more swept coefficients, its first two
-    against each other (the best learning rate per cell)."""
-    out = []
-    for name, term in TERMS.items():
-        columns = tuple(term.flat_coefficients())
-        if term.kind == "penalty" and columns:
-            out.append((name, columns[:2]))
-    return out
 
 
 def _pair_heatmap(
@@ -392,153 +380,3 @@ def _trial_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-# ---------------------------------------------------------------------------------------------------
-# Figures
-# ---------------------------------------------------------------------------------------------------
-
-
-def _figures(data: Mapping[str, Any], lrs_table: pd.DataFrame, trials: pd.DataFrame) -> list[plots.Plot]:
-    figures: list[plots.Plot] = []
-    l0 = data["sweep"]["l0"]
-    primary = analysis.primary_families(lrs_table) if len(lrs_table) else []
-    lines = [_searched_points(f, trials, l0) if f["K"] < 2 else f for f in primary]
-    lines = [f for f in lines if f["lrs_grid"] or f.get("points")]
-    if lines:
-        figures.append(plots.lr_sensitivity_plot(lines, l0=l0))
-    heat = data["lambda_robustness"]["heatmaps"]
-    for method, columns in _heatmap_terms():
-        if method not in heat:
-            continue
-        if len(columns) > 1:
-            figures.append(_pair_figure(method, heat[method], trials, l0))
-            continue
-        column, title = columns[0], f"{TERMS[method].label} λ"
-        matrix = heat[method]
-        caption = (
-            f"Final validation CE of {method} by {column} (rows) and peak learning rate (columns), "
-            "mean over seeds. "
-            "A robust coefficient keeps its row low across learning rates; dark red cells held diverged runs "
-            "(✕ k/n: k of the cell's n runs), counted as ln V."
-        )
-        if matrix["kind"] == "grid":
-            figures.append(
-                plots.heatmap_plot(
-                    f"heat-{method}",
-                    matrix,
-                    title=f"λ robustness: {title} x learning rate",
-                    row_label=column,
-                    col_label="peak learning rate",
-                    caption=caption,
-                    l0=l0,
-                )
-            )
-        else:
-            figures.append(_scatter(f"heat-{method}", trials, method, column, "lr", _SCATTER_CAPTION))
-    if data["curves"]:
-        figures.append(plots.val_curve_plot(data["curves"]))
-        figures.append(plots.diagnostics_plot(data["curves"]))
-    reached = [m for m in data["speedup"]["methods"]]
-    if reached:
-        figures.append(plots.speedup_plot(reached))
-    return figures
-
-
-def _pair_figure(method: str, matrix: Mapping[str, Any], trials: pd.DataFrame, l0: float) -> plots.Plot:
-    label = TERMS[method].label
-    row, col = matrix["row"], matrix["col"]
-    a, b = row.removeprefix(f"{method}_"), col.removeprefix(f"{method}_")
-    if matrix["kind"] != "grid":
-        return _scatter(f"heat-{method}", trials, method, row, col, _SCATTER_CAPTION)
-    caption = (
-        f"Final validation CE of {label} by {a} (rows) and {b} (columns): the best learning rate per "
-        "cell, mean over seeds; dark red cells held diverged runs (✕ k/n), counted as ln V."
-    )
-    return plots.heatmap_plot(
-        f"heat-{method}", matrix, title=f"{label}: {a} x {b}", row_label=row, col_label=col, caption=caption, l0=l0
-    )
-
-
-_SCATTER_CAPTION = (
-    "The coefficients were searched, not gridded: each dot is one finished trial (any learning rate), coloured by "
-    "its final validation CE; ✕ marks diverged trials. Trials stopped early by ASHA are left out."
-)
-
-
-def _searched_points(family: Mapping[str, Any], trials: pd.DataFrame, l0: float | None) -> dict[str, Any]:
-    """A method whose configurations each ran at one learning rate (a TPE search): its finished trials as
-    unconnected points instead of one arbitrary configuration."""
-    method = family["method"]
-    rows = trials[(trials["method"] == method) & trials["status"].isin(analysis.FINISHED)]
-    cap = l0 if l0 is not None else float("inf")
-    points = sorted(
-        (float(r["lr"]), analysis.capped_final(r, cap), r["status"] == "DIVERGED") for r in rows.to_dict("records")
-    )
-    return {
-        "method": method,
-        "label": f"{method} (searched, {len(points)} trials)",
-        "lrs": None,
-        "lrs_grid": [],
-        "losses": [],
-        "diverged_lrs": [],
-        "points": points,
-    }
-
-
-def _scatter(name: str, trials: pd.DataFrame, method: str, x: str, y: str, caption: str) -> plots.Plot:
-    l0 = analysis.uniform_loss(analysis.vocab_size_of(trials) or 2)
-    rows = trials[(trials["method"] == method) & trials["status"].isin(analysis.FINISHED)]
-    points = [
-        {x: float(r[x]), y: float(r[y]), "loss": analysis.capped_final(r, l0), "diverged": r["status"] == "DIVERGED"}
-        for r in rows.to_dict("records")
-        if not (pd.isna(r.get(x)) or pd.isna(r.get(y)))
-    ]
-    return plots.scatter_plot(name, points, x=x, y=y, title=f"{method}: {x} x {y}", caption=caption)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------------------------------
-
-
-def to_json(report: Report) -> str:
-    return json.dumps(report.data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def _writers() -> dict[str, Any]:
-    from search_spaces.reports.report_html import to_html
-    from search_spaces.reports.report_markdown import to_markdown
-
-    return {"json": to_json, "md": to_markdown, "html": to_html}
-
-
-def render_text(sweep_dir: str, fmt: str, *, links: Mapping[str, str] | None = None) -> str:
-    """The report in ``fmt``, in memory: reads the sweep dir and writes nothing (a sweep without results,
-    or without a sweep dir yet, gets a report that says so)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format: unknown {fmt!r}; choose from {', '.join(FORMATS)}")
-    return str(_writers()[fmt](build(str(sweep_dir), links=links)))
-
-
-def render(
-    sweep_dir: str,
-    *,
-    formats: Sequence[str] = FORMATS,
-    links: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """Writes ``report.<format>`` for each of ``formats`` into ``sweep_dir``; returns format → path."""
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ValueError(f"formats: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(FORMATS)}")
-    if not formats:
-        raise ValueError("formats: give at least one of " + ", ".join(FORMATS))
-    if not storage.is_uri(sweep_dir) and not storage.local_path(sweep_dir).is_dir():
-        raise FileNotFoundError(f"sweep directory not found: {sweep_dir}")
-    report = build(str(sweep_dir), links=links)
-    writers = _writers()
-    written: dict[str, str] = {}
-    for fmt in FORMATS:
-        if fmt in formats:
-            path = storage.join(str(sweep_dir), f"report.{fmt}")
-            storage.write_text(path, writers[fmt](report))  # atomic replacement
-            written[fmt] = path
-    return written

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -17,22 +17,13 @@ from search_spaces.reports.report_text import (
     fmt,
     fmt_lr,
     fmt_tokens,
+    md_table,
     method_name,
     resources_text,
     seed_speedup_text,
     single_lr_summary,
     status_line,
 )
-
-
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return [*out, ""]
 
 
 def _header(data: Mapping[str, Any]) -> list[str]:
@@ -85,7 +76,7 @@ def _best(data: Mapping[str, Any]) -> list[str]:
     if best.get("overall") is None:
         return [*out, "No best configuration yet.", ""]
     records = [("overall", best["overall"]), *list(best["per_method"].items())]
-    out += _table(
+    out += md_table(
         ["", "method", "val CE", "step", "lr", "coefficients", "seed", "status", "trial"],
         [
             [
@@ -112,7 +103,7 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
     families = section["families"]
     if not families:
         return [*out, "No finished trials yet.", ""]
-    out += _table(
+    out += md_table(
         ["method", "coefficients", "K", "LRS", "seeds", "diverged", "largest stable LR", "note"],
         [
             [
@@ -141,7 +132,7 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
             f"Source: {paper['citation']}. {paper['note']}.",
             "",
         ]
-        out += _table(
+        out += md_table(
             ["method", "this sweep", *[f"paper {s}" for s in sizes], "paper 221M tied"],
             [
                 [method_name(r["method"]), fmt(r["ours"], 3)]
@@ -153,7 +144,7 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
     deltas = data["paired_deltas"]["rows"]
     if deltas:
         out += ["### Paired against baseline", "", f"{data['paired_deltas']['rule']}.", ""]
-        out += _table(
+        out += md_table(
             ["method", "lr", "pairs", "Δ val CE", "method", "baseline", "diverged"],
             [
                 [
@@ -180,7 +171,7 @@ def _lambda(data: Mapping[str, Any]) -> list[str]:
             f"Final validation CE of {method_name(method)}, {matrix['row']} (rows) x {matrix['col']} (columns):",
             "",
         ]
-        out += _table(
+        out += md_table(
             [matrix["row"], *[f"{c:g}" for c in matrix["cols"]]],
             [
                 [f"{r:g}"]
@@ -207,7 +198,7 @@ def _speedup(data: Mapping[str, Any]) -> list[str]:
         f"{fmt_tokens(b['tokens'])} tokens.",
         "",
     ]
-    out += _table(
+    out += md_table(
         ["method", "best trial", "tokens to baseline's final CE", "speed-up", "over seeds"],
         [
             [
@@ -233,7 +224,7 @@ def _trials(data: Mapping[str, Any]) -> list[str]:
         out += ["Downloads: " + " · ".join(f"[{label}]({url})" for label, url in links.items()), ""]
     if not data["trials"]:
         return [*out, "No trials yet.", ""]
-    out += _table(
+    out += md_table(
         [
             "trial",
             "method",

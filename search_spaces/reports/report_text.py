@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from search_spaces.sweep_dir import FINAL_TRIAL_STATUSES
@@ -109,3 +109,14 @@ def single_lr_summary(families: list[Mapping[str, Any]]) -> list[str]:
         "(no LRS; see the trial table)"
         for m, n in counts.items()
     ]
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A Markdown table as lines (pipes and newlines in cells escaped), followed by a blank line."""
+
+    def cell(text: Any) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return [*out, ""]
