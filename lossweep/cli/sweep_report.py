@@ -93,7 +93,7 @@ def _print_tables(out: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from search_spaces.analysis import format_coefficients
+    from search_spaces.trial_frame import format_coefficients
     from search_spaces.reports.report_text import (
         coefficients_text,
         fmt,

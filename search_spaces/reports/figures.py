@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from search_spaces import analysis
+from search_spaces import analysis, trial_frame
 from search_spaces.reports import plots
 from trainables.losses.registry import TERMS
 
@@ -98,10 +98,10 @@ def _searched_points(family: Mapping[str, Any], trials: pd.DataFrame, l0: float 
     """A method whose configurations each ran at one learning rate (a TPE search): its finished trials as
     unconnected points instead of one arbitrary configuration."""
     method = family["method"]
-    rows = trials[(trials["method"] == method) & trials["status"].isin(analysis.FINISHED)]
+    rows = trials[(trials["method"] == method) & trials["status"].isin(trial_frame.FINISHED)]
     cap = l0 if l0 is not None else float("inf")
     points = sorted(
-        (float(r["lr"]), analysis.capped_final(r, cap), r["status"] == "DIVERGED") for r in rows.to_dict("records")
+        (float(r["lr"]), trial_frame.capped_final(r, cap), r["status"] == "DIVERGED") for r in rows.to_dict("records")
     )
     return {
         "method": method,
@@ -115,10 +115,10 @@ def _searched_points(family: Mapping[str, Any], trials: pd.DataFrame, l0: float 
 
 
 def _scatter(name: str, trials: pd.DataFrame, method: str, x: str, y: str, caption: str) -> plots.Plot:
-    l0 = analysis.uniform_loss(analysis.vocab_size_of(trials) or 2)
-    rows = trials[(trials["method"] == method) & trials["status"].isin(analysis.FINISHED)]
+    l0 = trial_frame.uniform_loss(trial_frame.vocab_size_of(trials) or 2)
+    rows = trials[(trials["method"] == method) & trials["status"].isin(trial_frame.FINISHED)]
     points = [
-        {x: float(r[x]), y: float(r[y]), "loss": analysis.capped_final(r, l0), "diverged": r["status"] == "DIVERGED"}
+        {x: float(r[x]), y: float(r[y]), "loss": trial_frame.capped_final(r, l0), "diverged": r["status"] == "DIVERGED"}
         for r in rows.to_dict("records")
         if not (pd.isna(r.get(x)) or pd.isna(r.get(y)))
     ]

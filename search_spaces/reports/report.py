@@ -14,11 +14,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from search_spaces import analysis, storage
+from search_spaces import analysis, paper_reference, storage, trial_frame
+from search_spaces.best import best_configs
 from search_spaces.reports import insights, insights_report, plots
 from search_spaces.reports.figures import figures as draw_figures
 from search_spaces.reports.figures import heatmap_terms
-from search_spaces.sweep_dir import FINAL_SWEEP_STATUSES
+from search_spaces.speedup import SPEEDUP_RULE, convergence_speedup
+from search_spaces.sweep_dir import BEST_RULE, FINAL_SWEEP_STATUSES
 from trainables.losses.registry import TERMS
 
 SCHEMA = "lossweep.report/1"
@@ -128,7 +130,7 @@ def build_from(
     trials = _sorted_trials(trials)
     metrics = metrics if metrics is not None else pd.DataFrame()
     missing: list[str] = list(problems)
-    counts = analysis.status_counts(trials)
+    counts = trial_frame.status_counts(trials)
     status = str((progress or {}).get("status") or ("RUNNING" if counts["RUNNING"] + counts["PENDING"] else "UNKNOWN"))
     unfinished = counts["RUNNING"] + counts["PENDING"]
     ended = status in FINAL_SWEEP_STATUSES
@@ -142,39 +144,39 @@ def build_from(
             f"the sweep ended ({status}) with {unfinished} trial(s) still marked running or pending: "
             "they never finished and count only where noted"
         )
-    vocab = analysis.vocab_size_of(trials) if len(trials) else None
-    l0 = analysis.uniform_loss(vocab) if vocab else None
+    vocab = trial_frame.vocab_size_of(trials) if len(trials) else None
+    l0 = trial_frame.uniform_loss(vocab) if vocab else None
 
     best = (
-        analysis.best_configs(trials)
+        best_configs(trials)
         if len(trials)
-        else {"rule": analysis.BEST_RULE, "overall": None, "per_method": {}, "missing": []}
+        else {"rule": BEST_RULE, "overall": None, "per_method": {}, "missing": []}
     )
     missing += best["missing"]
     for record in ([best["overall"]] if best["overall"] else []) + list(best["per_method"].values()):
         record["yaml"] = best_yaml(record, spec)
 
     lrs_table = analysis.lr_sensitivity(trials) if len(trials) else pd.DataFrame(columns=analysis.LRS_COLUMNS)
-    families = analysis.records(lrs_table)
+    families = trial_frame.records(lrs_table)
     with_lrs = [f for f in families if f["lrs"] is not None]
     if len(trials) and not with_lrs:
         missing.append(
             "no LR sensitivity: it needs finished trials at two or more learning rates with the same method and "
             "coefficients"
         )
-    paper = analysis.paper_comparison(lrs_table)
+    paper = paper_reference.paper_comparison(lrs_table)
     if paper is not None:
         paper["rows"] = _paper_rows(families)
 
-    lam_rows = analysis.records(analysis.lambda_robustness(trials)) if len(trials) else []
+    lam_rows = trial_frame.records(analysis.lambda_robustness(trials)) if len(trials) else []
     heatmaps, heat_missing = _heatmaps(trials)
     missing += heat_missing
 
-    deltas = analysis.records(analysis.paired_deltas(trials)) if len(trials) else []
+    deltas = trial_frame.records(analysis.paired_deltas(trials)) if len(trials) else []
     speedup = (
-        analysis.convergence_speedup(trials, metrics)
+        convergence_speedup(trials, metrics)
         if len(trials)
-        else {"rule": analysis.SPEEDUP_RULE, "baseline": None, "methods": [], "missing": []}
+        else {"rule": SPEEDUP_RULE, "baseline": None, "methods": [], "missing": []}
     )
     missing += speedup["missing"]
     curves = _best_curves(best, metrics)
@@ -229,7 +231,7 @@ def build_from(
         "trials": _trial_rows(trials),
         "links": dict(sorted((links or {}).items())),
     }
-    data = analysis.to_json_value(data)
+    data = trial_frame.to_json_value(data)
     figures = draw_figures(data, lrs_table, trials) + insights_report.figures(data)
     data["plots"] = [{"name": p.name, "caption": p.caption, "alt": p.alt} for p in figures]
     return Report(data=data, plots=tuple(figures))
@@ -238,7 +240,7 @@ def build_from(
 def _sorted_trials(trials: pd.DataFrame) -> pd.DataFrame:
     if trials.empty:
         return trials
-    order = trials["method"].map(lambda m: (analysis.method_order(str(m)), str(m))).map(str)
+    order = trials["method"].map(lambda m: (trial_frame.method_order(str(m)), str(m))).map(str)
     keyed = trials.assign(_m=order, _lr=pd.to_numeric(trials["lr"], errors="coerce"))
     return (
         keyed.sort_values(["_m", "_lr", "seed", "trial_id"], kind="mergesort")
@@ -293,8 +295,8 @@ def _paper_rows(families: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     primary = {f["method"]: f for f in analysis.primary_families(pd.DataFrame(families))} if families else {}
     for method, fam in primary.items():
-        paper = {size: table.get(method) for size, table in analysis.PAPER_LRS.items()}
-        tied = analysis.PAPER_LRS_TIED_221M.get(method)
+        paper = {size: table.get(method) for size, table in paper_reference.PAPER_LRS.items()}
+        tied = paper_reference.PAPER_LRS_TIED_221M.get(method)
         if all(v is None for v in paper.values()) and tied is None:
             continue
         rows.append(
@@ -352,7 +354,7 @@ def _best_curves(best: Mapping[str, Any], metrics: pd.DataFrame) -> list[dict[st
     if metrics.empty or "trial_id" not in metrics.columns:
         return []
     out = []
-    for method in analysis.sort_methods(best["per_method"]):
+    for method in trial_frame.sort_methods(best["per_method"]):
         record = best["per_method"][method]
         rows = metrics[metrics["trial_id"] == record["trial_id"]]
         if rows.empty or "tokens" not in rows.columns:
@@ -361,7 +363,7 @@ def _best_curves(best: Mapping[str, Any], metrics: pd.DataFrame) -> list[dict[st
         curve: dict[str, Any] = {"method": method, "trial_id": record["trial_id"]}
         for column in ("step", "tokens", "val_loss", *[k for k, _ in plots.DIAGNOSTICS]):
             if column in rows.columns:
-                curve[column] = [analysis.to_json_value(v) for v in pd.to_numeric(rows[column], errors="coerce")]
+                curve[column] = [trial_frame.to_json_value(v) for v in pd.to_numeric(rows[column], errors="coerce")]
         out.append(curve)
     return out
 
@@ -369,14 +371,14 @@ def _best_curves(best: Mapping[str, Any], metrics: pd.DataFrame) -> list[dict[st
 def _trial_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:
     if trials.empty:
         return []
-    columns = analysis.hyperparameter_columns(trials)
+    columns = trial_frame.hyperparameter_columns(trials)
     out = []
     for rec in trials.to_dict("records"):
-        params = analysis.trial_params(rec, columns)
+        params = trial_frame.trial_params(rec, columns)
         params.pop("lr", None)
         row = {k: rec.get(k) for k in _TRIAL_COLUMNS if k != "coefficients"}
         row["coefficients"] = params
-        out.append({k: analysis.to_json_value(row.get(k)) for k in _TRIAL_COLUMNS})
+        out.append({k: trial_frame.to_json_value(row.get(k)) for k in _TRIAL_COLUMNS})
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from search_spaces import analysis
+from search_spaces import paper_reference, trial_frame
 from search_spaces.reports import insights_report
 from search_spaces.reports.report import Report
 from search_spaces.reports.report_text import (
@@ -108,7 +108,7 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
         [
             [
                 method_name(f["method"]),
-                analysis.format_coefficients(f["coefficients"]),
+                trial_frame.format_coefficients(f["coefficients"]),
                 f["K"],
                 fmt(f["lrs"], 3) + (f" ± {fmt(f['lrs_seed_std'], 3)}" if f["lrs_seed_std"] is not None else ""),
                 f["n_seeds"],
@@ -124,7 +124,7 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
     out += [f"Largest stable LR: {section['stable_rule']}.", ""]
     paper = section.get("paper")
     if paper and paper.get("rows"):
-        sizes = list(analysis.PAPER_LRS)
+        sizes = list(paper_reference.PAPER_LRS)
         out += [
             "### Beside the paper",
             "",
@@ -266,5 +266,5 @@ def to_markdown(report: Report) -> str:
     data = report.data
     lines = _header(data) + _best(data) + _lrs(data) + _lambda(data) + _speedup(data) + insights_report.markdown(data)
     lines += _trials(data)
-    lines += [f"_Method references: {analysis.OEC_CITATION}; {analysis.SIMREG_CITATION}._", ""]
+    lines += [f"_Method references: {paper_reference.OEC_CITATION}; {paper_reference.SIMREG_CITATION}._", ""]
     return "\n".join(lines)
