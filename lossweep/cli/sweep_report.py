@@ -93,7 +93,6 @@ def _print_tables(out: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from search_spaces.trial_frame import format_coefficients
     from search_spaces.reports.report_text import (
         coefficients_text,
         fmt,
@@ -103,6 +102,7 @@ def _print_tables(out: dict[str, Any]) -> None:
         seed_speedup_text,
         single_lr_summary,
     )
+    from search_spaces.trial_frame import format_coefficients
 
     # Pipes get 80 columns by default, too narrow for these tables; a real terminal keeps its width.
     probe = Console()
