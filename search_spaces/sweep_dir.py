@@ -148,7 +148,9 @@ def write_progress(sweep_dir: str, progress: Mapping[str, Any]) -> None:
 
 
 def write_spec_document(sweep_dir: str, spec: Mapping[str, Any]) -> str:
-    """Writes a validated spec (as a plain document) to spec.yaml; returns its path."""
+    """Writes a validated spec (as a plain document: ``SweepSpec.model_dump(mode="json")``) to spec.yaml;
+    returns its path. Whoever creates the sweep dir writes it once (the service, ``lossweep sweep run``,
+    or the driver when it is given a spec file from elsewhere)."""
     import yaml
 
     file = path(sweep_dir, SPEC_FILE)
