@@ -14,6 +14,7 @@ from search_spaces.reports.insights_report import importance_html, mechanism_htm
 from search_spaces.reports.plots import Plot
 from search_spaces.reports.report import Report
 from search_spaces.reports.report_text import (
+    TRIAL_HEADERS,
     coefficients_text,
     duration,
     fmt,
@@ -437,21 +438,7 @@ def _trials(data: Mapping[str, Any]) -> str:
     out.append(
         '<div class="table-wrap tall">'
         + _table(
-            [
-                "trial",
-                "method",
-                "lr",
-                "coefficients",
-                "seed",
-                "status",
-                "final val CE",
-                "best val CE",
-                "best step",
-                "steps",
-                "tokens",
-                "wall time",
-                "diverged at (cause)",
-            ],
+            TRIAL_HEADERS,
             rows,
             numeric=(2, 4, 6, 7, 8, 9, 10, 11),
             classes=classes,

@@ -12,6 +12,7 @@ from search_spaces import paper_reference, trial_frame
 from search_spaces.reports import insights_report
 from search_spaces.reports.report import Report
 from search_spaces.reports.report_text import (
+    TRIAL_HEADERS,
     coefficients_text,
     duration,
     fmt,
@@ -225,21 +226,7 @@ def _trials(data: Mapping[str, Any]) -> list[str]:
     if not data["trials"]:
         return [*out, "No trials yet.", ""]
     out += md_table(
-        [
-            "trial",
-            "method",
-            "lr",
-            "coefficients",
-            "seed",
-            "status",
-            "final val CE",
-            "best val CE",
-            "best step",
-            "steps",
-            "tokens",
-            "wall time",
-            "diverged at (cause)",
-        ],
+        TRIAL_HEADERS,
         [
             [
                 f"`{t['trial_id']}`",

@@ -8,6 +8,23 @@ from typing import Any
 from search_spaces.sweep_dir import FINAL_TRIAL_STATUSES
 from trainables.losses.registry import method_label
 
+#: The columns of the trials table, in the HTML and the Markdown report alike.
+TRIAL_HEADERS: tuple[str, ...] = (
+    "trial",
+    "method",
+    "lr",
+    "coefficients",
+    "seed",
+    "status",
+    "final val CE",
+    "best val CE",
+    "best step",
+    "steps",
+    "tokens",
+    "wall time",
+    "diverged at (cause)",
+)
+
 
 def method_name(method: str) -> str:
     """Human name of a method (the loss registry's labels); combinations joined with ``+``."""
