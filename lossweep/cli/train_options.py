@@ -7,18 +7,13 @@ message naming the flag. ``fail`` prints such a message and exits with status 2 
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, get_type_hints
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 if TYPE_CHECKING:
     from trainables.config import TrainConfig
-
-R = TypeVar("R")
 
 PresetOpt = Annotated[str, typer.Option("--preset", help="Model preset (see `lossweep presets --models`).")]
 DataOpt = Annotated[
@@ -83,54 +78,27 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-@dataclass(frozen=True)
-class RunFlags:
-    """The flags of one training run, as both commands declare them (:func:`with_run_flags`)."""
-
-    preset: PresetOpt = "tiny"
-    data: DataOpt = "stdlib"
-    tokenizer: TokenizerOpt = "bytes"
-    column: ColumnOpt = "tokens"
-    seq_len: SeqLenOpt = 128
-    batch_size: BatchSizeOpt = 16
-    steps: StepsOpt = 200
-    lr: LrOpt = 1e-3
-    min_lr: MinLrOpt = 1e-5
-    warmup: WarmupOpt = None
-    weight_decay: WeightDecayOpt = 0.0
-    precision: PrecisionOpt = "fp32"
-    eval_interval: EvalIntervalOpt = None
-    eval_batches: EvalBatchesOpt = 4
-    seed: SeedOpt = 0
-    loss: LossOpt = None
-    gpu: GpuOpt = False
-
-
-def with_run_flags(command: Callable[..., R]) -> Callable[..., R]:
-    """``command`` with the fields of :class:`RunFlags` as its first options (typer reads the signature);
-    it receives them as one ``flags: RunFlags`` argument."""
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "flags"]
-    hints = get_type_hints(RunFlags, include_extras=True)
-    shared = [
-        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
-        for f in fields(RunFlags)
-    ]
-    names = [f.name for f in fields(RunFlags)]
-
-    @functools.wraps(command)
-    def wrapper(**kwargs: Any) -> R:
-        flags = RunFlags(**{name: kwargs.pop(name) for name in names})
-        return command(flags=flags, **kwargs)
-
-    parameters = shared + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
-    wrapper.__signature__ = inspect.Signature(parameters, return_annotation=None)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
-    return wrapper
-
-
-def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> TrainConfig:
-    """The ``TrainConfig`` the flags describe (``use_gpu`` overrides ``--gpu``); ``FlagError`` on any invalid
-    value."""
+def build_train_config(
+    *,
+    preset: str = "tiny",
+    data: str = "stdlib",
+    tokenizer: str = "bytes",
+    column: str = "tokens",
+    seq_len: int = 128,
+    batch_size: int = 16,
+    steps: int = 200,
+    lr: float = 1e-3,
+    min_lr: float = 1e-5,
+    warmup: int | None = None,
+    weight_decay: float = 0.0,
+    precision: str = "fp32",
+    eval_interval: int | None = None,
+    eval_batches: int = 4,
+    seed: int = 0,
+    losses: Sequence[str] | None = None,
+    use_gpu: bool = False,
+) -> TrainConfig:
+    """The ``TrainConfig`` the flags describe; ``FlagError`` on any invalid value."""
     from trainables.config import DataConfig, OptimConfig, TrainConfig
     from trainables.corpus import CORPUS_KINDS
     from trainables.losses.config import LossConfig
@@ -141,52 +109,52 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
         if not ok:
             raise FlagError(f"{flag}: {problem}")
 
-    check(flags.steps >= 1, "--steps", f"must be >= 1, got {flags.steps}")
-    check(flags.seq_len >= 2, "--seq-len", f"must be >= 2, got {flags.seq_len}")
-    check(flags.batch_size >= 1, "--batch-size", f"must be >= 1, got {flags.batch_size}")
-    check(flags.lr > 0, "--lr", f"must be > 0, got {flags.lr}")
-    check(flags.min_lr >= 0, "--min-lr", f"must be >= 0, got {flags.min_lr}")
-    check(flags.weight_decay >= 0, "--weight-decay", f"must be >= 0, got {flags.weight_decay}")
-    check(flags.eval_batches >= 1, "--eval-batches", f"must be >= 1, got {flags.eval_batches}")
-    precision_ok = flags.precision in ("fp32", "bf16")
-    check(precision_ok, "--precision", f"must be 'fp32' or 'bf16', got {flags.precision!r}")
-    warmup = flags.warmup if flags.warmup is not None else flags.steps // 20
-    check(0 <= warmup < flags.steps, "--warmup", f"must be in [0, --steps), got {warmup}")
-    eval_interval = flags.eval_interval if flags.eval_interval is not None else min(50, flags.steps)
+    check(steps >= 1, "--steps", f"must be >= 1, got {steps}")
+    check(seq_len >= 2, "--seq-len", f"must be >= 2, got {seq_len}")
+    check(batch_size >= 1, "--batch-size", f"must be >= 1, got {batch_size}")
+    check(lr > 0, "--lr", f"must be > 0, got {lr}")
+    check(min_lr >= 0, "--min-lr", f"must be >= 0, got {min_lr}")
+    check(weight_decay >= 0, "--weight-decay", f"must be >= 0, got {weight_decay}")
+    check(eval_batches >= 1, "--eval-batches", f"must be >= 1, got {eval_batches}")
+    check(precision in ("fp32", "bf16"), "--precision", f"must be 'fp32' or 'bf16', got {precision!r}")
+    if warmup is None:
+        warmup = steps // 20
+    check(0 <= warmup < steps, "--warmup", f"must be in [0, --steps), got {warmup}")
+    if eval_interval is None:
+        eval_interval = min(50, steps)
     check(eval_interval >= 1, "--eval-interval", f"must be >= 1, got {eval_interval}")
     try:
-        model_preset(flags.preset)
+        model_preset(preset)
     except ValueError as exc:
         raise FlagError(f"--preset: {exc}") from None
     try:
-        parse_tokenizer_spec(flags.tokenizer)
+        parse_tokenizer_spec(tokenizer)
     except ValueError as exc:
         raise FlagError(f"--tokenizer: {exc}") from None
-    kind = flags.data.partition(":")[0]
-    data_ok = flags.data == "stdlib" or kind in ("text", "parquet", "shards")
-    check(data_ok, "--data", f"use {CORPUS_KINDS}, not {flags.data!r}")
+    kind = data.partition(":")[0]
+    check(data == "stdlib" or kind in ("text", "parquet", "shards"), "--data", f"use {CORPUS_KINDS}, not {data!r}")
     try:
-        loss = LossConfig.from_cli(list(flags.loss or ()))
+        loss = LossConfig.from_cli(list(losses or ()))
     except ValueError as exc:
         raise FlagError(f"--loss: {exc}") from None
     try:
         return TrainConfig(
-            model=flags.preset,
+            model=preset,
             data=DataConfig(
-                corpus=flags.data,
-                tokenizer=flags.tokenizer,
-                column=flags.column,
-                seq_len=flags.seq_len,
-                batch_size=flags.batch_size,
-                eval_batches=flags.eval_batches,
+                corpus=data,
+                tokenizer=tokenizer,
+                column=column,
+                seq_len=seq_len,
+                batch_size=batch_size,
+                eval_batches=eval_batches,
             ),
-            optim=OptimConfig(lr=flags.lr, min_lr=flags.min_lr, warmup_steps=warmup, weight_decay=flags.weight_decay),
+            optim=OptimConfig(lr=lr, min_lr=min_lr, warmup_steps=warmup, weight_decay=weight_decay),
             loss=loss,
-            steps=flags.steps,
+            steps=steps,
             eval_interval=eval_interval,
-            seed=flags.seed,
-            precision=flags.precision,  # type: ignore[arg-type]
-            use_gpu=flags.gpu if use_gpu is None else use_gpu,
+            seed=seed,
+            precision=precision,  # type: ignore[arg-type]
+            use_gpu=use_gpu,
         )
     except ValueError as exc:
         raise FlagError(str(exc)) from None
