@@ -36,7 +36,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainables.sampler import BatchSampler
-from trainables.shards import open_shards, synthetic_shards
+from trainables.shard_writer import synthetic_shards
+from trainables.shards import open_shards
 
 SHAPES = {"oec (T=2048, B=64)": (2048, 64), "laptop (T=128, B=16)": (128, 16)}
 

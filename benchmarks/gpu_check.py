@@ -63,7 +63,7 @@ def synthetic_corpus(directory: Path, *, tokens: int, vocab: int = GPT2_VOCAB, s
     below ``vocab`` (the same memory-mapped path a prepared corpus takes), nine tenths for training.
     Returns the corpus spec for ``DataConfig.corpus``. Throughput does not depend on what the ids are;
     the loss stays near ln V."""
-    from trainables.shards import synthetic_shards
+    from trainables.shard_writer import synthetic_shards
 
     out = directory / "shards"
     synthetic_shards(out, train_tokens=tokens - tokens // 10, val_tokens=tokens // 10, vocab_size=vocab, seed=seed,

@@ -13,8 +13,6 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from search_spaces import storage
 from search_spaces.spec import SweepSpec, load_yaml
 
@@ -128,11 +126,6 @@ def write_metrics(sweep_dir: str, rows: Iterable[Mapping[str, Any]]) -> None:
         arrays.append(pa.array([_cast(row.get(name), kind) for row in rows], type=_arrow_type(kind)))
     table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
     storage.write_bytes(storage.join(sweep_dir, METRICS_FILE), _parquet_bytes(table))
-
-
-def write_spec(sweep_dir: str, spec: SweepSpec) -> None:
-    text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
-    storage.write_text(storage.join(sweep_dir, SPEC_FILE), text)
 
 
 def write_json(sweep_dir: str, name: str, data: Mapping[str, Any]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from search_spaces import results, storage
 from search_spaces.spec import SweepSpec
-from search_spaces.sweep_dir import TRIAL_STATUSES
+from search_spaces.sweep_dir import SPEC_FILE, TRIAL_STATUSES, write_spec_document
 
 
 def sweep_manifest(spec: SweepSpec, sweep_id: str) -> dict[str, Any]:
@@ -71,8 +71,19 @@ def _corpus_hash(sweep_dir: str) -> str | None:
     return None
 
 
-def run(spec: SweepSpec, sweep_dir: str, *, address: str | None = None) -> dict[str, Any]:
-    """Runs (or resumes) the sweep and returns the final progress document."""
+def spec_in_place(spec_file: str | None, sweep_dir: str) -> bool:
+    """Whether ``spec_file`` is ``sweep_dir``'s own spec.yaml, however either path is spelled."""
+    if spec_file is None:
+        return False
+    return storage.normalize(spec_file) == storage.join(storage.normalize(sweep_dir), SPEC_FILE)
+
+
+def run(
+    spec: SweepSpec, sweep_dir: str, *, address: str | None = None, spec_file: str | None = None
+) -> dict[str, Any]:
+    """Runs (or resumes) the sweep and returns the final progress document. ``spec_file`` is the file
+    ``spec`` was read from: when it is the sweep dir's own spec.yaml (written by the service or the
+    CLI), it is not written again."""
     import ray
 
     from search_spaces.callbacks import SweepResultsCallback
@@ -84,7 +95,8 @@ def run(spec: SweepSpec, sweep_dir: str, *, address: str | None = None) -> dict[
     from search_spaces.driver import TUNE_DIR
 
     resuming = storage.exists(storage.join(sweep_dir, TUNE_DIR))
-    results.write_spec(sweep_dir, spec)
+    if not spec_in_place(spec_file, sweep_dir):
+        write_spec_document(sweep_dir, spec.model_dump(mode="json"))
     manifest = results.read_manifest(sweep_dir) if resuming else None
     if manifest is None:
         manifest = sweep_manifest(spec, sweep_id)
@@ -143,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: invalid sweep spec {args.spec}:\n{exc}", file=sys.stderr)
         return 2
     try:
-        progress = run(spec, args.sweep_dir, address=args.address)
+        progress = run(spec, args.sweep_dir, address=args.address, spec_file=args.spec)
     except KeyboardInterrupt:
         print("lossweep: sweep interrupted; run the same command again to resume it", file=sys.stderr)
         return 130

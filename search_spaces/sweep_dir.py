@@ -24,6 +24,13 @@ TRIALS_FILE = "trials.parquet"
 METRICS_FILE = "metrics.parquet"
 TRIALS_DIR = "trials"  # trials/<trial_id>/manifest.json, trials/<trial_id>/result.json
 TRIAL_MANIFEST_FILE = "manifest.json"
+#: The formats of the best-config report, each written as ``report.<format>`` (:func:`report_file`).
+REPORT_FORMATS: tuple[str, ...] = ("json", "md", "html")
+
+
+def report_file(fmt: str) -> str:
+    return f"report.{fmt}"
+
 
 # ---------------------------------------------------------------------------------------- statuses
 #: A trial's status in trials.parquet and progress.json counts, in display order.
@@ -141,7 +148,9 @@ def write_progress(sweep_dir: str, progress: Mapping[str, Any]) -> None:
 
 
 def write_spec_document(sweep_dir: str, spec: Mapping[str, Any]) -> str:
-    """Writes a validated spec (as a plain document) to spec.yaml; returns its path."""
+    """Writes a validated spec (as a plain document: ``SweepSpec.model_dump(mode="json")``) to spec.yaml;
+    returns its path. Whoever creates the sweep dir writes it once (the service, ``lossweep sweep run``,
+    or the driver when it is given a spec file from elsewhere)."""
     import yaml
 
     file = path(sweep_dir, SPEC_FILE)

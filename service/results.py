@@ -1,5 +1,5 @@
 """Reading a sweep's results for the API: trials, metrics, the best configuration and reports. All of
-it comes from the sweep dir through ``search_spaces.results``/``search_spaces.report``."""
+it comes from the sweep dir through ``search_spaces.results``/``search_spaces.reports.report``."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def _nan(value: Any) -> bool:
 
 def render_report(sweep_dir: str, fmt: str, links: dict[str, str]) -> str:
     """The report rendered in memory: a GET never writes into the sweep dir."""
-    from search_spaces.report import render_text
+    from search_spaces.reports.render import render_text
 
     with _RENDER_LOCK:
         return render_text(sweep_dir, fmt, links=links)

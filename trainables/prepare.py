@@ -35,7 +35,8 @@ from typing import Any, Literal
 import numpy as np
 
 from trainables.corpus import TEXT_SUFFIXES, VAL_PERCENT, CorpusError, is_val_document, stdlib_files, stdlib_root
-from trainables.shards import DEFAULT_SHARD_TOKENS, ShardError, ShardWriter, shard_dtype
+from trainables.shard_writer import ShardWriter
+from trainables.shards import DEFAULT_SHARD_TOKENS, ShardError, shard_dtype
 from trainables.tokenizer import BPETokenizer, ByteTokenizer, hf_tokenizer_path, parse_tokenizer_spec, train_tokenizer
 
 Format = Literal["text", "jsonl", "parquet"]

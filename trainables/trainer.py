@@ -187,6 +187,8 @@ def fit(
 ) -> dict[str, Any]:
     """Runs ``config`` on ``resources`` workers and returns the final metrics (the last report,
     all-reduced over ranks), plus ``checkpoint_path`` (the last checkpoint, if any) and ``run_path``.
+    Checkpoints go under ``<storage_path>/<name>/``; ``storage_path`` is a local path or a pyarrow URI
+    such as ``s3://bucket/prefix``.
 
     Uses the Ray connection of this process, or ``ray.init()`` (which honours ``RAY_ADDRESS``) when
     there is none. A diverged run returns normally with ``diverged=1``; a run that still fails after

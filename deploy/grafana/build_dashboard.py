@@ -41,6 +41,9 @@ SWEEP_VAR = "sweep"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 _SEL = '{sweep=~"$sweep"}'
 _TRIAL = "sweep, trial, method"
+# Bar gauges: one horizontal bar per series, its last value in the time range.
+_BAR_OPTIONS = {"orientation": "horizontal", "displayMode": "basic",
+                "reduceOptions": {"calcs": ["lastNotNull"], "values": False}}  # fmt: skip
 
 
 def _per_trial(name: str) -> str:
@@ -183,11 +186,7 @@ def build() -> dict[str, Any]:
             (0, 9, 8, 8),
             [_target(f"min by (method) (min_over_time({val}{_SEL}[$__range]))", "{{method}}", instant=True)],
             fieldConfig={"defaults": {"unit": "none", "decimals": 4}, "overrides": []},
-            options={
-                "orientation": "horizontal",
-                "displayMode": "basic",
-                "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
-            },
+            options=_BAR_OPTIONS,
         ),
         _panel(
             "bargauge",
@@ -205,11 +204,7 @@ def build() -> dict[str, Any]:
                 "defaults": {"unit": "none", "decimals": 0, "color": {"mode": "fixed", "fixedColor": "red"}},
                 "overrides": [],
             },
-            options={
-                "orientation": "horizontal",
-                "displayMode": "basic",
-                "reduceOptions": {"calcs": ["lastNotNull"], "values": False},
-            },
+            options=_BAR_OPTIONS,
         ),
         _panel(
             "table",

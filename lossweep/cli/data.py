@@ -59,7 +59,7 @@ def prepare_command(
     from trainables.corpus import CorpusError
     from trainables.prepare import Progress as PrepareProgress
     from trainables.prepare import make_plan, prepare
-    from trainables.shards import check_out
+    from trainables.shard_writer import check_out
 
     if shard_tokens < 1:
         fail(f"--shard-tokens: must be >= 1, got {shard_tokens}")

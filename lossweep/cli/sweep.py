@@ -160,13 +160,14 @@ def run_command(
     from rich.console import Console
     from rich.live import Live
 
-    from search_spaces import results, storage
+    from search_spaces import storage
+    from search_spaces.sweep_dir import write_spec_document
 
     spec = load_spec_arg(spec_arg, sets)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     sweep_dir = storage.normalize(out or Path("sweeps") / f"{spec.name}-{stamp}")
     storage.makedirs(sweep_dir)
-    results.write_spec(sweep_dir, spec)
+    spec_file = write_spec_document(sweep_dir, spec.model_dump(mode="json"))
 
     env = dict(os.environ)
     if address is None and not env.get("RAY_ADDRESS"):
@@ -179,7 +180,7 @@ def run_command(
     console = Console(stderr=as_json)
     console.print(f"sweep [bold]{spec.name}[/]: {spec.num_trials()} trials -> {sweep_dir}")
     log_path = Path(sweep_dir) / "driver.log" if not storage.is_uri(sweep_dir) else Path(f"{spec.name}-{stamp}.log")
-    cmd = [sys.executable, "-m", "search_spaces.run", storage.join(sweep_dir, results.SPEC_FILE), sweep_dir]
+    cmd = [sys.executable, "-m", "search_spaces.run", spec_file, sweep_dir]
     def _terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # a SIGTERM stops the driver too, as Ctrl-C does
 

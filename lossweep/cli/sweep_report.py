@@ -12,8 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from lossweep.cli.sweep import sweep_app
-
-_FORMATS = ("json", "md", "html")
+from search_spaces.sweep_dir import REPORT_FORMATS as _FORMATS
 
 
 def _parse_formats(values: list[str] | None) -> tuple[str, ...]:
@@ -64,7 +63,7 @@ def report_command(
     """Write report.json / report.md / report.html into the sweep directory and print their paths."""
     formats = _parse_formats(fmt)
     sweep_dir = _check_dir(sweep_dir)
-    from search_spaces.report import render
+    from search_spaces.reports.render import render
 
     written = render(sweep_dir, formats=formats)
     for path in written.values():
@@ -94,8 +93,7 @@ def _print_tables(out: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from search_spaces.analysis import format_coefficients
-    from search_spaces.report_text import (
+    from search_spaces.reports.report_text import (
         coefficients_text,
         fmt,
         fmt_lr,
@@ -104,6 +102,7 @@ def _print_tables(out: dict[str, Any]) -> None:
         seed_speedup_text,
         single_lr_summary,
     )
+    from search_spaces.trial_frame import format_coefficients
 
     # Pipes get 80 columns by default, too narrow for these tables; a real terminal keeps its width.
     probe = Console()

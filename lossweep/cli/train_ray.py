@@ -41,54 +41,10 @@ from lossweep.cli.train_options import (
     fail,
 )
 
-cluster_app = typer.Typer(
-    name="cluster",
-    help="The local Ray cluster that `lossweep train`, `serve` and `demo` start and reuse.",
-    no_args_is_help=True,
-)
-
 
 def register(app: typer.Typer) -> None:
     """Adds this module's commands to the ``lossweep`` app."""
     app.command("train")(train)
-    app.add_typer(cluster_app)
-
-
-HomeOpt = Annotated[
-    Path | None, typer.Option("--home", help="State dir of the cluster (default: $LOSSWEEP_HOME or ~/.lossweep).")
-]
-
-
-@cluster_app.command("status")
-def cluster_status(home: HomeOpt = None) -> None:
-    """Address, dashboard and liveness of the local cluster (starts nothing)."""
-    from lossweep.local_cluster import default_state_dir, describe, is_alive, read_cluster
-
-    state = home or default_state_dir()
-    cluster = read_cluster(state)
-    if cluster is None:
-        typer.echo(f"no local cluster recorded in {state}")
-        raise typer.Exit(code=1)
-    alive = is_alive(cluster)
-    for key, value in describe(cluster).items():
-        typer.echo(f"{key:>9}: {value}")
-    typer.echo(f"{'status':>9}: {'running' if alive else 'not answering'}")
-    if not alive:
-        raise typer.Exit(code=1)
-
-
-@cluster_app.command("stop")
-def cluster_stop(home: HomeOpt = None) -> None:
-    """Stop the local cluster's processes only (other Ray clusters on the machine are left alone)."""
-    from lossweep.local_cluster import default_state_dir, read_cluster, stop_local_cluster
-
-    state = home or default_state_dir()
-    cluster = read_cluster(state)
-    if cluster is None:
-        typer.echo(f"no local cluster recorded in {state}")
-        return
-    stop_local_cluster(cluster)
-    typer.echo(f"stopped the local Ray cluster {cluster.address} ({cluster.temp_dir})")
 
 
 def train(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from search_spaces import report
+from search_spaces.reports.render import render
 from tests.fixtures.browser import DevTools
 from tests.search_spaces.synthetic_sweep import paper_grid_trials, trial, write_sweep
 
@@ -71,7 +71,7 @@ def _check_page(tools: DevTools, html: Path, expected_figures: int) -> None:
 
 def test_report_of_a_paper_grid_sweep_renders_in_chromium(browser: DevTools, tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path / "paper-grid", paper_grid_trials(seeds=(0,)))
-    paths = report.render(str(sweep), links={"trials.csv": "trials.csv"})
+    paths = render(str(sweep), links={"trials.csv": "trials.csv"})
     expected = len(json.loads(Path(paths["json"]).read_text())["plots"])
     assert expected == 9  # 7 of the best-config report, importance and the mechanism against the LR
     _check_page(browser, Path(paths["html"]), expected)
@@ -82,7 +82,7 @@ def test_report_of_a_sweep_with_only_diverged_trials_renders(browser: DevTools, 
         tmp_path / "diverged",
         [trial("d1", "baseline", 0.3, 0.0, status="DIVERGED"), trial("d2", "baseline", 1.0, 0.0, status="DIVERGED")],
     )
-    paths = report.render(str(sweep))
+    paths = render(str(sweep))
     _check_page(browser, Path(paths["html"]), len(json.loads(Path(paths["json"]).read_text())["plots"]))
 
 
@@ -92,7 +92,7 @@ def test_report_of_a_real_tiny_sweep_renders_in_chromium(browser: DevTools, requ
         sweep_dir = Path(request.getfixturevalue("tiny_sweep_dir"))
     except pytest.FixtureLookupError:
         pytest.skip("the tiny_sweep_dir fixture is not available")
-    paths = report.render(str(sweep_dir))
+    paths = render(str(sweep_dir))
     plots = json.loads(Path(paths["json"]).read_text())["plots"]
     assert plots, "a finished tiny sweep has at least its training curves"
     _check_page(browser, Path(paths["html"]), len(plots))

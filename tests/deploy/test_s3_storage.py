@@ -125,7 +125,7 @@ def test_results_read_the_same_from_s3_as_from_disk(local_sweep: Path, s3_sweep:
 
 
 def test_report_renders_from_and_into_the_bucket(local_sweep: Path, s3_sweep: str) -> None:
-    from search_spaces.report import render
+    from search_spaces.reports.render import render
 
     rendered = render(s3_sweep, formats=("json", "md"))
     assert rendered["json"] == f"{s3_sweep}/report.json"

@@ -116,9 +116,10 @@ def write_sweep(
     total_trials: int | None = None,
 ) -> Path:
     """Writes trials.parquet, metrics.parquet, progress.json, spec.yaml and manifest.json with the
-    sweep driver's own writers (``search_spaces.results``)."""
+    sweep driver's own writers (``search_spaces.results``, ``search_spaces.sweep_dir``)."""
     from search_spaces import results
     from search_spaces.spec import SweepSpec
+    from search_spaces.sweep_dir import write_spec_document
 
     directory.mkdir(parents=True, exist_ok=True)
     sweep_dir = str(directory)
@@ -167,7 +168,7 @@ def write_sweep(
             "max_concurrent_trials": 2,
         }
     )
-    results.write_spec(sweep_dir, SweepSpec.model_validate(spec_doc))
+    write_spec_document(sweep_dir, SweepSpec.model_validate(spec_doc).model_dump(mode="json"))
     manifest = {
         "lossweep": "0.1.0",
         "torch": "2.13.0",

@@ -8,7 +8,8 @@ import math
 import pandas as pd
 import pytest
 
-from search_spaces import analysis
+from search_spaces import analysis, paper_reference, speedup, trial_frame
+from search_spaces.best import best_configs
 from tests.search_spaces.synthetic_sweep import trial
 
 L0 = math.log(256)
@@ -42,10 +43,10 @@ def test_lr_sensitivity_value_caps_at_uniform_loss_and_counts_nan_as_l0() -> Non
     losses = [3.0, 2.5, 2.6, float("nan"), 9.0]
     # capped: 3.0, 2.5, 2.6, L0, L0; min 2.5; sum = 0.5 + 0 + 0.1 + 2 (L0 - 2.5)
     expected = (0.5 + 0.1 + 2 * (L0 - 2.5)) / 4
-    assert analysis.lr_sensitivity_value(losses, L0) == pytest.approx(expected, abs=1e-12)
-    assert analysis.lr_sensitivity_value(losses, L0) == pytest.approx(reference_lrs(losses, L0), abs=1e-12)
+    assert trial_frame.lr_sensitivity_value(losses, L0) == pytest.approx(expected, abs=1e-12)
+    assert trial_frame.lr_sensitivity_value(losses, L0) == pytest.approx(reference_lrs(losses, L0), abs=1e-12)
     with pytest.raises(ValueError, match="at least 2"):
-        analysis.lr_sensitivity_value([2.0], L0)
+        trial_frame.lr_sensitivity_value([2.0], L0)
 
 
 def test_lr_sensitivity_per_family_with_seeds_divergence_and_unfinished_trials() -> None:
@@ -151,7 +152,7 @@ def test_best_excludes_diverged_and_failed_and_breaks_ties() -> None:
         trial("mu", "mu_centering", 1e-3, 1.9, best=1.9, status="STOPPED"),
         trial("z-only-div", "z_loss", 1e-3, 0.0, status="DIVERGED", z_loss_weight=1e-4),
     ]
-    best = analysis.best_configs(frame(rows))
+    best = best_configs(frame(rows))
     assert "diverge" in best["rule"]
     assert best["overall"]["trial_id"] == "mu"
     assert best["overall"]["status"] == "STOPPED"
@@ -165,9 +166,9 @@ def test_best_excludes_diverged_and_failed_and_breaks_ties() -> None:
 
 def test_best_of_only_diverged_and_of_empty_sweep_say_what_is_missing() -> None:
     only_div = frame([trial("d", "baseline", 1.0, 0.0, status="DIVERGED")])
-    best = analysis.best_configs(only_div)
+    best = best_configs(only_div)
     assert best["overall"] is None and "no best configuration" in best["missing"][0]
-    empty = analysis.best_configs(pd.DataFrame())
+    empty = best_configs(pd.DataFrame())
     assert empty["overall"] is None and "no trials" in empty["missing"][0]
 
 
@@ -198,9 +199,9 @@ def test_paired_deltas_pair_on_seed_and_lr() -> None:
 
 def test_tokens_to_reach_interpolates_between_evaluations() -> None:
     curve = pd.DataFrame({"tokens": [100, 200, 300, 400], "val_loss": [4.5, 3.0, 2.0, 1.8]})
-    assert analysis.tokens_to_reach(curve, 2.5) == pytest.approx(250.0)
-    assert analysis.tokens_to_reach(curve, 4.5) == pytest.approx(100.0)
-    assert analysis.tokens_to_reach(curve, 1.0) is None
+    assert speedup.tokens_to_reach(curve, 2.5) == pytest.approx(250.0)
+    assert speedup.tokens_to_reach(curve, 4.5) == pytest.approx(100.0)
+    assert speedup.tokens_to_reach(curve, 1.0) is None
 
 
 def test_convergence_speedup_against_the_best_baseline() -> None:
@@ -216,7 +217,7 @@ def test_convergence_speedup_against_the_best_baseline() -> None:
             "val_loss": [5.0, 4.0, 3.0, 2.5, 4.5, 3.0, 2.0, 1.8, 3.0, 2.6],
         }
     )
-    out = analysis.convergence_speedup(frame(rows), metrics)
+    out = speedup.convergence_speedup(frame(rows), metrics)
     assert out["baseline"] == {"trial_id": "b", "target_val_loss": 2.5, "tokens": 400.0}
     assert [m["method"] for m in out["methods"]] == ["z_loss", "simreg"]  # the paper's method order
     by = {m["method"]: m for m in out["methods"]}
@@ -257,12 +258,12 @@ def test_speedup_over_seeds_pairs_each_seed_with_its_own_baseline() -> None:
         }
     )
     # The best simreg configuration is sx's (weight 0.5), which ran on seed 0 only.
-    out = analysis.convergence_speedup(frame(rows), metrics)
+    out = speedup.convergence_speedup(frame(rows), metrics)
     simreg_out = next(m for m in out["methods"] if m["method"] == "simreg")
     assert simreg_out["trial_id"] == "sx"
     assert [p["seed"] for p in simreg_out["per_seed"]] == [0]
     # Without sx the best simreg configuration is weight 0.1, repeated on three seeds.
-    out = analysis.convergence_speedup(frame([r for r in rows if r["trial_id"] != "sx"]), metrics)
+    out = speedup.convergence_speedup(frame([r for r in rows if r["trial_id"] != "sx"]), metrics)
     simreg_out = next(m for m in out["methods"] if m["method"] == "simreg")
     per_seed = {p["seed"]: p for p in simreg_out["per_seed"]}
     assert {p["baseline_trial_id"] for p in per_seed.values()} == {"b0", "b1", "b2"}
@@ -277,8 +278,8 @@ def test_speedup_over_seeds_pairs_each_seed_with_its_own_baseline() -> None:
 
 def test_speedup_without_baseline_or_metrics_says_why() -> None:
     rows = frame([trial("s", "simreg", 1e-3, 1.8, simreg_weight=0.1, simreg_temperature=0.1)])
-    assert "baseline" in analysis.convergence_speedup(rows, pd.DataFrame({"trial_id": ["s"]}))["missing"][0]
-    assert "metrics" in analysis.convergence_speedup(rows, None)["missing"][0]
+    assert "baseline" in speedup.convergence_speedup(rows, pd.DataFrame({"trial_id": ["s"]}))["missing"][0]
+    assert "metrics" in speedup.convergence_speedup(rows, None)["missing"][0]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -287,7 +288,7 @@ def test_speedup_without_baseline_or_metrics_says_why() -> None:
 
 
 def test_analyze_is_json_ready_for_full_and_empty_sweeps() -> None:
-    rows = [trial(f"b{i}", "baseline", lr, 2.0 + i / 10) for i, lr in enumerate(analysis.PAPER_LR_GRID)]
+    rows = [trial(f"b{i}", "baseline", lr, 2.0 + i / 10) for i, lr in enumerate(paper_reference.PAPER_LR_GRID)]
     out = analysis.analyze(frame(rows), None)
     json.dumps(out, allow_nan=False)
     assert out["counts"]["TERMINATED"] == 7
@@ -299,23 +300,23 @@ def test_analyze_is_json_ready_for_full_and_empty_sweeps() -> None:
 
 
 def test_paper_grid_detection() -> None:
-    assert analysis.uses_paper_lr_grid([3e-4, 1e-3, 0.003, 1e-2, 3e-2, 0.1, 0.30000000000000004])
-    assert not analysis.uses_paper_lr_grid([1e-3, 1e-2])
+    assert paper_reference.uses_paper_lr_grid([3e-4, 1e-3, 0.003, 1e-2, 3e-2, 0.1, 0.30000000000000004])
+    assert not paper_reference.uses_paper_lr_grid([1e-3, 1e-2])
 
 
 def test_paper_lrs_column_reproduced_from_the_published_runs(shared_dir) -> None:
     path = shared_dir / "reference" / "oec_loss_overview_all.csv"
     if not path.is_file():
         pytest.skip(f"{path} is not present")
-    ours = analysis.paper_lrs_by_size(path)
+    ours = paper_reference.paper_lrs_by_size(path)
     # The LRS table of PAPERS.md (OEC paper, no weight tying, lambda = 1e-4), to its 3 decimals.
-    for size, table in analysis.PAPER_LRS.items():
+    for size, table in paper_reference.PAPER_LRS.items():
         for method, published in table.items():
             assert ours[size][method] == pytest.approx(published, abs=6e-4), (size, method)
     assert ours["16M"] == pytest.approx(
         {"baseline": 0.306, "z_loss": 0.054, "mu_loss": 0.031, "mu_centering": 0.028}, abs=6e-4
     )
-    full = analysis.paper_lr_sensitivity(path)
+    full = paper_reference.paper_lr_sensitivity(path)
     assert set(full["size"]) == {"16M", "29M", "57M", "109M", "221M"}
     assert (full["K"] == 7).all()
     # λ robustness as the paper states it: z-loss breaks at λ = 1e2, μ-loss does not.
@@ -328,9 +329,10 @@ def test_paper_reader_rejects_an_unknown_run_name(tmp_path) -> None:
     path = tmp_path / "runs.csv"
     path.write_text("name,test_loss\nnot-a-run,3.0\n")
     with pytest.raises(ValueError, match="does not follow"):
-        analysis.read_paper_runs(path)
+        paper_reference.read_paper_runs(path)
     with pytest.raises(FileNotFoundError):
-        analysis.read_paper_runs(tmp_path / "absent.csv")
+        paper_reference.read_paper_runs(tmp_path / "absent.csv")
+
 
 
 def test_lr_sensitivity_uses_the_recorded_l0_and_caps_min_final_l0() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from search_spaces.insights import OBJECTIVE, mechanism_vs_lr, param_importance
-from search_spaces.plots import DIAGNOSTICS
+from search_spaces.reports.insights import OBJECTIVE, mechanism_vs_lr, param_importance
+from search_spaces.reports.plots import DIAGNOSTICS
 from tests.search_spaces.synthetic_sweep import VOCAB, curve, trial
 
 L0 = math.log(VOCAB)
@@ -106,8 +106,8 @@ def test_mechanism_takes_each_runs_last_finite_report() -> None:
 
 
 def test_markdown_report_has_both_sections(tmp_path: Any) -> None:
-    from search_spaces import report
-    from search_spaces.report_markdown import to_markdown
+    from search_spaces.reports import report
+    from search_spaces.reports.report_markdown import to_markdown
     from tests.search_spaces.synthetic_sweep import paper_grid_trials, write_sweep
 
     md = to_markdown(report.build(str(write_sweep(tmp_path / "s", paper_grid_trials(seeds=(0,))))))

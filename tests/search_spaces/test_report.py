@@ -1,4 +1,4 @@
-"""search_spaces.report: the three formats, determinism, self-containment, edge cases, the CLI, and the
+"""search_spaces.reports.report: the three formats, determinism, self-containment, edge cases, the CLI, and the
 report of a real tiny sweep."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from search_spaces import report
+from search_spaces.reports.render import render
 from search_spaces.spec import SweepSpec
 from tests.search_spaces.synthetic_sweep import paper_grid_trials, trial, write_sweep
 
@@ -26,7 +26,7 @@ def paper_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def paper_report(paper_sweep: Path) -> dict[str, str]:
-    return report.render(str(paper_sweep), links=LINKS)
+    return render(str(paper_sweep), links=LINKS)
 
 
 class _Page(HTMLParser):
@@ -197,16 +197,16 @@ def test_markdown_twin(paper_report: dict[str, str]) -> None:
 
 def test_render_is_deterministic(paper_sweep: Path, paper_report: dict[str, str]) -> None:
     first = {fmt: Path(p).read_bytes() for fmt, p in paper_report.items()}
-    again = report.render(str(paper_sweep), links=LINKS)
+    again = render(str(paper_sweep), links=LINKS)
     assert {fmt: Path(p).read_bytes() for fmt, p in again.items()} == first
 
 
 def test_render_only_the_requested_formats_and_rejects_unknown(tmp_path: Path) -> None:
     sweep = write_sweep(tmp_path / "s", [trial("b", "baseline", 1e-3, 2.0)])
-    assert set(report.render(str(sweep), formats=("json",))) == {"json"}
+    assert set(render(str(sweep), formats=("json",))) == {"json"}
     assert not (sweep / "report.html").exists()
     with pytest.raises(ValueError, match="unknown 'pdf'"):
-        report.render(str(sweep), formats=("pdf",))
+        render(str(sweep), formats=("pdf",))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def test_render_only_the_requested_formats_and_rejects_unknown(tmp_path: Path) -
 
 
 def _render_all(directory: Path) -> tuple[dict, str, str]:
-    paths = report.render(str(directory))
+    paths = render(str(directory))
     return (
         json.loads(Path(paths["json"]).read_text()),
         Path(paths["md"]).read_text(),
@@ -360,7 +360,7 @@ def tiny_report(request: pytest.FixtureRequest) -> tuple[Path, dict[str, str]]:
         sweep_dir = Path(request.getfixturevalue("tiny_sweep_dir"))
     except pytest.FixtureLookupError:
         pytest.skip("the tiny_sweep_dir fixture is not available")
-    return sweep_dir, report.render(str(sweep_dir))
+    return sweep_dir, render(str(sweep_dir))
 
 
 @pytest.mark.ray
@@ -377,12 +377,12 @@ def test_report_of_a_real_tiny_sweep(tiny_report: tuple[Path, dict[str, str]]) -
     assert "val-curves" in names and "diagnostics" in names
     page = parse(Path(paths["html"]).read_text())
     assert len(page.figures) == len(data["plots"])
-    again = report.render(str(sweep_dir))
+    again = render(str(sweep_dir))
     assert Path(again["html"]).read_bytes() == Path(paths["html"]).read_bytes()
 
 
 def test_seed_speedup_text_gives_mean_spread_and_count() -> None:
-    from search_spaces.report_text import seed_speedup_text
+    from search_spaces.reports.report_text import seed_speedup_text
 
     two = [{"seed": 0, "speedup": 2.0}, {"seed": 1, "speedup": 1.2}, {"seed": 2, "speedup": None}]
     assert seed_speedup_text({"per_seed": two, "seeds_reached": 2, "speedup_mean": 1.6, "speedup_std": 0.566}) == (
@@ -396,7 +396,7 @@ def test_seed_speedup_text_gives_mean_spread_and_count() -> None:
 
 
 def test_trial_table_shows_the_above_l0_flag_beside_a_divergence() -> None:
-    from search_spaces.report_text import stop_text
+    from search_spaces.reports.report_text import stop_text
 
     assert stop_text({"status": "TERMINATED", "above_l0_step": 50}) == "above L0 at step 50"
     assert stop_text({"status": "TERMINATED", "above_l0_step": -1}) == ""

@@ -11,6 +11,7 @@ import pytest
 from search_spaces import results, storage
 from search_spaces.callbacks import build_progress
 from search_spaces.spec import SweepSpec
+from search_spaces.sweep_dir import write_spec_document
 
 
 def _row(tid: str, status: str, best: float | None, **kw: object) -> dict[str, object]:
@@ -53,7 +54,7 @@ def test_spec_round_trip(tmp_path: Path) -> None:
     from search_spaces.presets import get_preset
 
     spec = get_preset("all-methods-tpe")
-    results.write_spec(str(tmp_path), spec)
+    write_spec_document(str(tmp_path), spec.model_dump(mode="json"))
     assert results.read_spec(tmp_path) == spec
 
 
@@ -75,3 +76,22 @@ def test_progress_counts_best_and_eta() -> None:
     assert progress["eta_s"] == pytest.approx(30.0 * (4 - 2.5) / 2.5)
     final = build_progress("s1", spec, rows, status="SUCCEEDED", elapsed_s=30.0)
     assert final["eta_s"] is None
+
+
+def test_the_driver_leaves_a_spec_yaml_in_place_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service and ``lossweep sweep run`` write spec.yaml and hand that file to the driver, which then
+    does not write it a second time; a spec file from elsewhere is copied in."""
+    from search_spaces.run import spec_in_place
+
+    sweep = tmp_path / "s"
+    sweep.mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert spec_in_place(str(sweep / "spec.yaml"), str(sweep))
+    assert spec_in_place("s/spec.yaml", "./s/")
+    (tmp_path / "link").symlink_to(sweep)
+    assert spec_in_place("link/spec.yaml", str(sweep))
+    assert not spec_in_place(str(tmp_path / "spec.yaml"), str(sweep))
+    assert not spec_in_place(str(sweep / "other.yaml"), str(sweep))
+    assert not spec_in_place(None, str(sweep))
+    assert spec_in_place("s3://bucket/runs/a/spec.yaml", "s3://bucket/runs/a/")
+    assert not spec_in_place("s3://bucket/runs/b/spec.yaml", "s3://bucket/runs/a")

@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from search_spaces import analysis
+from search_spaces import best
 from search_spaces.callbacks import build_progress
 from search_spaces.presets import get_preset
 from search_spaces.sweep_dir import BEST_RULE, best_key, best_trial
@@ -38,6 +38,6 @@ def test_progress_report_and_service_name_the_same_best_trial() -> None:
     ]
     assert best_trial(rows)["trial_id"] == "t-second"  # type: ignore[index]
     progress = build_progress("s", get_preset("demo"), rows, status="RUNNING", elapsed_s=1.0)
-    report = analysis.best_configs(pd.DataFrame(rows))
+    report = best.best_configs(pd.DataFrame(rows))
     service = service_best(pd.DataFrame(rows))
     assert progress["best"]["trial_id"] == report["overall"]["trial_id"] == service["trial_id"] == "t-second"  # type: ignore[index]

@@ -84,7 +84,8 @@ def test_the_service_refuses_a_directory_holding_a_link_out(live_service: LiveSe
 
 
 def test_a_shard_linked_out_of_the_root_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trainables.shards import open_shards, synthetic_shards
+    from trainables.shard_writer import synthetic_shards
+    from trainables.shards import open_shards
 
     root, outside = tmp_path / "data", tmp_path / "private"
     manifest = synthetic_shards(root / "set", train_tokens=4_000, val_tokens=1_000, vocab_size=300,

@@ -13,16 +13,8 @@ from trainables import sampler as sampler_mod
 from trainables.config import DataConfig
 from trainables.data import load_dataset
 from trainables.sampler import BatchSampler, DataSizeError, EvalBatches, feistel_permute
-from trainables.shards import (
-    MANIFEST,
-    ShardedTokens,
-    ShardError,
-    open_shards,
-    shard_dtype,
-    synthetic_shards,
-    verify,
-    write_shards,
-)
+from trainables.shard_writer import synthetic_shards, write_shards
+from trainables.shards import MANIFEST, ShardedTokens, ShardError, open_shards, shard_dtype, verify
 from trainables.tokenizer import EOT, parse_tokenizer_spec, tokenizer_identity, train_tokenizer
 
 

@@ -1,4 +1,4 @@
-"""The report's figures and HTML sections for :mod:`search_spaces.insights`: hyperparameter importance and
+"""The report's figures and HTML sections for :mod:`search_spaces.reports.insights`: hyperparameter importance and
 the mechanism against the learning rate."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from typing import Any
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 
-from search_spaces import plots
-from search_spaces.insights import mechanism_methods
-from search_spaces.plots import DIVERGED_MARK, Plot, method_color
+from search_spaces.reports import plots
+from search_spaces.reports.insights import mechanism_methods
+from search_spaces.reports.plots import DIVERGED_MARK, Plot, method_color
+from search_spaces.reports.report_text import md_table
 
 
 def importance_plot(section: Mapping[str, Any]) -> Plot | None:
@@ -145,14 +146,12 @@ def mechanism_html(data: Mapping[str, Any], figs: Mapping[str, Plot]) -> str:
 
 def markdown(data: Mapping[str, Any]) -> list[str]:
     """Both sections as Markdown lines: the importances, and the mechanism as medians per method and LR."""
-    from search_spaces.report_markdown import _table
-
     imp = data["importance"]
     rule = f"Objective: {imp['objective']}; evaluator: Optuna's {imp['evaluator']}."
     out = ["## Hyperparameter importance", "", rule, ""]
     if imp["overall"]:
         ranked = [[r["param"], f"{r['importance']:.3f}"] for r in imp["overall"]]
-        out += _table(["hyperparameter", "importance"], ranked)
+        out += md_table(["hyperparameter", "importance"], ranked)
     for method, entry in imp["per_method"].items():
         ranked = ", ".join(f"{r['param']} {r['importance']:.2f}" for r in entry["importances"])
         out.append(f"- within {method} ({entry['n_trials']} trials): {ranked}")
@@ -174,4 +173,4 @@ def markdown(data: Mapping[str, Any]) -> list[str]:
             rows.append([method, f"{lr:g}", str(len(at)), str(sum(r["diverged"] for r in at)), *cells])
     out += ["Median over runs of each run's last finite report, per method and peak learning rate.", ""]
     titles = [t.replace("|", "\\|") for t in mech["metrics"].values()]  # "max |logit|" inside a table header
-    return out + _table(["method", "lr", "runs", "diverged", *titles], rows)
+    return out + md_table(["method", "lr", "runs", "diverged", *titles], rows)

@@ -178,18 +178,7 @@ def lr_sensitivity_plot(families: Sequence[Mapping[str, Any]], *, l0: float | No
                 ax.plot(xs, ys, marker="o", ms=4.5, color=color, label=label, **line_style(fam["method"]))
                 diverged = set(fam.get("diverged_lrs", ()))
                 div = [(x, y if top is None else top) for x, y in zip(xs, ys, strict=True) if x in diverged]
-                if div:
-                    ax.scatter(
-                        [x for x, _ in div],
-                        [y for _, y in div],
-                        marker=DIVERGED_MARK,
-                        s=110,
-                        color=color,
-                        edgecolors="white",
-                        linewidths=0.8,
-                        zorder=5,
-                        clip_on=False,
-                    )
+                _diverged_marks(ax, div, color, size=110)
                 drawn += 1
             if l0 is not None and top is None and (any_diverged or not finite):
                 ax.axhline(l0, color="#b22222", lw=1.0, ls="--")
@@ -243,18 +232,25 @@ def _searched(ax: Any, fam: Mapping[str, Any], color: str, top: float | None) ->
     ok = [(x, y) for x, y, div in fam["points"] if not div]
     div = [(x, y if top is None else top) for x, y, d in fam["points"] if d]
     ax.scatter([x for x, _ in ok], [y for _, y in ok], s=22, color=color, alpha=0.75, label=fam["label"])
-    if div:
-        ax.scatter(
-            [x for x, _ in div],
-            [y for _, y in div],
-            marker=DIVERGED_MARK,
-            s=90,
-            color=color,
-            edgecolors="white",
-            linewidths=0.8,
-            zorder=5,
-            clip_on=False,
-        )
+    _diverged_marks(ax, div, color, size=90)
+
+
+def _diverged_marks(ax: Any, points: Sequence[tuple[float, float]], color: str, *, size: float) -> None:
+    """Crosses at the learning rates where runs diverged, above the lines and not clipped at the top edge
+    (where a cut-off y-axis puts them)."""
+    if not points:
+        return
+    ax.scatter(
+        [x for x, _ in points],
+        [y for _, y in points],
+        marker=DIVERGED_MARK,
+        s=size,
+        color=color,
+        edgecolors="white",
+        linewidths=0.8,
+        zorder=5,
+        clip_on=False,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,14 +1,12 @@
 """The best-config report of a sweep: ``report.json``, ``report.md`` and a self-contained ``report.html``.
 
 :func:`build` reads a sweep directory (through :mod:`search_spaces.results`) into one JSON-ready
-document plus its figures; :func:`render` writes the requested formats into the sweep directory, each
-by atomic replacement. The output depends only on the sweep directory's content (no clock, no
-randomness), so rendering twice gives the same bytes.
+document plus its figures (:mod:`search_spaces.reports.figures`); :mod:`search_spaces.reports.render`
+writes it out. The document depends only on the sweep directory's content (no clock, no randomness).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,10 +14,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from search_spaces import analysis, insights, insights_report, plots, storage
+from search_spaces import analysis, paper_reference, storage, trial_frame
+from search_spaces.best import best_configs
+from search_spaces.reports import insights, insights_report, plots
+from search_spaces.reports.figures import figures as draw_figures
+from search_spaces.reports.figures import heatmap_terms
+from search_spaces.speedup import SPEEDUP_RULE, convergence_speedup
+from search_spaces.sweep_dir import BEST_RULE, FINAL_SWEEP_STATUSES
 from trainables.losses.registry import TERMS
 
-FORMATS: tuple[str, ...] = ("json", "md", "html")
 SCHEMA = "lossweep.report/1"
 _TRIAL_COLUMNS = (
     "trial_id",
@@ -128,10 +131,10 @@ def build_from(
     trials = _sorted_trials(trials)
     metrics = metrics if metrics is not None else pd.DataFrame()
     missing: list[str] = list(problems)
-    counts = analysis.status_counts(trials)
+    counts = trial_frame.status_counts(trials)
     status = str((progress or {}).get("status") or ("RUNNING" if counts["RUNNING"] + counts["PENDING"] else "UNKNOWN"))
     unfinished = counts["RUNNING"] + counts["PENDING"]
-    ended = status in ("SUCCEEDED", "FAILED", "CANCELLED")
+    ended = status in FINAL_SWEEP_STATUSES
     partial = not ended and (status == "RUNNING" or unfinished > 0)
     if trials.empty:
         missing.append("no trials have reported yet: every section below is empty")
@@ -142,39 +145,39 @@ def build_from(
             f"the sweep ended ({status}) with {unfinished} trial(s) still marked running or pending: "
             "they never finished and count only where noted"
         )
-    vocab = analysis.vocab_size_of(trials) if len(trials) else None
-    l0 = analysis.sweep_l0(trials)
+    vocab = trial_frame.vocab_size_of(trials) if len(trials) else None
+    l0 = trial_frame.sweep_l0(trials)
 
     best = (
-        analysis.best_configs(trials)
+        best_configs(trials)
         if len(trials)
-        else {"rule": analysis.BEST_RULE, "overall": None, "per_method": {}, "missing": []}
+        else {"rule": BEST_RULE, "overall": None, "per_method": {}, "missing": []}
     )
     missing += best["missing"]
     for record in ([best["overall"]] if best["overall"] else []) + list(best["per_method"].values()):
         record["yaml"] = best_yaml(record, spec)
 
     lrs_table = analysis.lr_sensitivity(trials) if len(trials) else pd.DataFrame(columns=analysis.LRS_COLUMNS)
-    families = analysis.records(lrs_table)
+    families = trial_frame.records(lrs_table)
     with_lrs = [f for f in families if f["lrs"] is not None]
     if len(trials) and not with_lrs:
         missing.append(
             "no LR sensitivity: it needs finished trials at two or more learning rates with the same method and "
             "coefficients"
         )
-    paper = analysis.paper_comparison(lrs_table)
+    paper = paper_reference.paper_comparison(lrs_table)
     if paper is not None:
         paper["rows"] = _paper_rows(families)
 
-    lam_rows = analysis.records(analysis.lambda_robustness(trials)) if len(trials) else []
+    lam_rows = trial_frame.records(analysis.lambda_robustness(trials)) if len(trials) else []
     heatmaps, heat_missing = _heatmaps(trials)
     missing += heat_missing
 
-    deltas = analysis.records(analysis.paired_deltas(trials)) if len(trials) else []
+    deltas = trial_frame.records(analysis.paired_deltas(trials)) if len(trials) else []
     speedup = (
-        analysis.convergence_speedup(trials, metrics)
+        convergence_speedup(trials, metrics)
         if len(trials)
-        else {"rule": analysis.SPEEDUP_RULE, "baseline": None, "methods": [], "missing": []}
+        else {"rule": SPEEDUP_RULE, "baseline": None, "methods": [], "missing": []}
     )
     missing += speedup["missing"]
     curves = _best_curves(best, metrics)
@@ -229,8 +232,8 @@ def build_from(
         "trials": _trial_rows(trials),
         "links": dict(sorted((links or {}).items())),
     }
-    data = analysis.to_json_value(data)
-    figures = _figures(data, lrs_table, trials) + insights_report.figures(data)
+    data = trial_frame.to_json_value(data)
+    figures = draw_figures(data, lrs_table, trials) + insights_report.figures(data)
     data["plots"] = [{"name": p.name, "caption": p.caption, "alt": p.alt} for p in figures]
     return Report(data=data, plots=tuple(figures))
 
@@ -238,7 +241,7 @@ def build_from(
 def _sorted_trials(trials: pd.DataFrame) -> pd.DataFrame:
     if trials.empty:
         return trials
-    order = trials["method"].map(lambda m: (analysis.method_order(str(m)), str(m))).map(str)
+    order = trials["method"].map(lambda m: (trial_frame.method_order(str(m)), str(m))).map(str)
     keyed = trials.assign(_m=order, _lr=pd.to_numeric(trials["lr"], errors="coerce"))
     return (
         keyed.sort_values(["_m", "_lr", "seed", "trial_id"], kind="mergesort")
@@ -293,8 +296,8 @@ def _paper_rows(families: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     primary = {f["method"]: f for f in analysis.primary_families(pd.DataFrame(families))} if families else {}
     for method, fam in primary.items():
-        paper = {size: table.get(method) for size, table in analysis.PAPER_LRS.items()}
-        tied = analysis.PAPER_LRS_TIED_221M.get(method)
+        paper = {size: table.get(method) for size, table in paper_reference.PAPER_LRS.items()}
+        tied = paper_reference.PAPER_LRS_TIED_221M.get(method)
         if all(v is None for v in paper.values()) and tied is None:
             continue
         rows.append(
@@ -309,7 +312,7 @@ def _heatmaps(trials: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
     if trials.empty:
         return out, missing
     methods = set(trials["method"])
-    for method, columns in _heatmap_terms():
+    for method, columns in heatmap_terms():
         if method not in methods:
             continue
         if len(columns) > 1:
@@ -332,18 +335,6 @@ def _heatmaps(trials: pd.DataFrame) -> tuple[dict[str, Any], list[str]]:
     return out, missing
 
 
-def _heatmap_terms() -> list[tuple[str, tuple[str, ...]]]:
-    """The penalties of the registry and the coefficients their λ-robustness map shows: the weight
-    against the learning rate, or, for a penalty with more swept coefficients, its first two
-    against each other (the best learning rate per cell)."""
-    out = []
-    for name, term in TERMS.items():
-        columns = tuple(term.flat_coefficients())
-        if term.kind == "penalty" and columns:
-            out.append((name, columns[:2]))
-    return out
-
-
 def _pair_heatmap(
     trials: pd.DataFrame, method: str, columns: tuple[str, ...], out: dict[str, Any], missing: list[str]
 ) -> None:
@@ -364,7 +355,7 @@ def _best_curves(best: Mapping[str, Any], metrics: pd.DataFrame) -> list[dict[st
     if metrics.empty or "trial_id" not in metrics.columns:
         return []
     out = []
-    for method in analysis.sort_methods(best["per_method"]):
+    for method in trial_frame.sort_methods(best["per_method"]):
         record = best["per_method"][method]
         rows = metrics[metrics["trial_id"] == record["trial_id"]]
         if rows.empty or "tokens" not in rows.columns:
@@ -373,7 +364,7 @@ def _best_curves(best: Mapping[str, Any], metrics: pd.DataFrame) -> list[dict[st
         curve: dict[str, Any] = {"method": method, "trial_id": record["trial_id"]}
         for column in ("step", "tokens", "val_loss", *[k for k, _ in plots.DIAGNOSTICS]):
             if column in rows.columns:
-                curve[column] = [analysis.to_json_value(v) for v in pd.to_numeric(rows[column], errors="coerce")]
+                curve[column] = [trial_frame.to_json_value(v) for v in pd.to_numeric(rows[column], errors="coerce")]
         out.append(curve)
     return out
 
@@ -381,164 +372,14 @@ def _best_curves(best: Mapping[str, Any], metrics: pd.DataFrame) -> list[dict[st
 def _trial_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:
     if trials.empty:
         return []
-    columns = analysis.hyperparameter_columns(trials)
+    columns = trial_frame.hyperparameter_columns(trials)
     out = []
     for rec in trials.to_dict("records"):
-        params = analysis.trial_params(rec, columns)
+        params = trial_frame.trial_params(rec, columns)
         params.pop("lr", None)
         row = {k: rec.get(k) for k in _TRIAL_COLUMNS if k != "coefficients"}
         row["coefficients"] = params
-        out.append({k: analysis.to_json_value(row.get(k)) for k in _TRIAL_COLUMNS})
+        out.append({k: trial_frame.to_json_value(row.get(k)) for k in _TRIAL_COLUMNS})
     return out
 
 
-# ---------------------------------------------------------------------------------------------------
-# Figures
-# ---------------------------------------------------------------------------------------------------
-
-
-def _figures(data: Mapping[str, Any], lrs_table: pd.DataFrame, trials: pd.DataFrame) -> list[plots.Plot]:
-    figures: list[plots.Plot] = []
-    l0 = data["sweep"]["l0"]
-    primary = analysis.primary_families(lrs_table) if len(lrs_table) else []
-    lines = [_searched_points(f, trials, l0) if f["K"] < 2 else f for f in primary]
-    lines = [f for f in lines if f["lrs_grid"] or f.get("points")]
-    if lines:
-        figures.append(plots.lr_sensitivity_plot(lines, l0=l0))
-    heat = data["lambda_robustness"]["heatmaps"]
-    for method, columns in _heatmap_terms():
-        if method not in heat:
-            continue
-        if len(columns) > 1:
-            figures.append(_pair_figure(method, heat[method], trials, l0))
-            continue
-        column, title = columns[0], f"{TERMS[method].label} λ"
-        matrix = heat[method]
-        caption = (
-            f"Final validation CE of {method} by {column} (rows) and peak learning rate (columns), "
-            "mean over seeds. "
-            "A robust coefficient keeps its row low across learning rates; dark red cells held diverged runs "
-            "(✕ k/n: k of the cell's n runs), counted as ln V."
-        )
-        if matrix["kind"] == "grid":
-            figures.append(
-                plots.heatmap_plot(
-                    f"heat-{method}",
-                    matrix,
-                    title=f"λ robustness: {title} x learning rate",
-                    row_label=column,
-                    col_label="peak learning rate",
-                    caption=caption,
-                    l0=l0,
-                )
-            )
-        else:
-            figures.append(_scatter(f"heat-{method}", trials, method, column, "lr", _SCATTER_CAPTION))
-    if data["curves"]:
-        figures.append(plots.val_curve_plot(data["curves"]))
-        figures.append(plots.diagnostics_plot(data["curves"]))
-    reached = [m for m in data["speedup"]["methods"]]
-    if reached:
-        figures.append(plots.speedup_plot(reached))
-    return figures
-
-
-def _pair_figure(method: str, matrix: Mapping[str, Any], trials: pd.DataFrame, l0: float) -> plots.Plot:
-    label = TERMS[method].label
-    row, col = matrix["row"], matrix["col"]
-    a, b = row.removeprefix(f"{method}_"), col.removeprefix(f"{method}_")
-    if matrix["kind"] != "grid":
-        return _scatter(f"heat-{method}", trials, method, row, col, _SCATTER_CAPTION)
-    caption = (
-        f"Final validation CE of {label} by {a} (rows) and {b} (columns): the best learning rate per "
-        "cell, mean over seeds; dark red cells held diverged runs (✕ k/n), counted as ln V."
-    )
-    return plots.heatmap_plot(
-        f"heat-{method}", matrix, title=f"{label}: {a} x {b}", row_label=row, col_label=col, caption=caption, l0=l0
-    )
-
-
-_SCATTER_CAPTION = (
-    "The coefficients were searched, not gridded: each dot is one finished trial (any learning rate), coloured by "
-    "its final validation CE; ✕ marks diverged trials. Trials stopped early by ASHA are left out."
-)
-
-
-def _searched_points(family: Mapping[str, Any], trials: pd.DataFrame, l0: float | None) -> dict[str, Any]:
-    """A method whose configurations each ran at one learning rate (a TPE search): its finished trials as
-    unconnected points instead of one arbitrary configuration."""
-    method = family["method"]
-    rows = trials[(trials["method"] == method) & trials["status"].isin(analysis.FINISHED)]
-    cap = l0 if l0 is not None else float("inf")
-    points = sorted(
-        (float(r["lr"]), analysis.capped_final(r, cap), r["status"] == "DIVERGED") for r in rows.to_dict("records")
-    )
-    return {
-        "method": method,
-        "label": f"{method} (searched, {len(points)} trials)",
-        "lrs": None,
-        "lrs_grid": [],
-        "losses": [],
-        "diverged_lrs": [],
-        "points": points,
-    }
-
-
-def _scatter(name: str, trials: pd.DataFrame, method: str, x: str, y: str, caption: str) -> plots.Plot:
-    l0 = analysis.sweep_l0(trials) or analysis.uniform_loss(2)
-    rows = trials[(trials["method"] == method) & trials["status"].isin(analysis.FINISHED)]
-    points = [
-        {x: float(r[x]), y: float(r[y]), "loss": analysis.capped_final(r, l0), "diverged": r["status"] == "DIVERGED"}
-        for r in rows.to_dict("records")
-        if not (pd.isna(r.get(x)) or pd.isna(r.get(y)))
-    ]
-    return plots.scatter_plot(name, points, x=x, y=y, title=f"{method}: {x} x {y}", caption=caption)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Writing
-# ---------------------------------------------------------------------------------------------------
-
-
-def to_json(report: Report) -> str:
-    return json.dumps(report.data, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def _writers() -> dict[str, Any]:
-    from search_spaces.report_html import to_html
-    from search_spaces.report_markdown import to_markdown
-
-    return {"json": to_json, "md": to_markdown, "html": to_html}
-
-
-def render_text(sweep_dir: str, fmt: str, *, links: Mapping[str, str] | None = None) -> str:
-    """The report in ``fmt``, in memory: reads the sweep dir and writes nothing (a sweep without results,
-    or without a sweep dir yet, gets a report that says so)."""
-    if fmt not in FORMATS:
-        raise ValueError(f"format: unknown {fmt!r}; choose from {', '.join(FORMATS)}")
-    return str(_writers()[fmt](build(str(sweep_dir), links=links)))
-
-
-def render(
-    sweep_dir: str,
-    *,
-    formats: Sequence[str] = FORMATS,
-    links: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """Writes ``report.<format>`` for each of ``formats`` into ``sweep_dir``; returns format → path."""
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ValueError(f"formats: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(FORMATS)}")
-    if not formats:
-        raise ValueError("formats: give at least one of " + ", ".join(FORMATS))
-    if not storage.is_uri(sweep_dir) and not storage.local_path(sweep_dir).is_dir():
-        raise FileNotFoundError(f"sweep directory not found: {sweep_dir}")
-    report = build(str(sweep_dir), links=links)
-    writers = _writers()
-    written: dict[str, str] = {}
-    for fmt in FORMATS:
-        if fmt in formats:
-            path = storage.join(str(sweep_dir), f"report.{fmt}")
-            storage.write_text(path, writers[fmt](report))  # atomic replacement
-            written[fmt] = path
-    return written

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from search_spaces import analysis, insights_report
-from search_spaces.report import Report
-from search_spaces.report_text import (
+from search_spaces import paper_reference, trial_frame
+from search_spaces.reports import insights_report
+from search_spaces.reports.report import Report
+from search_spaces.reports.report_text import (
+    TRIAL_HEADERS,
     coefficients_text,
     duration,
     fmt,
     fmt_lr,
     fmt_tokens,
+    md_table,
     method_name,
     resources_text,
     seed_speedup_text,
@@ -23,16 +26,6 @@ from search_spaces.report_text import (
     status_line,
     stop_text,
 )
-
-
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return [*out, ""]
 
 
 def _header(data: Mapping[str, Any]) -> list[str]:
@@ -85,7 +78,7 @@ def _best(data: Mapping[str, Any]) -> list[str]:
     if best.get("overall") is None:
         return [*out, "No best configuration yet.", ""]
     records = [("overall", best["overall"]), *list(best["per_method"].items())]
-    out += _table(
+    out += md_table(
         ["", "method", "val CE", "step", "lr", "coefficients", "seed", "status", "trial"],
         [
             [
@@ -112,12 +105,12 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
     families = section["families"]
     if not families:
         return [*out, "No finished trials yet.", ""]
-    out += _table(
+    out += md_table(
         ["method", "coefficients", "K", "LRS", "seeds", "diverged", "largest stable LR", "note"],
         [
             [
                 method_name(f["method"]),
-                analysis.format_coefficients(f["coefficients"]),
+                trial_frame.format_coefficients(f["coefficients"]),
                 f["K"],
                 fmt(f["lrs"], 3) + (f" ± {fmt(f['lrs_seed_std'], 3)}" if f["lrs_seed_std"] is not None else ""),
                 f["n_seeds"],
@@ -133,7 +126,7 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
     out += [f"Largest stable LR: {section['stable_rule']}.", ""]
     paper = section.get("paper")
     if paper and paper.get("rows"):
-        sizes = list(analysis.PAPER_LRS)
+        sizes = list(paper_reference.PAPER_LRS)
         out += [
             "### Beside the paper",
             "",
@@ -141,7 +134,7 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
             f"Source: {paper['citation']}. {paper['note']}.",
             "",
         ]
-        out += _table(
+        out += md_table(
             ["method", "this sweep", *[f"paper {s}" for s in sizes], "paper 221M tied"],
             [
                 [method_name(r["method"]), fmt(r["ours"], 3)]
@@ -153,7 +146,7 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
     deltas = data["paired_deltas"]["rows"]
     if deltas:
         out += ["### Paired against baseline", "", f"{data['paired_deltas']['rule']}.", ""]
-        out += _table(
+        out += md_table(
             ["method", "lr", "pairs", "Δ val CE", "method", "baseline", "diverged"],
             [
                 [
@@ -180,7 +173,7 @@ def _lambda(data: Mapping[str, Any]) -> list[str]:
             f"Final validation CE of {method_name(method)}, {matrix['row']} (rows) x {matrix['col']} (columns):",
             "",
         ]
-        out += _table(
+        out += md_table(
             [matrix["row"], *[f"{c:g}" for c in matrix["cols"]]],
             [
                 [f"{r:g}"]
@@ -207,7 +200,7 @@ def _speedup(data: Mapping[str, Any]) -> list[str]:
         f"{fmt_tokens(b['tokens'])} tokens.",
         "",
     ]
-    out += _table(
+    out += md_table(
         ["method", "best trial", "tokens to baseline's final CE", "speed-up", "over seeds"],
         [
             [
@@ -233,22 +226,8 @@ def _trials(data: Mapping[str, Any]) -> list[str]:
         out += ["Downloads: " + " · ".join(f"[{label}]({url})" for label, url in links.items()), ""]
     if not data["trials"]:
         return [*out, "No trials yet.", ""]
-    out += _table(
-        [
-            "trial",
-            "method",
-            "lr",
-            "coefficients",
-            "seed",
-            "status",
-            "final val CE",
-            "best val CE",
-            "best step",
-            "steps",
-            "tokens",
-            "wall time",
-            "diverged at (cause) / above L0",
-        ],
+    out += md_table(
+        TRIAL_HEADERS,
         [
             [
                 f"`{t['trial_id']}`",
@@ -275,5 +254,5 @@ def to_markdown(report: Report) -> str:
     data = report.data
     lines = _header(data) + _best(data) + _lrs(data) + _lambda(data) + _speedup(data) + insights_report.markdown(data)
     lines += _trials(data)
-    lines += [f"_Method references: {analysis.OEC_CITATION}; {analysis.SIMREG_CITATION}._", ""]
+    lines += [f"_Method references: {paper_reference.OEC_CITATION}; {paper_reference.SIMREG_CITATION}._", ""]
     return "\n".join(lines)

@@ -18,8 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from search_spaces import analysis
-from search_spaces.plots import DIAGNOSTICS, method_color
+from search_spaces import trial_frame
+from search_spaces.reports.plots import DIAGNOSTICS, method_color
+from search_spaces.sweep_dir import finite_float
 
 OBJECTIVE = "final validation CE (no penalty) of finished trials, a diverged trial counted as ln V"
 _MIN_TRIALS = 3
@@ -27,10 +28,10 @@ _SEED = 0  # fixed: the report depends on the sweep dir alone
 
 
 def _objective_rows(trials: pd.DataFrame, l0: float) -> list[dict[str, Any]]:
-    finished = trials[trials["status"].isin(analysis.FINISHED)]
+    finished = trials[trials["status"].isin(trial_frame.FINISHED)]
     rows = []
     for row in finished.to_dict("records"):
-        value = analysis.capped_final(row, l0)
+        value = trial_frame.capped_final(row, l0)
         if math.isfinite(value):
             rows.append({**row, "_objective": value})
     return rows
@@ -112,14 +113,14 @@ def param_importance(trials: pd.DataFrame, l0: float | None) -> dict[str, Any]:
     if trials.empty or l0 is None:
         out["missing"].append("no hyperparameter importance: no finished trials yet")
         return out
-    coefficients = analysis.hyperparameter_columns(trials)
+    coefficients = trial_frame.hyperparameter_columns(trials)
     rows = _objective_rows(trials, l0)
     out["n_trials"] = len(rows)
     overall, why = _importances(rows, ["method", "lr", *coefficients, "seed"])
     out["overall"] = overall
     if why:
         out["missing"].append(f"no hyperparameter importance over all trials: {why}")
-    for method in analysis.sort_methods({r["method"] for r in rows}):
+    for method in trial_frame.sort_methods({r["method"] for r in rows}):
         mine = [r for r in rows if r["method"] == method]
         ranked, _ = _importances(mine, ["lr", *coefficients, "seed"])
         if ranked:
@@ -139,7 +140,7 @@ def mechanism_vs_lr(trials: pd.DataFrame, metrics: pd.DataFrame | None, l0: floa
     """One row per trial that reported: method, peak LR, seed, status, the objective (capped at ln V) and the
     last finite value of each diagnostic (for a diverged trial: its last report before the blow-up)."""
     keys = [k for k, _ in DIAGNOSTICS]
-    methods = analysis.sort_methods(set(trials["method"].astype(str))) if len(trials) else []
+    methods = trial_frame.sort_methods(set(trials["method"].astype(str))) if len(trials) else []
     colors = {m: method_color(m, index=i) for i, m in enumerate(methods)}
     out: dict[str, Any] = {"metrics": dict(DIAGNOSTICS), "colors": colors, "rows": [], "missing": []}
     if trials.empty or metrics is None or metrics.empty or "trial_id" not in metrics.columns:
@@ -151,7 +152,7 @@ def mechanism_vs_lr(trials: pd.DataFrame, metrics: pd.DataFrame | None, l0: floa
         reports = by_trial.get(str(row["trial_id"]))
         if reports is None or reports.empty:
             continue
-        lr = analysis._finite(row.get("lr"))
+        lr = finite_float(row.get("lr"))
         if lr is None:
             continue
         record: dict[str, Any] = {
@@ -162,7 +163,7 @@ def mechanism_vs_lr(trials: pd.DataFrame, metrics: pd.DataFrame | None, l0: floa
             "status": str(row["status"]),
             "diverged": row["status"] == "DIVERGED",
             "step": _int(_last_finite(reports, "step")),
-            "val_loss": analysis.capped_final(row, l0) if l0 is not None else analysis._finite(row["final_val_loss"]),
+            "val_loss": trial_frame.capped_final(row, l0) if l0 is not None else finite_float(row["final_val_loss"]),
         }
         record.update({k: _last_finite(reports, k) for k in keys})
         out["rows"].append(record)
@@ -176,4 +177,4 @@ def _int(value: float | None) -> int | None:
 
 
 def mechanism_methods(section: Mapping[str, Any]) -> list[str]:
-    return analysis.sort_methods({r["method"] for r in section["rows"]})
+    return trial_frame.sort_methods({r["method"] for r in section["rows"]})

@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from search_spaces.sweep_dir import FINAL_TRIAL_STATUSES
 from trainables.losses.registry import method_label
+
+#: The columns of the trials table, in the HTML and the Markdown report alike.
+TRIAL_HEADERS: tuple[str, ...] = (
+    "trial",
+    "method",
+    "lr",
+    "coefficients",
+    "seed",
+    "status",
+    "final val CE",
+    "best val CE",
+    "best step",
+    "steps",
+    "tokens",
+    "wall time",
+    "diverged at (cause) / above L0",
+)
 
 
 def method_name(method: str) -> str:
@@ -122,3 +139,14 @@ def single_lr_summary(families: list[Mapping[str, Any]]) -> list[str]:
         "(no LRS; see the trial table)"
         for m, n in counts.items()
     ]
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """A Markdown table as lines (pipes and newlines in cells escaped), followed by a blank line."""
+
+    def cell(text: Any) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return [*out, ""]
