@@ -14,8 +14,6 @@ from typing import Any
 from service.errors import ApiError, error_item, summarize
 from service.settings import Settings
 
-_FP32 = 4  # bytes
-
 
 @dataclass(frozen=True)
 class Footprint:
@@ -38,19 +36,20 @@ def vocab_size(tokenizer: str) -> int:
 
 
 def footprint(spec: Any) -> Footprint:
-    """The spec's per-trial needs. Activation memory is an order-of-magnitude estimate for fp32 training
-    of one worker's share of the batch, b = batch_size / workers, at sequence length s:
-    4 B x b x s x [n_layer x (12 d + 3 h + 2 n_head s) + 2 V] -- per block the residual stream, norms,
-    q/k/v and attention output (~12 d), the SwiGLU hidden states (3 h) and the attention probabilities
-    (2 n_head s); then the logits and their gradient (2 V)."""
+    """The spec's per-trial needs. Activation memory is ``trainables.memory``'s estimate for one worker's
+    share of the batch (b = batch_size / workers sequences of seq_len tokens, in the spec's precision):
+    the activations saved for the backward pass plus the loss's float32 copy of the logits -- the part
+    of a worker's memory that grows with batch x seq_len x width."""
+    from trainables.memory import estimate_rank_memory
     from trainables.presets import model_preset
 
     vocab = vocab_size(spec.data.tokenizer)
     model = model_preset(spec.model.preset, **{**spec.model.overrides, "vocab_size": vocab})
     workers = spec.resources.workers
-    b, s = max(1, spec.data.batch_size // workers), spec.data.seq_len
-    per_block = 12 * model.n_embd + 3 * model.hidden_dim + 2 * model.n_head * s
-    activations = _FP32 * b * s * (model.n_layer * per_block + 2 * vocab)
+    estimate = estimate_rank_memory(
+        model, sequences=max(1, spec.data.batch_size // workers), seq_len=spec.data.seq_len, precision=spec.precision
+    )
+    activations = estimate.activations + estimate.loss_transient
     per_trial = spec.total_tokens()
     return Footprint(
         tokens_per_trial=per_trial,
