@@ -49,8 +49,9 @@ def test_root_redirects_to_the_page_relatively(live_service: LiveService) -> Non
 
 
 def test_sweeps_list_and_sweep_page_of_a_finished_sweep(
-    browser: DevTools, live_service: LiveService, tmp_path: Path
+    browser: DevTools, service_factory: Callable[..., LiveService], tmp_path: Path
 ) -> None:
+    live_service = service_factory(public_read=True)  # alice may list bob's sweep too (the visibility model)
     done = finished_sweep(live_service, "alice", "paper-grid")
     queued = submit(live_service, "bob", "waiting")
     open_page(browser, f"{live_service.url}/ui/", token=live_service.tokens["alice"])
@@ -152,10 +153,11 @@ def test_submit_from_a_preset_shows_the_apis_errors_beside_the_field(
 
 
 def test_cancel_button_for_the_owner_and_none_for_others(
-    browser: DevTools, live_service: LiveService, tmp_path: Path
+    browser: DevTools, service_factory: Callable[..., LiveService], tmp_path: Path
 ) -> None:
+    live_service = service_factory(public_read=True)
     sweep = submit(live_service, "alice", "to-cancel")
-    # bob may read it but not cancel it: no button; forcing the request gets the API's 403, shown on the page.
+    # bob may read it (public reads) but not cancel it: no button; a forced request gets the API's 403, shown.
     open_page(browser, f"{live_service.url}/ui/#/sweeps/{sweep['id']}", token=live_service.tokens["bob"])
     ready(browser)
     assert text_of(browser, "#sweep-name") == "to-cancel"

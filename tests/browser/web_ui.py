@@ -137,14 +137,18 @@ def finished_sweep(live: LiveService, user: str, name: str) -> dict[str, Any]:
     sweep = submit(live, user, name)
     rows = [t for t in paper_grid_trials(seeds=(0, 1)) if t["method"] in ("baseline", "z_loss", "mu_centering")]
     rows.append(trial("extra-mu", "mu_loss", 1e-2, 2.1, mu_loss_weight=1e-4))
-    write_sweep(Path(sweep["sweep_dir"]), rows, name=name)
+    with session_scope(live.app.state.lossweep.sessions) as session:
+        row = session.get(Sweep, sweep["id"])
+        assert row is not None
+        sweep_dir = row.sweep_dir  # the API shows server paths to admins only
+    write_sweep(Path(sweep_dir), rows, name=name)
     now = datetime.now(UTC)
     with session_scope(live.app.state.lossweep.sessions) as session:
         row = session.get(Sweep, sweep["id"])
         assert row is not None
         row.status = "SUCCEEDED"
         row.message = "finished (synthetic results)"
-        row.progress = read_progress(sweep["sweep_dir"])
+        row.progress = read_progress(sweep_dir)
         row.num_trials = len(rows)
         row.started_at = row.submitted_at = now
         row.finished_at = now
