@@ -9,35 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from lossweep.cli.train_options import (
-    SUMMARY_KEYS,
-    BatchSizeOpt,
-    ColumnOpt,
-    DataOpt,
-    EvalBatchesOpt,
-    EvalIntervalOpt,
-    FlagError,
-    GpuOpt,
-    HeadPrecisionOpt,
-    InitOpt,
-    L0Opt,
-    LossOpt,
-    LrOpt,
-    MinLrOpt,
-    MlpHiddenOpt,
-    PrecisionOpt,
-    PresetOpt,
-    SeedOpt,
-    SeqLenOpt,
-    StepsOpt,
-    SustainedOpt,
-    Tf32Opt,
-    TokenizerOpt,
-    WarmupOpt,
-    WeightDecayOpt,
-    build_train_config,
-    fail,
-)
+from lossweep.cli.train_options import SUMMARY_KEYS, FlagError, RunFlags, build_train_config, fail, with_run_flags
 
 
 def register(app: typer.Typer) -> None:
@@ -45,30 +17,9 @@ def register(app: typer.Typer) -> None:
     app.command("train-local")(train_local)
 
 
+@with_run_flags
 def train_local(
-    preset: PresetOpt = "tiny",
-    data: DataOpt = "stdlib",
-    tokenizer: TokenizerOpt = "bytes",
-    column: ColumnOpt = "tokens",
-    seq_len: SeqLenOpt = 128,
-    batch_size: BatchSizeOpt = 16,
-    steps: StepsOpt = 200,
-    lr: LrOpt = 1e-3,
-    min_lr: MinLrOpt = 1e-5,
-    warmup: WarmupOpt = None,
-    weight_decay: WeightDecayOpt = 0.0,
-    precision: PrecisionOpt = "fp32",
-    head_precision: HeadPrecisionOpt = None,
-    tf32: Tf32Opt = True,
-    init: InitOpt = "oec",
-    mlp_hidden: MlpHiddenOpt = None,
-    l0: L0Opt = "ln_v",
-    sustained_evals: SustainedOpt = 0,
-    eval_interval: EvalIntervalOpt = None,
-    eval_batches: EvalBatchesOpt = 4,
-    seed: SeedOpt = 0,
-    loss: LossOpt = None,
-    gpu: GpuOpt = False,
+    flags: RunFlags,
     out: Annotated[
         Path | None, typer.Option("--out", help="Folder for manifest.json and metrics.jsonl of this run.")
     ] = None,
@@ -81,31 +32,7 @@ def train_local(
     Example: lossweep train-local --preset tiny --steps 200 --loss mu_centering
     """
     try:
-        config = build_train_config(
-            preset=preset,
-            data=data,
-            tokenizer=tokenizer,
-            column=column,
-            seq_len=seq_len,
-            batch_size=batch_size,
-            steps=steps,
-            lr=lr,
-            min_lr=min_lr,
-            warmup=warmup,
-            weight_decay=weight_decay,
-            precision=precision,
-            head_precision=head_precision,
-            tf32=tf32,
-            init=init,
-            mlp_hidden=mlp_hidden,
-            l0=l0,
-            sustained_evals=sustained_evals,
-            eval_interval=eval_interval,
-            eval_batches=eval_batches,
-            seed=seed,
-            losses=loss,
-            use_gpu=gpu,
-        )
+        config = build_train_config(flags)
     except FlagError as exc:
         fail(str(exc))
 

@@ -1,19 +1,25 @@
 """Flags of one training run, shared by ``lossweep train-local`` and ``lossweep train`` (Ray).
 
-The option types are ``Annotated`` aliases so both commands declare identical flags; the flags are
-turned into a ``TrainConfig`` by ``build_train_config``, which raises ``FlagError`` with a one-line
-message naming the flag. ``fail`` prints such a message and exits with status 2 (no traceback).
+The flags are the fields of ``RunFlags`` (``Annotated`` option types), which ``with_run_flags`` puts
+into both commands' signatures; ``build_train_config`` turns them into a ``TrainConfig`` and raises
+``FlagError`` with a one-line message naming the flag. ``fail`` prints such a message and exits with
+status 2 (no traceback).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, NoReturn
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, get_type_hints
 
 import typer
 
 if TYPE_CHECKING:
     from trainables.config import TrainConfig
+
+R = TypeVar("R")
 
 PresetOpt = Annotated[str, typer.Option("--preset", help="Model preset (see `lossweep presets --models`).")]
 DataOpt = Annotated[
@@ -102,33 +108,60 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-def build_train_config(
-    *,
-    preset: str = "tiny",
-    data: str = "stdlib",
-    tokenizer: str = "bytes",
-    column: str = "tokens",
-    seq_len: int = 128,
-    batch_size: int = 16,
-    steps: int = 200,
-    lr: float = 1e-3,
-    min_lr: float = 1e-5,
-    warmup: int | None = None,
-    weight_decay: float = 0.0,
-    precision: str = "fp32",
-    head_precision: str | None = None,
-    tf32: bool = True,
-    init: str = "oec",
-    mlp_hidden: int | None = None,
-    l0: str = "ln_v",
-    sustained_evals: int = 0,
-    eval_interval: int | None = None,
-    eval_batches: int = 4,
-    seed: int = 0,
-    losses: Sequence[str] | None = None,
-    use_gpu: bool = False,
-) -> TrainConfig:
-    """The ``TrainConfig`` the flags describe; ``FlagError`` on any invalid value."""
+@dataclass(frozen=True)
+class RunFlags:
+    """The flags of one training run, declared once for both commands (:func:`with_run_flags`)."""
+
+    preset: PresetOpt = "tiny"
+    data: DataOpt = "stdlib"
+    tokenizer: TokenizerOpt = "bytes"
+    column: ColumnOpt = "tokens"
+    seq_len: SeqLenOpt = 128
+    batch_size: BatchSizeOpt = 16
+    steps: StepsOpt = 200
+    lr: LrOpt = 1e-3
+    min_lr: MinLrOpt = 1e-5
+    warmup: WarmupOpt = None
+    weight_decay: WeightDecayOpt = 0.0
+    precision: PrecisionOpt = "fp32"
+    head_precision: HeadPrecisionOpt = None
+    tf32: Tf32Opt = True
+    init: InitOpt = "oec"
+    mlp_hidden: MlpHiddenOpt = None
+    l0: L0Opt = "ln_v"
+    sustained_evals: SustainedOpt = 0
+    eval_interval: EvalIntervalOpt = None
+    eval_batches: EvalBatchesOpt = 4
+    seed: SeedOpt = 0
+    loss: LossOpt = None
+    gpu: GpuOpt = False
+
+
+def with_run_flags(command: Callable[..., R]) -> Callable[..., R]:
+    """``command`` with the fields of :class:`RunFlags` as its first options (typer reads the signature,
+    so ``--help`` lists them as before); it receives them as one ``flags: RunFlags`` argument."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "flags"]
+    hints = get_type_hints(RunFlags, include_extras=True)
+    shared = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+        for f in fields(RunFlags)
+    ]
+    names = [f.name for f in fields(RunFlags)]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> R:
+        flags = RunFlags(**{name: kwargs.pop(name) for name in names})
+        return command(flags=flags, **kwargs)
+
+    parameters = shared + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+    wrapper.__signature__ = inspect.Signature(parameters, return_annotation=None)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return wrapper
+
+
+def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> TrainConfig:
+    """The ``TrainConfig`` the flags describe (``use_gpu`` overrides ``--gpu``); ``FlagError`` on any
+    invalid value."""
     from trainables.config import L0_CONVENTIONS, DataConfig, DivergenceConfig, OptimConfig, TrainConfig
     from trainables.corpus import CORPUS_KINDS
     from trainables.losses.config import LossConfig
@@ -139,65 +172,64 @@ def build_train_config(
         if not ok:
             raise FlagError(f"{flag}: {problem}")
 
-    check(steps >= 1, "--steps", f"must be >= 1, got {steps}")
-    check(seq_len >= 2, "--seq-len", f"must be >= 2, got {seq_len}")
-    check(batch_size >= 1, "--batch-size", f"must be >= 1, got {batch_size}")
-    check(lr > 0, "--lr", f"must be > 0, got {lr}")
-    check(min_lr >= 0, "--min-lr", f"must be >= 0, got {min_lr}")
-    check(weight_decay >= 0, "--weight-decay", f"must be >= 0, got {weight_decay}")
-    check(eval_batches >= 1, "--eval-batches", f"must be >= 1, got {eval_batches}")
-    check(precision in ("fp32", "bf16"), "--precision", f"must be 'fp32' or 'bf16', got {precision!r}")
-    problem = f"must be 'fp32' or 'bf16', got {head_precision!r}"
-    check(head_precision in (None, "fp32", "bf16"), "--head-precision", problem)
-    check(init in INITS, "--init", f"must be one of {', '.join(INITS)}, got {init!r}")
-    check(mlp_hidden is None or mlp_hidden >= 1, "--mlp-hidden", f"must be >= 1, got {mlp_hidden}")
-    check(l0 in L0_CONVENTIONS, "--l0", f"must be one of {', '.join(L0_CONVENTIONS)}, got {l0!r}")
-    check(sustained_evals >= 0, "--sustained-evals", f"must be >= 0, got {sustained_evals}")
-    if warmup is None:
-        warmup = steps // 20
-    check(0 <= warmup < steps, "--warmup", f"must be in [0, --steps), got {warmup}")
-    if eval_interval is None:
-        eval_interval = min(50, steps)
+    f = flags
+    check(f.steps >= 1, "--steps", f"must be >= 1, got {f.steps}")
+    check(f.seq_len >= 2, "--seq-len", f"must be >= 2, got {f.seq_len}")
+    check(f.batch_size >= 1, "--batch-size", f"must be >= 1, got {f.batch_size}")
+    check(f.lr > 0, "--lr", f"must be > 0, got {f.lr}")
+    check(f.min_lr >= 0, "--min-lr", f"must be >= 0, got {f.min_lr}")
+    check(f.weight_decay >= 0, "--weight-decay", f"must be >= 0, got {f.weight_decay}")
+    check(f.eval_batches >= 1, "--eval-batches", f"must be >= 1, got {f.eval_batches}")
+    check(f.precision in ("fp32", "bf16"), "--precision", f"must be 'fp32' or 'bf16', got {f.precision!r}")
+    problem = f"must be 'fp32' or 'bf16', got {f.head_precision!r}"
+    check(f.head_precision in (None, "fp32", "bf16"), "--head-precision", problem)
+    check(f.init in INITS, "--init", f"must be one of {', '.join(INITS)}, got {f.init!r}")
+    check(f.mlp_hidden is None or f.mlp_hidden >= 1, "--mlp-hidden", f"must be >= 1, got {f.mlp_hidden}")
+    check(f.l0 in L0_CONVENTIONS, "--l0", f"must be one of {', '.join(L0_CONVENTIONS)}, got {f.l0!r}")
+    check(f.sustained_evals >= 0, "--sustained-evals", f"must be >= 0, got {f.sustained_evals}")
+    warmup = f.warmup if f.warmup is not None else f.steps // 20
+    check(0 <= warmup < f.steps, "--warmup", f"must be in [0, --steps), got {warmup}")
+    eval_interval = f.eval_interval if f.eval_interval is not None else min(50, f.steps)
     check(eval_interval >= 1, "--eval-interval", f"must be >= 1, got {eval_interval}")
     try:
-        model_preset(preset)
+        model_preset(f.preset)
     except ValueError as exc:
         raise FlagError(f"--preset: {exc}") from None
     try:
-        parse_tokenizer_spec(tokenizer)
+        parse_tokenizer_spec(f.tokenizer)
     except ValueError as exc:
         raise FlagError(f"--tokenizer: {exc}") from None
-    kind = data.partition(":")[0]
-    check(data == "stdlib" or kind in ("text", "parquet", "shards"), "--data", f"use {CORPUS_KINDS}, not {data!r}")
+    kind = f.data.partition(":")[0]
+    check(f.data == "stdlib" or kind in ("text", "parquet", "shards"), "--data", f"use {CORPUS_KINDS}, not {f.data!r}")
     try:
-        loss = LossConfig.from_cli(list(losses or ()))
+        loss = LossConfig.from_cli(list(f.loss or ()))
     except ValueError as exc:
         raise FlagError(f"--loss: {exc}") from None
     try:
         return TrainConfig(
-            model=preset,
+            model=f.preset,
             model_overrides={
-                **({"init": init} if init != "oec" else {}),
-                **({"mlp_hidden": mlp_hidden} if mlp_hidden is not None else {}),
+                **({"init": f.init} if f.init != "oec" else {}),
+                **({"mlp_hidden": f.mlp_hidden} if f.mlp_hidden is not None else {}),
             },
             data=DataConfig(
-                corpus=data,
-                tokenizer=tokenizer,
-                column=column,
-                seq_len=seq_len,
-                batch_size=batch_size,
-                eval_batches=eval_batches,
+                corpus=f.data,
+                tokenizer=f.tokenizer,
+                column=f.column,
+                seq_len=f.seq_len,
+                batch_size=f.batch_size,
+                eval_batches=f.eval_batches,
             ),
-            optim=OptimConfig(lr=lr, min_lr=min_lr, warmup_steps=warmup, weight_decay=weight_decay),
+            optim=OptimConfig(lr=f.lr, min_lr=f.min_lr, warmup_steps=warmup, weight_decay=f.weight_decay),
             loss=loss,
-            steps=steps,
+            steps=f.steps,
             eval_interval=eval_interval,
-            seed=seed,
-            precision=precision,  # type: ignore[arg-type]
-            head_precision=head_precision,  # type: ignore[arg-type]
-            allow_tf32=tf32,
-            divergence=DivergenceConfig(l0=l0, sustained_evals=sustained_evals),  # type: ignore[arg-type]
-            use_gpu=use_gpu,
+            seed=f.seed,
+            precision=f.precision,  # type: ignore[arg-type]
+            head_precision=f.head_precision,  # type: ignore[arg-type]
+            allow_tf32=f.tf32,
+            divergence=DivergenceConfig(l0=f.l0, sustained_evals=f.sustained_evals),  # type: ignore[arg-type]
+            use_gpu=f.gpu if use_gpu is None else use_gpu,
         )
     except ValueError as exc:
         raise FlagError(str(exc)) from None
