@@ -4,6 +4,9 @@ Each function takes analysis output (plain data, no sweep-dir access) and return
 with its SVG text, a caption and alt text. Rendering the same data twice gives the same bytes: the
 SVG hash salt is fixed, the date metadata is dropped and element ids are prefixed per plot so that
 several SVGs inline in one HTML page never share an id.
+
+One builder per figure of the report, sharing the style helpers above them; the module stays one
+file (about 500 lines) so that every figure is drawn by the same rules in one place.
 """
 
 from __future__ import annotations
