@@ -216,7 +216,7 @@ def ray_runs(args: argparse.Namespace, corpus: str, work: Path) -> list[dict[str
     import torch
 
     from lossweep.local_cluster import activate, ensure_local_cluster, stop_local_cluster
-    from trainables.trainer import Resources, build_trainer
+    from trainables.trainer import Resources, fit
 
     gpus = torch.cuda.device_count()
     shapes: list[tuple[str, Resources, str]] = [("1 worker x 1 GPU", Resources(workers=1, gpus_per_worker=1), "nccl")]
@@ -236,7 +236,7 @@ def ray_runs(args: argparse.Namespace, corpus: str, work: Path) -> list[dict[str
             for label, resources, backend in shapes:
                 name = f"gpu-check-{model}-{resources.workers}w"
                 t0 = time.perf_counter()
-                trainer = build_trainer(
+                row = fit(
                     _config(args, corpus, model),
                     resources,
                     name=name,
@@ -244,8 +244,6 @@ def ray_runs(args: argparse.Namespace, corpus: str, work: Path) -> list[dict[str
                     backend=backend,
                     max_failures=0,
                 )
-                result = trainer.fit()
-                row = dict(result.return_value or result.metrics or {})
                 out.append(
                     {
                         "model": model,

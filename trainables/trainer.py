@@ -15,12 +15,9 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trainables.config import TrainConfig
-
-if TYPE_CHECKING:
-    from ray.train.torch import TorchTrainer
 
 MANIFEST_FILE = "manifest.json"
 
@@ -123,56 +120,6 @@ def check_resources(resources: Resources, *, nodes: Sequence[Mapping[str, float]
         )
 
 
-def build_trainer(
-    config: TrainConfig,
-    resources: Resources,
-    *,
-    name: str,
-    storage_path: str | os.PathLike[str],
-    callbacks: Sequence[Any] = (),
-    max_failures: int = 1,
-    controller_failure_limit: int = DEFAULT_CONTROLLER_FAILURE_LIMIT,
-    progress_file: str | os.PathLike[str] | None = None,
-    backend: str | None = None,
-) -> TorchTrainer:
-    """The ``TorchTrainer`` for one run (not started). ``storage_path`` holds the run's checkpoints
-    under ``<storage_path>/<name>/``; a local path or a pyarrow URI such as ``s3://bucket/prefix``.
-    ``backend``: the process group's, by default NCCL on GPUs and gloo on CPUs (NCCL refuses two
-    ranks on one GPU, so ranks sharing a GPU through fractional ``gpus_per_worker`` need gloo)."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    from trainables.loop import train_loop
-
-    validate(config, resources)
-    storage = str(storage_path)
-    if "://" not in storage:
-        storage = str(Path(storage).expanduser().resolve())
-        Path(storage).mkdir(parents=True, exist_ok=True)
-    loop_config: dict[str, Any] = {
-        "train_config": config.to_dict(),
-        "threads": None if config.use_gpu else resources.threads_per_worker(),
-        "progress_file": str(progress_file) if progress_file is not None else None,
-    }
-    return TorchTrainer(
-        train_loop_per_worker=train_loop,
-        train_loop_config=loop_config,
-        torch_config=TorchConfig(backend=backend or ("nccl" if config.use_gpu else "gloo")),
-        scaling_config=ScalingConfig(
-            num_workers=resources.workers,
-            use_gpu=config.use_gpu,
-            resources_per_worker=resources.per_worker(),
-        ),
-        run_config=RunConfig(
-            name=name,
-            storage_path=storage,
-            failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=controller_failure_limit),
-            checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint_keep),
-            callbacks=list(callbacks),
-        ),
-    )
-
-
 def fit(
     config: TrainConfig,
     resources: Resources,
@@ -184,11 +131,14 @@ def fit(
     manifest_dir: str | os.PathLike[str] | None = None,
     controller_failure_limit: int = DEFAULT_CONTROLLER_FAILURE_LIMIT,
     progress_file: str | os.PathLike[str] | None = None,
+    backend: str | None = None,
 ) -> dict[str, Any]:
     """Runs ``config`` on ``resources`` workers and returns the final metrics (the last report,
     all-reduced over ranks), plus ``checkpoint_path`` (the last checkpoint, if any) and ``run_path``.
     Checkpoints go under ``<storage_path>/<name>/``; ``storage_path`` is a local path or a pyarrow URI
-    such as ``s3://bucket/prefix``.
+    such as ``s3://bucket/prefix``. ``backend``: the process group's, by default NCCL on GPUs and gloo
+    on CPUs (NCCL refuses two ranks on one GPU, so ranks sharing a GPU through fractional
+    ``gpus_per_worker`` need gloo).
 
     Uses the Ray connection of this process, or ``ray.init()`` (which honours ``RAY_ADDRESS``) when
     there is none. A diverged run returns normally with ``diverged=1``; a run that still fails after
@@ -212,15 +162,36 @@ def fit(
         )
         write_manifest(manifest_path, manifest)
 
-    trainer = build_trainer(
-        config,
-        resources,
-        name=name,
-        storage_path=storage_path,
-        callbacks=callbacks,
-        max_failures=max_failures,
-        controller_failure_limit=controller_failure_limit,
-        progress_file=progress_file,
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from trainables.loop import train_loop
+
+    storage = str(storage_path)
+    if "://" not in storage:
+        storage = str(Path(storage).expanduser().resolve())
+        Path(storage).mkdir(parents=True, exist_ok=True)
+    loop_config: dict[str, Any] = {
+        "train_config": config.to_dict(),
+        "threads": None if config.use_gpu else resources.threads_per_worker(),
+        "progress_file": str(progress_file) if progress_file is not None else None,
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker=train_loop,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend=backend or ("nccl" if config.use_gpu else "gloo")),
+        scaling_config=ScalingConfig(
+            num_workers=resources.workers,
+            use_gpu=config.use_gpu,
+            resources_per_worker=resources.per_worker(),
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=max_failures, controller_failure_limit=controller_failure_limit),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.checkpoint_keep),
+            callbacks=list(callbacks),
+        ),
     )
     result = trainer.fit()
     final: dict[str, Any] = dict(result.return_value or result.metrics or {})
