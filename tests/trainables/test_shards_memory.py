@@ -15,7 +15,6 @@ the pages of the windows it samples.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -47,18 +46,24 @@ def sparse_shards(root: Path, *, train_tokens: int, val_tokens: int, shard_token
     return root
 
 
+# The run is started by a small launcher that reports its child's peak RSS: a child forked straight from
+# this (large, long-running) pytest process would inherit the parent's RSS as its starting ru_maxrss.
+_LAUNCHER = (
+    "import json, resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+    "print(json.dumps({'maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}), file=sys.stderr); "
+    "sys.exit(code)"
+)
+
+
 def _peak_rss_mb(corpus: Path, out: Path) -> tuple[float, dict[str, object]]:
     lossweep = Path(sys.executable).with_name("lossweep")
     cmd = [str(lossweep), "train-local", "--data", f"shards:{corpus}", "--steps", "20", "--seq-len", "64",
            "--batch-size", "64", "--eval-interval", "10", "--eval-batches", "4", "--out", str(out),
            "--json"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stderr is not None
-    stdout, stderr = proc.stdout.read(), proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, stderr
-    return usage.ru_maxrss / 1024, json.loads(stdout.strip().splitlines()[-1])  # ru_maxrss is in kB on Linux
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    peak_kb = json.loads(proc.stderr.strip().splitlines()[-1])["maxrss_kb"]  # ru_maxrss is in kB on Linux
+    return peak_kb / 1024, json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
