@@ -54,7 +54,9 @@ def submission_id_for(sweep_id: str) -> str:
 
 
 def driver_entrypoint(python: str, spec_path: str, sweep_dir: str) -> str:
-    return " ".join(shlex.quote(p) for p in (python, "-m", "search_spaces.run", spec_path, sweep_dir))
+    # Ray runs the entrypoint through /bin/sh; `exec` makes the driver the job's own process, so stopping
+    # the job signals the driver itself instead of leaving it orphaned behind a killed shell.
+    return "exec " + " ".join(shlex.quote(p) for p in (python, "-m", "search_spaces.run", spec_path, sweep_dir))
 
 
 def _ms_to_dt(value: Any) -> datetime | None:
