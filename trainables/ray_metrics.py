@@ -78,6 +78,16 @@ TRAIN_LOSS = _gauge("lossweep_trial_train_loss", "train_loss", "Training cross-e
 TOKENS_PER_S = _gauge("lossweep_trial_tokens_per_s", "tokens_per_s", "Training throughput, tokens per second.")
 MU_NORM = _gauge("lossweep_trial_mu_norm", "mu_norm", "Norm of the mean output embedding, ||mu||.")
 LOGITS_ABSMAX = _gauge("lossweep_trial_logits_absmax", "logits_absmax", "Largest |logit| on the validation batch.")
+LOGITS_MEAN_ABSMAX = _gauge(
+    "lossweep_trial_logits_mean_absmax",
+    "logits_mean_absmax",
+    "Mean over validation tokens of each token's largest |logit| (the OEC paper's statistic).",
+)
+LOGITS_MEAN_STD = _gauge(
+    "lossweep_trial_logits_mean_std",
+    "logits_mean_std",
+    "Mean over validation tokens of each token's logit standard deviation (the OEC paper's statistic).",
+)
 TOKENS = _gauge("lossweep_trial_tokens", "tokens", "Tokens trained on so far.")
 STEP = _gauge("lossweep_trial_step", "step", "Optimizer steps taken so far.")
 LR = _gauge("lossweep_trial_lr", "lr", "Learning rate at the last report.")
@@ -96,6 +106,8 @@ TRIAL_METRICS: tuple[MetricSpec, ...] = (
     TOKENS_PER_S,
     MU_NORM,
     LOGITS_ABSMAX,
+    LOGITS_MEAN_ABSMAX,
+    LOGITS_MEAN_STD,
     TOKENS,
     STEP,
     LR,

@@ -27,6 +27,7 @@ from trainables.ray_metrics import (
     DIVERGED,
     DIVERGED_TOTAL,
     LOGITS_ABSMAX,
+    LOGITS_MEAN_ABSMAX,
     LR,
     MU_NORM,
     TOKENS,
@@ -259,9 +260,13 @@ def build() -> dict[str, Any]:
         ),
         _timeseries(
             "Max |logit| per trial",
-            "Largest absolute logit on the validation batch: the quantity soft-capping and z-loss keep in check.",
+            "Largest absolute logit on the validation batch (global), and the mean over tokens of each token's"
+            " largest |logit| (the OEC paper's statistic): what soft-capping and z-loss keep in check.",
             (16, 25, 8, 8),
-            [_target(_per_trial(LOGITS_ABSMAX.prometheus_name), "{{method}} {{trial}}")],
+            [
+                _target(_per_trial(LOGITS_ABSMAX.prometheus_name), "global {{method}} {{trial}}"),
+                _target(_per_trial(LOGITS_MEAN_ABSMAX.prometheus_name), "per-token {{method}} {{trial}}", ref="B"),
+            ],
         ),
         _timeseries(
             "Learning rate per trial",
