@@ -36,10 +36,10 @@ RESULT_FILE = "result.json"
 _TUNE_KEYS = frozenset({"checkpoint_path", "run_path", "done", "training_iteration", "trial_id"})
 
 
-def make_trainable(plan: TrialPlan, sweep_dir: str) -> Callable[[dict[str, Any]], None]:
+def make_trainable(plan: TrialPlan, sweep_dir: str, *, lean: bool = True) -> Callable[[dict[str, Any]], None]:
     """The Tune function trainable: resolves the trial's ``TrainConfig`` from the sweep's ``plan`` and
-    the trial's parameters and runs it with ``trainables.trainer.fit``, forwarding the workers' reports
-    to Tune."""
+    the trial's parameters and runs it with ``trainables.trainer.fit`` (``lean`` as there), forwarding
+    the workers' reports to Tune."""
 
     def lossweep_trial(config: dict[str, Any]) -> None:
         from ray import tune
@@ -66,6 +66,7 @@ def make_trainable(plan: TrialPlan, sweep_dir: str) -> Callable[[dict[str, Any]]
                 storage_path=storage.join(sweep_dir, RUNS_DIR),
                 callbacks=callbacks,
                 manifest_dir=manifest_dir,
+                lean=lean,
             )
         )
         plain = {k: v for k, v in final.items() if isinstance(v, str | int | float | bool) and k not in _TUNE_KEYS}
@@ -120,12 +121,28 @@ def scheduler_for(spec: SweepSpec) -> Any:
     )
 
 
+def reuse_trial_actors(spec: SweepSpec) -> bool:
+    """Whether a trial's driver process (Tune's function-trainable actor) runs the next trial too.
+
+    Reuse saves every trial after the first a process start and its imports (Ray Tune, torch, the
+    trainables). Only without a scheduler: a trial a scheduler stops (ASHA) must take its Train run
+    with it, and what ends that run is Ray ending the trial's actor, which owns the run's controller.
+    Off with ``LOSSWEEP_LEAN_TRIALS=0`` (``trainables.startup.lean_trials``).
+    """
+    from trainables.startup import lean_trials
+
+    return spec.scheduler.name == "none" and lean_trials()
+
+
 def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[Any]) -> tuple[Any, bool]:
     """``(tuner, resumed)``: a restored Tuner when ``sweep_dir`` holds an interrupted run, else a new one."""
     from ray import tune
 
+    from trainables.startup import lean_trials
+
     plan = TrialPlan.from_spec(spec)
-    trainable = tune.with_resources(make_trainable(plan, sweep_dir), {"CPU": 0, TRIAL_DRIVER_RESOURCE: 1})
+    trainable = make_trainable(plan, sweep_dir, lean=lean_trials())
+    trainable = tune.with_resources(trainable, {"CPU": 0, TRIAL_DRIVER_RESOURCE: 1})
     experiment = storage.join(sweep_dir, TUNE_DIR)
     search, param_space, num_samples = search_setup(spec, sweep_dir, sweep_id)
     if tune.Tuner.can_restore(experiment):
@@ -148,7 +165,7 @@ def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[
             scheduler=scheduler_for(spec),
             num_samples=num_samples,
             max_concurrent_trials=spec.max_concurrent_trials,
-            reuse_actors=False,
+            reuse_actors=reuse_trial_actors(spec),
         ),
         run_config=tune.RunConfig(
             name=TUNE_DIR,

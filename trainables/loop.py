@@ -57,6 +57,13 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
     tails it). Returns the last reported row."""
     import ray.train
 
+    from trainables import startup
+    from trainables.data import load_dataset
+
+    marks = {"loop_entered": startup.now()}
+    process_started = startup.process_started()
+    if process_started is not None:
+        marks["worker_process_started"] = process_started
     config = TrainConfig.from_dict(loop_config["train_config"])
     context = ray.train.get_context()
     rank, world_size = context.get_world_rank(), context.get_world_size()
@@ -64,10 +71,13 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(int(threads))
     device = _device(config)
-    run = _build_run(config, rank=rank, world_size=world_size, device=device)
+    dataset = load_dataset(config.data)
+    marks["data_ready"] = startup.now()
+    run = _build_run(config, rank=rank, world_size=world_size, device=device, dataset=dataset)
     progress = _Progress(loop_config.get("progress_file") if rank == 0 else None)
 
     resumed_from = _maybe_resume(run, ray.train.get_checkpoint())
+    marks["model_ready"] = startup.now()
     progress.event(
         "started",
         pid=os.getpid(),
@@ -106,16 +116,21 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
         if live is not None:
             live.record(reduced)
             log_progress(reduced, run=run_name, total_steps=config.steps)
+        marks["last_report"] = startup.now()
+
+    def on_step(_: dict[str, Any]) -> None:
+        marks.setdefault("first_step", startup.now())
 
     # bf16 autocast (config.precision, config.head_precision) is applied by the model itself, so CPU
     # and GPU runs of one config compute the same thing.
     try:
-        run.run(on_report)
+        run.run(on_report, on_step)
     finally:
         progress.close()
     # Rank 0's return value becomes ``Result.return_value``: the final row even when no checkpoint
-    # carried it (``Result.metrics`` only holds the metrics of the last checkpoint).
-    return final
+    # carried it (``Result.metrics`` only holds the metrics of the last checkpoint), with rank 0's
+    # start-up marks (``trainables.startup``), which are not a report's.
+    return {**final, startup.STARTUP_KEY: marks}
 
 
 # ----------------------------------------------------------------------------------------- building
@@ -133,7 +148,7 @@ def _device(config: TrainConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def _build_run(config: TrainConfig, *, rank: int, world_size: int, device: torch.device) -> Any:
+def _build_run(config: TrainConfig, *, rank: int, world_size: int, device: torch.device, dataset: Any) -> Any:
     import torch.distributed as dist
 
     from trainables.engine import TrainingRun
@@ -156,6 +171,7 @@ def _build_run(config: TrainConfig, *, rank: int, world_size: int, device: torch
         rank=rank,
         world_size=world_size,
         device=device,
+        dataset=dataset,
         reducer=reducer,
         wrap_model=wrap,
         mfu_devices=_distinct_gpus(device) if distributed else None,

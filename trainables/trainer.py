@@ -132,6 +132,7 @@ def fit(
     controller_failure_limit: int = DEFAULT_CONTROLLER_FAILURE_LIMIT,
     progress_file: str | os.PathLike[str] | None = None,
     backend: str | None = None,
+    lean: bool | None = None,
 ) -> dict[str, Any]:
     """Runs ``config`` on ``resources`` workers and returns the final metrics (the last report,
     all-reduced over ranks), plus ``checkpoint_path`` (the last checkpoint, if any) and ``run_path``.
@@ -140,12 +141,19 @@ def fit(
     on CPUs (NCCL refuses two ranks on one GPU, so ranks sharing a GPU through fractional
     ``gpus_per_worker`` need gloo).
 
+    ``lean`` (default: ``trainables.startup.lean_trials()``) runs it as
+    ``trainables.torch_trainer.LeanTorchTrainer``, else as Ray's ``TorchTrainer``. The result's
+    ``startup`` holds the run's start-up marks (``trainables.startup``), also written to the manifest.
+
     Uses the Ray connection of this process, or ``ray.init()`` (which honours ``RAY_ADDRESS``) when
     there is none. A diverged run returns normally with ``diverged=1``; a run that still fails after
     ``max_failures`` worker-group restarts raises Ray Train's ``TrainingFailedError``.
     """
     import ray
 
+    from trainables import startup
+
+    fit_called = startup.now()
     validate(config, resources)
     if not ray.is_initialized():
         ray.init(logging_level="WARNING")
@@ -166,6 +174,7 @@ def fit(
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from trainables.loop import train_loop
+    from trainables.torch_trainer import LeanTorchTrainer
 
     storage = str(storage_path)
     if "://" not in storage:
@@ -176,7 +185,8 @@ def fit(
         "threads": None if config.use_gpu else resources.threads_per_worker(),
         "progress_file": str(progress_file) if progress_file is not None else None,
     }
-    trainer = TorchTrainer(
+    trainer_class = LeanTorchTrainer if (startup.lean_trials() if lean is None else lean) else TorchTrainer
+    trainer = trainer_class(
         train_loop_per_worker=train_loop,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend=backend or ("nccl" if config.use_gpu else "gloo")),
@@ -197,6 +207,8 @@ def fit(
     final: dict[str, Any] = dict(result.return_value or result.metrics or {})
     final["checkpoint_path"] = result.checkpoint.path if result.checkpoint is not None else None
     final["run_path"] = result.path
+    marks = {"fit_called": fit_called, **final.get(startup.STARTUP_KEY, {}), "fit_returned": startup.now()}
+    final[startup.STARTUP_KEY] = {**marks, **startup.durations(marks)}
 
     if manifest_path is not None and manifest is not None:
         from trainables.manifest import write_manifest
@@ -207,6 +219,7 @@ def fit(
             if final.get(key) is not None:
                 manifest[key] = final[key]
         manifest["run_path"] = final["run_path"]
+        manifest[startup.STARTUP_KEY] = final[startup.STARTUP_KEY]
         write_manifest(manifest_path, manifest)
     return final
 

@@ -147,8 +147,7 @@ def train(
         console.print(f"[red]training failed[/]: {type(error).__name__}: {error}")
         raise typer.Exit(code=1)
     final = outcome["final"]
-    startup_s = _startup_s(progress_file, log_offset, started)
-    summary = _summary(final, wall_s=time.perf_counter() - started, startup_s=startup_s)
+    summary = _summary(final, wall_s=time.perf_counter() - started)
     if as_json:
         print(json.dumps(summary, default=str))
     else:
@@ -234,20 +233,15 @@ def _read_new(path: Path, offset: int) -> tuple[int, list[dict[str, Any]]]:
     return offset + len(complete), events
 
 
-def _startup_s(progress_file: Path, offset: int, started_perf: float) -> float | None:
-    """Seconds from submitting the run to its first worker starting to train."""
-    _, events = _read_new(progress_file, offset)
-    first = next((e for e in events if e.get("event") == "started"), None)
-    if first is None:
-        return None
-    return max(0.0, first["time"] - (time.time() - (time.perf_counter() - started_perf)))
+def _summary(final: dict[str, Any], *, wall_s: float) -> dict[str, Any]:
+    from trainables.startup import STARTUP_KEY
 
-
-def _summary(final: dict[str, Any], *, wall_s: float, startup_s: float | None) -> dict[str, Any]:
     out: dict[str, Any] = {"steps": final.get("step")}
     out.update({k: final.get(k) for k in SUMMARY_KEYS if k != "steps"})
-    out.update({k: v for k, v in final.items() if k not in out and k != "step"})
+    out.update({k: v for k, v in final.items() if k not in out and k not in ("step", STARTUP_KEY)})
     out["wall_s"] = round(wall_s, 3)
+    # fit called -> first optimizer step done (trainables.startup); the marks are in the manifest.
+    startup_s = final.get(STARTUP_KEY, {}).get("startup_s")
     out["startup_s"] = round(startup_s, 3) if startup_s is not None else None
     return out
 

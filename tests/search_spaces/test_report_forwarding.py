@@ -11,12 +11,14 @@ import pytest
 pytestmark = pytest.mark.ray
 
 
-def _tune(trial: Any, tmp_path: Path, name: str) -> Any:
+def _tune(trial: Any, tmp_path: Path, name: str, *, samples: int = 2, reuse: bool = False) -> Any:
     from ray import tune
 
     return tune.Tuner(
         tune.with_resources(trial, {"CPU": 0, "trial_driver": 1}),
-        tune_config=tune.TuneConfig(metric="i", mode="max", num_samples=2),
+        tune_config=tune.TuneConfig(
+            metric="i", mode="max", num_samples=samples, reuse_actors=reuse, max_concurrent_trials=1
+        ),
         run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name=name, verbose=0),
     ).fit()
 
@@ -62,3 +64,28 @@ def test_a_failing_run_fails_the_trial_with_its_error(ray_connected: Any, tmp_pa
     assert grid.num_errors == 2
     assert "the run broke" in str(grid[0].error)
     assert grid[0].metrics_dataframe["i"].tolist() == [0]
+
+
+def test_a_reused_trial_actor_keeps_its_queue_and_gets_only_its_own_reports(
+    ray_connected: Any, tmp_path: Path
+) -> None:
+    def trial(_: dict[str, Any]) -> None:
+        import os
+
+        from search_spaces import report_forwarding
+
+        def fit(callbacks: list[Any]) -> None:
+            # A report of some other run left in this process's queue must not reach this trial.
+            report_forwarding._queue().put(("another run", {"i": -1, "pid": os.getpid()}))
+            queue = id(report_forwarding._queue())
+            for i in range(3):
+                callbacks[0].after_report(None, [{"i": i, "pid": os.getpid(), "queue": queue}], None)
+
+        report_forwarding.fit_reporting_to_tune(fit, poll_s=0.05)
+
+    grid = _tune(trial, tmp_path, "reused", samples=3, reuse=True)
+    assert grid.num_errors == 0 and grid.num_terminated == 3
+    histories = [result.metrics_dataframe for result in grid]
+    assert all(h["i"].tolist() == [0, 1, 2] for h in histories)
+    assert len({int(h["pid"].iloc[0]) for h in histories}) == 1  # one trial actor ran all three
+    assert len({int(h["queue"].iloc[0]) for h in histories}) == 1  # and one queue served them

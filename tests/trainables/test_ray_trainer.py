@@ -124,3 +124,40 @@ def test_unsatisfiable_request_fails_at_once(ray_connected: Any, data_cache: str
     with pytest.raises(InsufficientResourcesError, match="GPU: 1"):
         fit(gpu, Resources(workers=1, gpus_per_worker=1), name="no-gpu", storage_path=tmp_path / "runs")
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_lean_and_plain_trainers_give_the_same_losses_and_mark_the_start(
+    ray_connected: Any, data_cache: str, tmp_path: Path
+) -> None:
+    from ray.util.state import list_actors
+
+    from trainables.startup import MARKS
+
+    def dataset_managers() -> int:
+        return len(list_actors(filters=[("class_name", "=", "DatasetManager")], limit=10_000))
+
+    config = _config(data_cache, steps=10)
+    finals, reports = {}, {}
+    for lean in (False, True):
+        before = dataset_managers()
+        progress = tmp_path / f"progress-{lean}.jsonl"
+        finals[lean] = fit(
+            config,
+            Resources(workers=1),
+            name=f"lean-{lean}",
+            storage_path=tmp_path / "runs",
+            manifest_dir=tmp_path / f"manifest-{lean}",
+            progress_file=progress,
+            lean=lean,
+        )
+        reports[lean] = [(r["step"], r["train_loss"], r["val_loss"]) for r in _reports(progress)]
+        # Ray Train's dataset manager is started for every run unless the run is lean.
+        assert dataset_managers() - before == (0 if lean else 1)
+    assert reports[True] == reports[False]  # same seed, same losses, bit for bit
+    marks = json.loads((tmp_path / "manifest-True" / "manifest.json").read_text())["startup"]
+    present = [name for name in MARKS if name in marks and name != "worker_process_started"]
+    assert present == [name for name in MARKS if name != "worker_process_started"]
+    assert [marks[name] for name in present] == sorted(marks[name] for name in present)
+    assert marks["startup_s"] == pytest.approx(marks["first_step"] - marks["fit_called"])
+    assert marks["end_s"] == pytest.approx(marks["fit_returned"] - marks["last_report"])
+    assert finals[True]["startup"]["startup_s"] == marks["startup_s"]
