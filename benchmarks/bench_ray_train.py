@@ -72,9 +72,9 @@ def _processes() -> dict[int, tuple[str, float]]:
     """pid → (actor class, process start time) of every Ray worker process the cluster has known."""
     from ray.util.state import list_actors, list_workers
 
-    classes = {a.pid: a.class_name for a in list_actors(limit=100_000, raise_on_missing_output=False) if a.pid}
+    classes = {a.pid: a.class_name for a in list_actors(limit=10_000, raise_on_missing_output=False) if a.pid}
     out: dict[int, tuple[str, float]] = {}
-    for w in list_workers(detail=True, limit=100_000, raise_on_missing_output=False):
+    for w in list_workers(detail=True, limit=10_000, raise_on_missing_output=False):
         started = w.worker_launched_time_ms or w.start_time_ms
         if w.pid and started and w.worker_type == "WORKER":
             out[w.pid] = (classes.get(w.pid, "idle"), started / 1000.0)

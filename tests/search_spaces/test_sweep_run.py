@@ -168,3 +168,26 @@ def test_interrupted_sweep_resumes_without_repeating_finished_trials(ray_cluster
         new = metrics[metrics["trial_id"] == trial_id].reset_index(drop=True)
         assert old[["step", "val_loss"]].equals(new[["step", "val_loss"]])
     assert json.loads((sweep_dir / "manifest.json").read_text()).get("resumed_at")
+    _same_losses_as_a_fresh_process(sweep_dir, metrics)
+
+
+def _same_losses_as_a_fresh_process(sweep_dir: Path, metrics: Any) -> None:
+    """Trials that ran in a reused trial actor (a grid without a scheduler, one trial at a time) and as
+    lean Train runs report exactly what the same config trains to in a process of its own."""
+    import torch
+
+    from trainables.config import TrainConfig
+    from trainables.engine import TrainingRun
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a trial's worker holds half a CPU: one torch thread
+    try:
+        for trial_id in metrics["trial_id"].unique():
+            manifest = json.loads((sweep_dir / "trials" / trial_id / "manifest.json").read_text())
+            expected: list[dict[str, Any]] = []
+            TrainingRun(TrainConfig.from_dict(manifest["config"])).run(expected.append)
+            got = metrics[metrics["trial_id"] == trial_id].sort_values("step")
+            assert got["step"].tolist() == [r["step"] for r in expected]
+            assert got["val_loss"].tolist() == pytest.approx([r["val_loss"] for r in expected], rel=1e-6)
+    finally:
+        torch.set_num_threads(threads)
