@@ -210,3 +210,16 @@ def test_spec_modules_import_without_torch() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_study_specs_in_the_docs_are_valid_sweeps() -> None:
+    # docs/results.md runs these files with `lossweep sweep run FILE`: they must stay valid specs.
+    from pathlib import Path
+
+    from search_spaces.results import load_spec
+
+    studies = sorted((Path(__file__).resolve().parents[2] / "docs" / "studies").glob("*.yaml"))
+    assert studies
+    for path in studies:
+        spec = load_spec(path)
+        assert spec.name == path.stem and spec.num_trials() == len(spec.methods) * len(spec.seeds)
