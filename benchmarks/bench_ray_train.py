@@ -48,8 +48,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lossweep.local_cluster import activate, ensure_local_cluster, stop_local_cluster
+from search_spaces import results
 from search_spaces.presets import get_preset
 from search_spaces.spec import SweepSpec
+from search_spaces.sweep_dir import TRIAL_MANIFEST_FILE, TRIALS_DIR
 from trainables.config import DataConfig, OptimConfig, TrainConfig
 from trainables.startup import LEAN_TRIALS_ENV, STARTUP_KEY
 
@@ -83,7 +85,7 @@ def _processes() -> dict[int, tuple[str, float]]:
 
 def _trial_marks(sweep_dir: Path) -> list[dict[str, float]]:
     marks = []
-    for manifest in (sweep_dir / "trials").glob("*/manifest.json"):
+    for manifest in (sweep_dir / TRIALS_DIR).glob(f"*/{TRIAL_MANIFEST_FILE}"):
         startup = json.loads(manifest.read_text()).get(STARTUP_KEY)
         if startup:
             marks.append(startup)
@@ -126,8 +128,6 @@ def phases_once(arm: str, trials: int, work: Path, address: str) -> list[dict[st
 
 
 def demo_once(arm: str, work: Path, address: str) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
     from search_spaces.run import run
 
     _arm_env(arm)
@@ -135,7 +135,7 @@ def demo_once(arm: str, work: Path, address: str) -> dict[str, Any]:
     t0 = time.time()
     run(get_preset("demo"), str(sweep_dir), address=address)
     wall = time.time() - t0
-    trials = pq.read_table(sweep_dir / "trials.parquet").to_pylist()
+    trials = results.read_trials(sweep_dir).to_dict("records")
     finals = {f"{t['method']} lr={t['lr']:g}": t["final_val_loss"] for t in trials}
     return {"wall_s": wall, "final_val_loss": dict(sorted(finals.items()))}
 
@@ -170,8 +170,8 @@ def throughput(cache: str, storage: Path, preset: str, steps: int, seq_len: int,
     for i in range(rounds):
         progress = storage / f"throughput-{i}.jsonl"
         fit(config, Resources(workers=2), name=f"throughput-{i}", storage_path=storage, progress_file=progress)
-        ray_runs.append([json.loads(line) for line in progress.read_text().splitlines()])
-        ray_runs[-1] = [e for e in ray_runs[-1] if e["event"] == "report"]
+        events = [json.loads(line) for line in progress.read_text().splitlines()]
+        ray_runs.append([e for e in events if e["event"] == "report"])
         local_runs.append(local(2))
     locals_2 = [steady(rows) for rows in local_runs]
     rays = [steady(rows) for rows in ray_runs]

@@ -121,17 +121,15 @@ def scheduler_for(spec: SweepSpec) -> Any:
     )
 
 
-def reuse_trial_actors(spec: SweepSpec) -> bool:
+def reuse_trial_actors(spec: SweepSpec, *, lean: bool) -> bool:
     """Whether a trial's driver process (Tune's function-trainable actor) runs the next trial too.
 
     Reuse saves every trial after the first a process start and its imports (Ray Tune, torch, the
     trainables). Only without a scheduler: a trial a scheduler stops (ASHA) must take its Train run
     with it, and what ends that run is Ray ending the trial's actor, which owns the run's controller.
-    Off with ``LOSSWEEP_LEAN_TRIALS=0`` (``trainables.startup.lean_trials``).
+    Off unless ``lean`` (``trainables.startup.lean_trials``: ``LOSSWEEP_LEAN_TRIALS=0`` turns it off).
     """
-    from trainables.startup import lean_trials
-
-    return spec.scheduler.name == "none" and lean_trials()
+    return lean and spec.scheduler.name == "none"
 
 
 def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[Any]) -> tuple[Any, bool]:
@@ -140,8 +138,9 @@ def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[
 
     from trainables.startup import lean_trials
 
+    lean = lean_trials()
     plan = TrialPlan.from_spec(spec)
-    trainable = make_trainable(plan, sweep_dir, lean=lean_trials())
+    trainable = make_trainable(plan, sweep_dir, lean=lean)
     trainable = tune.with_resources(trainable, {"CPU": 0, TRIAL_DRIVER_RESOURCE: 1})
     experiment = storage.join(sweep_dir, TUNE_DIR)
     search, param_space, num_samples = search_setup(spec, sweep_dir, sweep_id)
@@ -165,7 +164,7 @@ def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[
             scheduler=scheduler_for(spec),
             num_samples=num_samples,
             max_concurrent_trials=spec.max_concurrent_trials,
-            reuse_actors=reuse_trial_actors(spec),
+            reuse_actors=reuse_trial_actors(spec, lean=lean),
         ),
         run_config=tune.RunConfig(
             name=TUNE_DIR,

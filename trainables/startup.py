@@ -46,10 +46,6 @@ def lean_trials() -> bool:
     return os.environ.get(LEAN_TRIALS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def now() -> float:
-    return time.time()
-
-
 def process_started() -> float | None:
     """When this process was created (wall clock, to ~10 ms), from ``/proc``; None where there is no
     ``/proc``."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -153,7 +154,7 @@ def fit(
 
     from trainables import startup
 
-    fit_called = startup.now()
+    fit_called = time.time()
     validate(config, resources)
     if not ray.is_initialized():
         ray.init(logging_level="WARNING")
@@ -207,7 +208,7 @@ def fit(
     final: dict[str, Any] = dict(result.return_value or result.metrics or {})
     final["checkpoint_path"] = result.checkpoint.path if result.checkpoint is not None else None
     final["run_path"] = result.path
-    marks = {"fit_called": fit_called, **final.get(startup.STARTUP_KEY, {}), "fit_returned": startup.now()}
+    marks = {"fit_called": fit_called, **final.get(startup.STARTUP_KEY, {}), "fit_returned": time.time()}
     final[startup.STARTUP_KEY] = {**marks, **startup.durations(marks)}
 
     if manifest_path is not None and manifest is not None:
