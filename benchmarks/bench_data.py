@@ -35,9 +35,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainables.sampler import BatchSampler
-from trainables.shard_writer import synthetic_shards
-from trainables.shards import open_shards
+from trainables.data.sampler import BatchSampler
+from trainables.data.shard_writer import synthetic_shards
+from trainables.data.shards import open_shards
 
 SHAPES = {"oec (T=2048, B=64)": (2048, 64), "laptop (T=128, B=16)": (128, 16)}
 
@@ -73,7 +73,7 @@ def bench_prepare(tokenizers: list[str], runs: int, address: str | None, workdir
     import ray
 
     from lossweep.local_cluster import ensure_local_cluster, init_driver, stop_local_cluster
-    from trainables.prepare import make_plan, prepare
+    from trainables.data.prepare import make_plan, prepare
 
     cluster = None
     if address is None:
@@ -84,7 +84,7 @@ def bench_prepare(tokenizers: list[str], runs: int, address: str | None, workdir
     try:
         for spec in tokenizers:
             if spec.startswith("bpe:"):  # train it once, untimed: the timed runs load it as a file, as hf:PATH
-                from trainables.prepare import build_tokenizer, find_units
+                from trainables.data.prepare import build_tokenizer, find_units
 
                 _, blob = build_tokenizer(spec, find_units("stdlib"), "text")
                 (workdir / "bpe.json").write_bytes(blob)

@@ -30,10 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainables.config import DataConfig, OptimConfig, TrainConfig
-from trainables.data import load_dataset
-from trainables.engine import TrainingRun
+from trainables.data.tokens import load_dataset
 from trainables.losses.config import LossConfig
+from trainables.train.config import DataConfig, OptimConfig, TrainConfig
+from trainables.train.engine import TrainingRun
 
 VARIANTS = ("baseline", "mu_loss", "mu_centering", "z_loss", "softcap", "simreg")
 TARGETS = {"mu_loss": 1.01, "mu_centering": 1.01, "z_loss": 1.02, "simreg": 1.05}
@@ -64,8 +64,8 @@ def peer_stepper(args: argparse.Namespace, dataset: Any) -> tuple[Callable[[], N
     """GPT-2 (learned positions, GELU MLP 4d, biases, tied head) from ``transformers``, same shape."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from trainables.presets import model_preset
-    from trainables.sampler import BatchSampler
+    from trainables.data.sampler import BatchSampler
+    from trainables.model.presets import model_preset
 
     shape = model_preset(args.preset)
     cfg = GPT2Config(

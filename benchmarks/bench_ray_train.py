@@ -6,7 +6,7 @@ trial, what lossweep did before) and ``lean`` (the default: docs/ray-knobs.md).
 
 **Phases.** Per arm, a sweep of ``--trials`` identical demo trials (the demo's model, data and
 budget; baseline at LR 3e-3; seeds 0..N-1) one at a time, so phases never overlap. Per trial, from
-the run's start-up marks (``trainables.startup``, in ``trials/<id>/manifest.json``) and the Ray
+the run's start-up marks (``trainables.train.startup``, in ``trials/<id>/manifest.json``) and the Ray
 processes the trial started (Ray's state API: each actor's class and its process's start):
 
 - ``tune``: the previous trial's ``fit`` returned (the sweep's start for the first) → this trial's
@@ -48,12 +48,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lossweep.local_cluster import activate, ensure_local_cluster, stop_local_cluster
-from search_spaces import results
-from search_spaces.presets import get_preset
-from search_spaces.spec import SweepSpec
-from search_spaces.sweep_dir import TRIAL_MANIFEST_FILE, TRIALS_DIR
-from trainables.config import DataConfig, OptimConfig, TrainConfig
-from trainables.startup import LEAN_TRIALS_ENV, STARTUP_KEY
+from search_spaces.run import results
+from search_spaces.run.sweep_dir import TRIAL_MANIFEST_FILE, TRIALS_DIR
+from search_spaces.spec.presets import get_preset
+from search_spaces.spec.sweep_spec import SweepSpec
+from trainables.train.config import DataConfig, OptimConfig, TrainConfig
+from trainables.train.startup import LEAN_TRIALS_ENV, STARTUP_KEY
 
 ARMS = {"plain": "0", "lean": "1"}
 PHASES = ("tune", "controller", "workers", "worker_init", "data", "model", "first_step", "startup", "train", "end")
@@ -93,7 +93,7 @@ def _trial_marks(sweep_dir: Path) -> list[dict[str, float]]:
 
 
 def phases_once(arm: str, trials: int, work: Path, address: str) -> list[dict[str, float]]:
-    from search_spaces.run import run
+    from search_spaces.run.job import run
 
     _arm_env(arm)
     sweep_dir = work / f"phases-{arm}"
@@ -128,7 +128,7 @@ def phases_once(arm: str, trials: int, work: Path, address: str) -> list[dict[st
 
 
 def demo_once(arm: str, work: Path, address: str) -> dict[str, Any]:
-    from search_spaces.run import run
+    from search_spaces.run.job import run
 
     _arm_env(arm)
     sweep_dir = work / f"demo-{arm}"
@@ -144,8 +144,8 @@ def throughput(cache: str, storage: Path, preset: str, steps: int, seq_len: int,
     """Steady-state tokens/s of a 2-worker x 1-CPU Ray run against ``train-local`` with 2 threads."""
     import torch
 
-    from trainables.engine import TrainingRun
-    from trainables.trainer import Resources, fit
+    from trainables.train.engine import TrainingRun
+    from trainables.train.trainer import Resources, fit
 
     config = TrainConfig(
         model=preset,
@@ -206,7 +206,7 @@ def main() -> None:
         parser.error("--trials must be at least 2 (the first trial of a sweep also pays the sweep's start)")
 
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))
-    from trainables.data import load_dataset
+    from trainables.data.tokens import load_dataset
 
     # Tokenise the demo's corpus once, outside the timings (the workers read the same cache).
     demo_data = get_preset("demo").data

@@ -40,7 +40,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lossweep.local_cluster import ensure_local_cluster, ray_env, stop_local_cluster
-from search_spaces import results
+from search_spaces.run import results
 
 
 def _logspace(low: float, high: float, n: int) -> list[float]:
@@ -64,7 +64,7 @@ def run_sweep(spec: dict[str, Any], sweep_dir: Path, env: dict[str, str]) -> flo
     spec_path = sweep_dir.parent / f"{sweep_dir.name}.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "search_spaces.run", str(spec_path), str(sweep_dir)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "search_spaces.run.job", str(spec_path), str(sweep_dir)], env=env,
                           capture_output=True, text=True, check=False)  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"sweep {sweep_dir.name} failed:\n{proc.stderr[-3000:]}")

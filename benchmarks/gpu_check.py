@@ -2,11 +2,11 @@
 
 1. **Engine** (in this process, no Ray): ``oec-16m`` and ``oec-57m`` for ``--steps`` steps in bf16 on
    synthetic tokens, compiled (the CUDA default): tokens/s, model FLOP/s and MFU, peak device memory
-   against ``trainables.memory``'s estimate, compile time, whether the flash attention kernel runs.
+   against ``trainables.model.memory``'s estimate, compile time, whether the flash attention kernel runs.
 2. **Loss variants** (``--ratio-model``, default ``oec-57m``, T = ``--seq-len``): baseline, z-loss, μ-loss,
    μ-centering, soft-cap and SimReg, one run each, timed in rounds of ``--ratio-steps`` steps with the
    variants interleaved in a rotating order; best and median step, ratio to the baseline's.
-3. **Ray Train**: the same two models through ``trainables.trainer`` on a private local Ray cluster,
+3. **Ray Train**: the same two models through ``trainables.train.trainer`` on a private local Ray cluster,
    1 worker over NCCL, then 2 workers: one GPU each over NCCL when there are two GPUs, else both on
    the one GPU (``gpus_per_worker: 0.5``) over gloo, because NCCL refuses two ranks on one device.
 
@@ -34,9 +34,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainables.config import DataConfig, OptimConfig, TrainConfig
 from trainables.losses.config import LossConfig
-from trainables.presets import GPT2_VOCAB
+from trainables.model.config import GPT2_VOCAB
+from trainables.train.config import DataConfig, OptimConfig, TrainConfig
 
 #: The loss variants timed against the baseline, with the target ratio of each (None: no target).
 VARIANTS: dict[str, float | None] = {
@@ -63,7 +63,7 @@ def synthetic_corpus(directory: Path, *, tokens: int, vocab: int = GPT2_VOCAB, s
     below ``vocab`` (the same memory-mapped path a prepared corpus takes), nine tenths for training.
     Returns the corpus spec for ``DataConfig.corpus``. Throughput does not depend on what the ids are;
     the loss stays near ln V."""
-    from trainables.shard_writer import synthetic_shards
+    from trainables.data.shard_writer import synthetic_shards
 
     out = directory / "shards"
     synthetic_shards(out, train_tokens=tokens - tokens // 10, val_tokens=tokens // 10, vocab_size=vocab, seed=seed,
@@ -131,9 +131,9 @@ def _peak_memory_gib(device: Any) -> float | None:
 
 def engine_throughput(args: argparse.Namespace, corpus: str, model: str, device: Any) -> dict[str, Any]:
     """One bf16 run of ``model`` in this process (compiled on CUDA); the last report's figures."""
-    from trainables.attention import flash_kernel_runs
-    from trainables.engine import TrainingRun
-    from trainables.memory import estimate_rank_memory
+    from trainables.model.attention import flash_kernel_runs
+    from trainables.model.memory import estimate_rank_memory
+    from trainables.train.engine import TrainingRun
 
     _reset_memory(device)
     _fresh_compile_caches(device)
@@ -164,7 +164,7 @@ def engine_throughput(args: argparse.Namespace, corpus: str, model: str, device:
 
 def variant_ratios(args: argparse.Namespace, corpus: str, device: Any) -> dict[str, Any]:
     """Step time of each loss variant on ``args.ratio_model``, interleaved, against the baseline."""
-    from trainables.engine import TrainingRun
+    from trainables.train.engine import TrainingRun
 
     _reset_memory(device)
     _fresh_compile_caches(device)
@@ -216,7 +216,7 @@ def ray_runs(args: argparse.Namespace, corpus: str, work: Path) -> list[dict[str
     import torch
 
     from lossweep.local_cluster import activate, ensure_local_cluster, stop_local_cluster
-    from trainables.trainer import Resources, fit
+    from trainables.train.trainer import Resources, fit
 
     gpus = torch.cuda.device_count()
     shapes: list[tuple[str, Resources, str]] = [("1 worker x 1 GPU", Resources(workers=1, gpus_per_worker=1), "nccl")]

@@ -28,20 +28,20 @@ class Footprint:
 
 
 def vocab_size(tokenizer: str) -> int:
-    from trainables.presets import BYTES_VOCAB
-    from trainables.tokenizer import parse_tokenizer_spec
+    from trainables.data.tokenizer import parse_tokenizer_spec
+    from trainables.model.config import BYTES_VOCAB
 
     kind, size = parse_tokenizer_spec(tokenizer)
     return int(size) if kind == "bpe" and size is not None else BYTES_VOCAB
 
 
 def footprint(spec: Any) -> Footprint:
-    """The spec's per-trial needs. Activation memory is ``trainables.memory``'s estimate for one worker's
+    """The spec's per-trial needs. Activation memory is ``trainables.model.memory``'s estimate for one worker's
     share of the batch (b = batch_size / workers sequences of seq_len tokens, in the spec's precision):
     the activations saved for the backward pass plus the loss's float32 copy of the logits -- the part
     of a worker's memory that grows with batch x seq_len x width."""
-    from trainables.memory import estimate_rank_memory
-    from trainables.presets import model_preset
+    from trainables.model.memory import estimate_rank_memory
+    from trainables.model.presets import model_preset
 
     vocab = vocab_size(spec.data.tokenizer)
     model = model_preset(spec.model.preset, **{**spec.model.overrides, "vocab_size": vocab})
@@ -105,7 +105,7 @@ def check_cluster_fit(spec: Any, nodes: list[dict[str, float]]) -> None:
     rule, with the nodes as its context), naming the nodes' sizes."""
     from pydantic import ValidationError
 
-    from search_spaces.spec import SweepSpec
+    from search_spaces.spec.sweep_spec import SweepSpec
 
     try:
         SweepSpec.model_validate(spec.model_dump(mode="json"),

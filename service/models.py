@@ -11,7 +11,7 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from search_spaces.sweep_dir import FINAL_SWEEP_STATUSES
+from search_spaces.run.sweep_dir import FINAL_SWEEP_STATUSES
 
 
 def utcnow() -> datetime:

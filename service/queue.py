@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from search_spaces.sweep_dir import write_spec_document
+from search_spaces.run.sweep_dir import write_spec_document
 from service.db import session_scope
 from service.models import FINAL_STATUSES, Sweep, SweepStatus
 from service.ray_client import RayRefused, RayUnavailable, driver_entrypoint, submission_id_for
 from service.state import ServiceState
-from trainables.data_roots import ENV as DATA_ROOTS_ENV
+from trainables.data.roots import ENV as DATA_ROOTS_ENV
 
 log = logging.getLogger("lossweep.service")
 
@@ -45,8 +45,8 @@ def submit(state: ServiceState, session: Session, sweep: Sweep) -> bool:
     submission_id = submission_id_for(sweep.id)
     entrypoint = driver_entrypoint(state.settings.python_executable, spec_path, sweep.sweep_dir)
     # Every process of the job (driver, trial drivers, Train workers) sees the sweep id: the tag of the
-    # trial metrics it exports to Ray (trainables/ray_metrics.py).
-    # The job is confined to the data roots where it opens files (trainables/data_roots.py).
+    # trial metrics it exports to Ray (trainables/train/ray_metrics.py).
+    # The job is confined to the data roots where it opens files (trainables/data/roots.py).
     env = {**state.settings.job_env, "LOSSWEEP_SWEEP_ID": sweep.id,
            DATA_ROOTS_ENV: json.dumps(state.settings.resolved_data_roots)}
     state.ray.submit(submission_id=submission_id, entrypoint=entrypoint, metadata=job_metadata(sweep), env=env)

@@ -1,7 +1,7 @@
 """The Ray Jobs API as the service sees it. The only module of ``service/`` that imports ``ray``.
 
 Each sweep runs as one Ray Job whose entrypoint is the sweep driver,
-``<python> -m search_spaces.run <sweep dir>/spec.yaml <sweep dir>``, with a submission id derived from the
+``<python> -m search_spaces.run.job <sweep dir>/spec.yaml <sweep dir>``, with a submission id derived from the
 sweep id (``lossweep-<sweep id>``) and readable metadata, so the dashboard's job list says what each
 job is and a submission can be repeated safely: Ray refuses a second job with the same submission id.
 """
@@ -56,7 +56,7 @@ def submission_id_for(sweep_id: str) -> str:
 def driver_entrypoint(python: str, spec_path: str, sweep_dir: str) -> str:
     # Ray runs the entrypoint through /bin/sh; `exec` makes the driver the job's own process, so stopping
     # the job signals the driver itself instead of leaving it orphaned behind a killed shell.
-    return "exec " + " ".join(shlex.quote(p) for p in (python, "-m", "search_spaces.run", spec_path, sweep_dir))
+    return "exec " + " ".join(shlex.quote(p) for p in (python, "-m", "search_spaces.run.job", spec_path, sweep_dir))
 
 
 def _ms_to_dt(value: Any) -> datetime | None:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from search_spaces.sweep_dir import FINAL_SWEEP_STATUSES, mark_ended, read_progress
+from search_spaces.run.sweep_dir import FINAL_SWEEP_STATUSES, mark_ended, read_progress
 from service.db import session_scope
 from service.models import FINAL_STATUSES, Sweep, SweepStatus
 from service.ray_client import FINAL_JOB_STATUSES, LIVE_JOB_STATUSES, JobInfo, RayUnavailable

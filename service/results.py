@@ -1,5 +1,5 @@
 """Reading a sweep's results for the API: trials, metrics, the best configuration and reports. All of
-it comes from the sweep dir through ``search_spaces.results``/``search_spaces.reports.report``."""
+it comes from the sweep dir through ``search_spaces.run.results``/``search_spaces.reports.report``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import math
 import threading
 from typing import Any
 
-from search_spaces.sweep_dir import best_trial as best_row
-from search_spaces.sweep_dir import read_json, trial_manifest_path
+from search_spaces.run.sweep_dir import best_trial as best_row
+from search_spaces.run.sweep_dir import read_json, trial_manifest_path
 from service.errors import ApiError
 from trainables.losses.registry import COEFFICIENTS  # torch-free: built-in and plugin coefficient names
 
@@ -26,7 +26,7 @@ def trials_frame(sweep_dir: str) -> Any:
     """The trials table (empty before the first trial reports)."""
     import pandas as pd
 
-    from search_spaces.results import read_trials
+    from search_spaces.run.results import read_trials
 
     try:
         df = read_trials(sweep_dir)
@@ -58,7 +58,7 @@ def trials_parquet(df: Any) -> bytes:
 
 
 def metrics_rows(sweep_dir: str, trial_id: str, since_step: int | None) -> list[dict[str, Any]]:
-    from search_spaces.results import read_metrics
+    from search_spaces.run.results import read_metrics
 
     known = trials_frame(sweep_dir)
     if len(known) == 0 or "trial_id" not in known or trial_id not in set(known["trial_id"].astype(str)):
@@ -73,7 +73,7 @@ def metrics_rows(sweep_dir: str, trial_id: str, since_step: int | None) -> list[
 
 
 def best_trial(df: Any) -> dict[str, Any] | None:
-    """The best trial under the sweep dir's rule (``search_spaces.sweep_dir.BEST_RULE``)."""
+    """The best trial under the sweep dir's rule (``search_spaces.run.sweep_dir.BEST_RULE``)."""
     rows = records(df)
     return best_row(rows)  # type: ignore[return-value]
 

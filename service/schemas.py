@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from search_spaces.sweep_dir import TRIAL_STATUSES
+from search_spaces.run.sweep_dir import TRIAL_STATUSES
 
 
 class PresetSubmission(BaseModel):

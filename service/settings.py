@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     max_activation_bytes_per_worker: int = Field(
         default=128 * 2**30,  # the paper's batch of oec-16m (oec-paper) on one 141 GB GPU fits; 10x that does not
         ge=1,
-        description="Estimated activation memory of one worker (batch x seq_len x width; trainables.memory).",
+        description="Estimated activation memory of one worker (batch x seq_len x width; trainables.model.memory).",
     )
     max_workers_per_trial: int = Field(default=64, ge=1, description="DDP workers of one trial.")
     max_gpus_per_trial: float = Field(default=16, ge=0, description="GPUs of one trial (workers x gpus_per_worker).")

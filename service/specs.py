@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from service.errors import ApiError, error_item, validation_error
 from service.schemas import PresetSubmission
 from service.settings import Settings
-from trainables.data_roots import escaping_files, inside_roots
+from trainables.data.roots import escaping_files, inside_roots
 
 CORPUS_SCHEMES = ("text:", "parquet:", "shards:")
 #: Deepest nesting a submission may have (the deepest spec is ~4 levels; free-form maps add a few).
@@ -60,8 +60,8 @@ def _check_text(text: str, loc: tuple[str | int, ...]) -> None:
 
 def resolve_submission(body: Any, settings: Settings) -> tuple[Any, str | None]:
     """``(SweepSpec, preset name or None)`` for a request body, or an ``ApiError`` naming the field."""
-    from search_spaces.presets import apply_overrides, get_preset, list_presets
-    from search_spaces.spec import SweepSpec
+    from search_spaces.spec.presets import apply_overrides, get_preset, list_presets
+    from search_spaces.spec.sweep_spec import SweepSpec
 
     if isinstance(body, bytes | str):
         raise ApiError(422, "the body must be JSON (Content-Type: application/json)", loc=("body",))
@@ -134,7 +134,7 @@ def check_data_paths(spec_dict: dict[str, Any], settings: Settings) -> None:
     """Refuses ``text:PATH``/``parquet:PATH``/``shards:DIR`` corpora outside the configured data roots. Paths are
     resolved (symlinks, ``..``) before the check, so traversal out of a root is refused too, and so is a
     directory holding a link to a file outside. The job checks every file again where it opens it
-    (``trainables.data_roots``): a file swapped for such a link after submission is refused there."""
+    (``trainables.data.roots``): a file swapped for such a link after submission is refused there."""
     roots = settings.resolved_data_roots
     errors = []
     for loc, value in _strings(spec_dict, ("body",)):

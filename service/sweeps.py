@@ -14,8 +14,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from search_spaces.storage import join
-from search_spaces.sweep_dir import TRIAL_STATUSES
+from search_spaces.run.storage import join
+from search_spaces.run.sweep_dir import TRIAL_STATUSES
 from service.auth import ANONYMOUS, Principal
 from service.caps import check_caps, check_cluster_fit
 from service.errors import ApiError

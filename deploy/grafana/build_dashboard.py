@@ -1,5 +1,5 @@
 """Build ``lossweep-dashboard.json``, the Grafana dashboard over the series lossweep exports through
-Ray's metrics pipeline (``trainables/ray_metrics.py``, ``search_spaces/ray_metrics.py``).
+Ray's metrics pipeline (``trainables/train/ray_metrics.py``, ``search_spaces/run/ray_metrics.py``).
 
 Series names come from those modules, so a renamed metric cannot leave the board querying a name
 that no longer exists (``tests/deploy/test_grafana_dashboard.py`` also checks that the committed JSON
@@ -22,8 +22,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from search_spaces.ray_metrics import SWEEP_TRIALS
-from trainables.ray_metrics import (
+from search_spaces.run.ray_metrics import SWEEP_TRIALS
+from trainables.train.ray_metrics import (
     DIVERGED,
     DIVERGED_TOTAL,
     LOGITS_ABSMAX,

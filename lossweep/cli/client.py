@@ -92,7 +92,7 @@ def fail(command: str, exc: Exception) -> typer.Exit:
 
 def parse_sets(sets: list[str]) -> dict[str, Any]:
     """``--set`` items as overrides, parsed as ``lossweep sweep run`` parses them."""
-    from search_spaces.presets import parse_set_args
+    from search_spaces.spec.presets import parse_set_args
 
     try:
         return parse_set_args(sets)
@@ -140,7 +140,7 @@ def submission_body(target: str, sets: list[str], name: str | None) -> dict[str,
 
 def format_sweep(s: dict[str, Any]) -> str:
     counts = s.get("trial_counts") or {}
-    from search_spaces.sweep_dir import FINAL_TRIAL_STATUSES
+    from search_spaces.run.sweep_dir import FINAL_TRIAL_STATUSES
 
     done = sum(counts.get(k, 0) for k in FINAL_TRIAL_STATUSES)
     total = s.get("num_trials") or sum(counts.values()) or "?"

@@ -56,10 +56,10 @@ def prepare_command(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn
 
     from lossweep.cli.train_ray import _connect
-    from trainables.corpus import CorpusError
-    from trainables.prepare import Progress as PrepareProgress
-    from trainables.prepare import make_plan, prepare
-    from trainables.shard_writer import check_out
+    from trainables.data.corpus import CorpusError
+    from trainables.data.prepare import Progress as PrepareProgress
+    from trainables.data.prepare import make_plan, prepare
+    from trainables.data.shard_writer import check_out
 
     if shard_tokens < 1:
         fail(f"--shard-tokens: must be >= 1, got {shard_tokens}")
@@ -136,7 +136,7 @@ def verify_command(
     path: Annotated[str, typer.Argument(help="A shard set folder (or shards:DIR).")],
 ) -> None:
     """Re-hash every file of a shard set against its manifest (reads the whole set)."""
-    from trainables.shards import ShardError, verify
+    from trainables.data.shards import ShardError, verify
 
     try:
         shards = verify(path)

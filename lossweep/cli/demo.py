@@ -21,7 +21,7 @@ import typer
 
 from lossweep.cli.client import SERVICE_RECORD, TOKEN_FILE, Client, ServiceError, format_sweep, state_dir
 from lossweep.local_cluster import pid_alive
-from search_spaces.sweep_dir import FINAL_SWEEP_STATUSES
+from search_spaces.run.sweep_dir import FINAL_SWEEP_STATUSES
 
 SERVICE_LOG = "service.log"
 

@@ -29,7 +29,7 @@ def presets(
         return
 
     if models:
-        from trainables.presets import list_model_presets
+        from trainables.model.presets import list_model_presets
 
         # params: every distinct tensor; non_embedding: without the V x d matrices; paper_params: as the
         # OEC paper names its models (non-embedding + one V x d matrix, as if tied)
@@ -54,7 +54,7 @@ def presets(
         Console().print(table)
         return
 
-    from search_spaces.presets import get_preset, list_presets
+    from search_spaces.spec.presets import get_preset, list_presets
 
     rows = []
     for name, description in list_presets().items():

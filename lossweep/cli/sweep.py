@@ -1,6 +1,6 @@
 """``lossweep sweep run``: a sweep without the service, with a live table of its trials.
 
-The sweep runs in a child process (``python -m search_spaces.run``, the same driver the service
+The sweep runs in a child process (``python -m search_spaces.run.job``, the same driver the service
 submits as a Ray Job); this command follows the sweep directory's files while it runs. Running the
 same command again with the same ``--out`` resumes an interrupted sweep.
 """
@@ -23,7 +23,7 @@ import typer
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from search_spaces.spec import SweepSpec
+    from search_spaces.spec.sweep_spec import SweepSpec
 
 sweep_app = typer.Typer(help="Run and analyse sweeps without the service.", no_args_is_help=True)
 
@@ -40,8 +40,8 @@ def load_spec_arg(spec_arg: str, sets: list[str] | None) -> SweepSpec:
     naming the problem otherwise."""
     from pydantic import ValidationError
 
-    from search_spaces.presets import apply_overrides, get_preset, list_presets, parse_set_args
-    from search_spaces.results import load_spec
+    from search_spaces.run.results import load_spec
+    from search_spaces.spec.presets import apply_overrides, get_preset, list_presets, parse_set_args
 
     try:
         if Path(spec_arg).is_file() or "://" in spec_arg:
@@ -79,7 +79,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 def trials_table(sweep_dir: str, title: str) -> Table:
     from rich.table import Table
 
-    from search_spaces.results import read_progress, read_trials
+    from search_spaces.run.results import read_progress, read_trials
     from trainables.losses.registry import COEFFICIENTS
 
     progress = read_progress(sweep_dir) or {}
@@ -110,7 +110,7 @@ def trials_table(sweep_dir: str, title: str) -> Table:
 
 def summary(sweep_dir: str) -> dict[str, Any]:
     """The final summary: sweep dir, status, counts per status, the best configuration."""
-    from search_spaces.results import read_progress, read_trials
+    from search_spaces.run.results import read_progress, read_trials
 
     progress = read_progress(sweep_dir) or {}
     best = progress.get("best")
@@ -160,8 +160,8 @@ def run_command(
     from rich.console import Console
     from rich.live import Live
 
-    from search_spaces import storage
-    from search_spaces.sweep_dir import write_spec_document
+    from search_spaces.run import storage
+    from search_spaces.run.sweep_dir import write_spec_document
 
     spec = load_spec_arg(spec_arg, sets)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -180,7 +180,7 @@ def run_command(
     console = Console(stderr=as_json)
     console.print(f"sweep [bold]{spec.name}[/]: {spec.num_trials()} trials -> {sweep_dir}")
     log_path = Path(sweep_dir) / "driver.log" if not storage.is_uri(sweep_dir) else Path(f"{spec.name}-{stamp}.log")
-    cmd = [sys.executable, "-m", "search_spaces.run", spec_file, sweep_dir]
+    cmd = [sys.executable, "-m", "search_spaces.run.job", spec_file, sweep_dir]
     def _terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # a SIGTERM stops the driver too, as Ctrl-C does
 

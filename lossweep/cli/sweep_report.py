@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from lossweep.cli.sweep import sweep_app
-from search_spaces.sweep_dir import REPORT_FORMATS as _FORMATS
+from search_spaces.run.sweep_dir import REPORT_FORMATS as _FORMATS
 
 
 def _parse_formats(values: list[str] | None) -> tuple[str, ...]:
@@ -36,7 +36,7 @@ def _parse_formats(values: list[str] | None) -> tuple[str, ...]:
 
 
 def _check_dir(sweep_dir: str) -> str:
-    from search_spaces.storage import is_uri
+    from search_spaces.run.storage import is_uri
 
     if not is_uri(sweep_dir):
         from pathlib import Path
@@ -77,7 +77,8 @@ def analyze_command(
 ) -> None:
     """Print the analysis tables: best configurations, LR sensitivity, λ robustness, deltas, speed-up."""
     sweep_dir = _check_dir(sweep_dir)
-    from search_spaces import analysis, results
+    from search_spaces.analysis import sensitivity as analysis
+    from search_spaces.run import results
 
     trials = results.read_trials(sweep_dir)
     metrics = results.read_metrics(sweep_dir)
@@ -93,6 +94,7 @@ def _print_tables(out: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from search_spaces.analysis.trial_frame import format_coefficients
     from search_spaces.reports.report_text import (
         coefficients_text,
         fmt,
@@ -102,7 +104,6 @@ def _print_tables(out: dict[str, Any]) -> None:
         seed_speedup_text,
         single_lr_summary,
     )
-    from search_spaces.trial_frame import format_coefficients
 
     # Pipes get 80 columns by default, too narrow for these tables; a real terminal keeps its width.
     probe = Console()

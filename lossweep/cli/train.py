@@ -39,9 +39,9 @@ def train_local(
     from rich.console import Console
 
     console = Console(stderr=as_json)
-    from trainables.corpus import CorpusError
-    from trainables.engine import TrainingRun
-    from trainables.sampler import DataSizeError
+    from trainables.data.corpus import CorpusError
+    from trainables.data.sampler import DataSizeError
+    from trainables.train.engine import TrainingRun
 
     try:
         with console.status(f"preparing data ({config.data.corpus}, {config.data.tokenizer})", spinner="dots"):
@@ -51,7 +51,7 @@ def train_local(
 
     metrics_file = None
     if out is not None:
-        from trainables.manifest import build_manifest, write_manifest
+        from trainables.train.manifest import build_manifest, write_manifest
 
         out.mkdir(parents=True, exist_ok=True)
         write_manifest(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, get_type_hi
 import typer
 
 if TYPE_CHECKING:
-    from trainables.config import TrainConfig
+    from trainables.train.config import TrainConfig
 
 R = TypeVar("R")
 
@@ -162,11 +162,12 @@ def with_run_flags(command: Callable[..., R]) -> Callable[..., R]:
 def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> TrainConfig:
     """The ``TrainConfig`` the flags describe (``use_gpu`` overrides ``--gpu``); ``FlagError`` on any
     invalid value."""
-    from trainables.config import L0_CONVENTIONS, DataConfig, DivergenceConfig, OptimConfig, TrainConfig
-    from trainables.corpus import CORPUS_KINDS
+    from trainables.data.corpus import CORPUS_KINDS
+    from trainables.data.tokenizer import parse_tokenizer_spec
     from trainables.losses.config import LossConfig
-    from trainables.presets import INITS, model_preset
-    from trainables.tokenizer import parse_tokenizer_spec
+    from trainables.model.config import INITS
+    from trainables.model.presets import model_preset
+    from trainables.train.config import L0_CONVENTIONS, DataConfig, DivergenceConfig, OptimConfig, TrainConfig
 
     def check(ok: bool, flag: str, problem: str) -> None:
         if not ok:

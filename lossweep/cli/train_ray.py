@@ -82,7 +82,7 @@ def train(
 
     import dataclasses
 
-    from trainables.trainer import Resources, validate
+    from trainables.train.trainer import Resources, validate
 
     try:
         config = dataclasses.replace(base, checkpoint_interval=checkpoint_interval, checkpoint_keep=checkpoint_keep)
@@ -108,7 +108,7 @@ def train(
     log_offset = progress_file.stat().st_size if progress_file.exists() else 0
 
     _connect(address, console)
-    from trainables.trainer import InsufficientResourcesError, fit
+    from trainables.train.trainer import InsufficientResourcesError, fit
 
     console.print(
         f"[bold]{config.model}[/] · method [bold]{config.loss.method}[/] · lr {config.optim.lr:g} · {config.steps}"
@@ -234,13 +234,13 @@ def _read_new(path: Path, offset: int) -> tuple[int, list[dict[str, Any]]]:
 
 
 def _summary(final: dict[str, Any], *, wall_s: float) -> dict[str, Any]:
-    from trainables.startup import STARTUP_KEY
+    from trainables.train.startup import STARTUP_KEY
 
     out: dict[str, Any] = {"steps": final.get("step")}
     out.update({k: final.get(k) for k in SUMMARY_KEYS if k != "steps"})
     out.update({k: v for k, v in final.items() if k not in out and k not in ("step", STARTUP_KEY)})
     out["wall_s"] = round(wall_s, 3)
-    # fit called -> first optimizer step done (trainables.startup); the marks are in the manifest.
+    # fit called -> first optimizer step done (trainables.train.startup); the marks are in the manifest.
     startup_s = final.get(STARTUP_KEY, {}).get("startup_s")
     out["startup_s"] = round(startup_s, 3) if startup_s is not None else None
     return out

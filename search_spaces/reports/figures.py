@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from search_spaces import analysis, trial_frame
+from search_spaces.analysis import sensitivity as analysis
+from search_spaces.analysis import trial_frame
 from search_spaces.reports import plots
 from trainables.losses.registry import TERMS
 

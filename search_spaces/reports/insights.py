@@ -18,9 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from search_spaces import trial_frame
+from search_spaces.analysis import trial_frame
 from search_spaces.reports.plots import DIAGNOSTICS, method_color
-from search_spaces.sweep_dir import finite_float
+from search_spaces.run.sweep_dir import finite_float
 
 OBJECTIVE = "final validation CE (no penalty) of finished trials, a diverged trial counted as ln V"
 _MIN_TRIALS = 3

@@ -140,7 +140,7 @@ def _fmt_lr(value: float) -> str:
 def lr_sensitivity_plot(families: Sequence[Mapping[str, Any]], *, l0: float | None) -> Plot:
     """Validation CE against peak LR (log axis), one line per family; diverged runs marked.
 
-    ``families`` are rows of :func:`search_spaces.analysis.lr_sensitivity` with ``lrs_grid``,
+    ``families`` are rows of :func:`search_spaces.analysis.sensitivity.lr_sensitivity` with ``lrs_grid``,
     ``losses`` and ``diverged_lrs`` (the learning rates with at least one diverged trial). When
     ``ln V`` lies far above every non-diverged loss, the y axis stops short of it and diverged
     points sit on the top edge (their value, ln V, is in the caption), so the curves stay readable.

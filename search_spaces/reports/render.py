@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 
-from search_spaces import storage
 from search_spaces.reports.report import Report, build
 from search_spaces.reports.report_html import to_html
 from search_spaces.reports.report_markdown import to_markdown
-from search_spaces.sweep_dir import REPORT_FORMATS as FORMATS
-from search_spaces.sweep_dir import report_file
+from search_spaces.run import storage
+from search_spaces.run.sweep_dir import REPORT_FORMATS as FORMATS
+from search_spaces.run.sweep_dir import report_file
 
 
 def to_json(report: Report) -> str:

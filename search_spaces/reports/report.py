@@ -1,6 +1,6 @@
 """The best-config report of a sweep: ``report.json``, ``report.md`` and a self-contained ``report.html``.
 
-:func:`build` reads a sweep directory (through :mod:`search_spaces.results`) into one JSON-ready
+:func:`build` reads a sweep directory (through :mod:`search_spaces.run.results`) into one JSON-ready
 document plus its figures (:mod:`search_spaces.reports.figures`); :mod:`search_spaces.reports.render`
 writes it out. The document depends only on the sweep directory's content (no clock, no randomness).
 """
@@ -14,13 +14,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from search_spaces import analysis, paper_reference, storage, trial_frame
-from search_spaces.best import best_configs
+from search_spaces.analysis import paper_reference, trial_frame
+from search_spaces.analysis import sensitivity as analysis
+from search_spaces.analysis.best import best_configs
+from search_spaces.analysis.speedup import SPEEDUP_RULE, convergence_speedup
 from search_spaces.reports import insights, insights_report, plots
 from search_spaces.reports.figures import figures as draw_figures
 from search_spaces.reports.figures import heatmap_terms
-from search_spaces.speedup import SPEEDUP_RULE, convergence_speedup
-from search_spaces.sweep_dir import BEST_RULE, FINAL_SWEEP_STATUSES
+from search_spaces.run import storage
+from search_spaces.run.sweep_dir import BEST_RULE, FINAL_SWEEP_STATUSES
 from trainables.losses.registry import TERMS
 
 SCHEMA = "lossweep.report/1"
@@ -60,7 +62,7 @@ class Report:
 def _load(
     sweep_dir: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None, list[str]]:
-    from search_spaces import results
+    from search_spaces.run import results
 
     problems: list[str] = []
     # A sweep that has just started has no trials.parquet yet: its report says so instead of failing.

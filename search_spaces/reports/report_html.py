@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from search_spaces import paper_reference, trial_frame
+from search_spaces.analysis import paper_reference, trial_frame
 from search_spaces.reports.insights_report import importance_html, mechanism_html
 from search_spaces.reports.plots import Plot
 from search_spaces.reports.report import Report

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from search_spaces import paper_reference, trial_frame
+from search_spaces.analysis import paper_reference, trial_frame
 from search_spaces.reports import insights_report
 from search_spaces.reports.report import Report
 from search_spaces.reports.report_text import (

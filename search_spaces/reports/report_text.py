@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from search_spaces.sweep_dir import FINAL_TRIAL_STATUSES
+from search_spaces.run.sweep_dir import FINAL_TRIAL_STATUSES
 from trainables.losses.registry import method_label
 
 #: The columns of the trials table, in the HTML and the Markdown report alike.

@@ -60,7 +60,7 @@ def operation_id(route: APIRoute) -> str:
 def spec_example() -> dict[str, Any] | None:
     """The demo preset as a full SweepSpec example, when the presets are importable."""
     try:
-        from search_spaces.presets import get_preset
+        from search_spaces.spec.presets import get_preset
 
         return get_preset("demo").model_dump(mode="json")  # type: ignore[no-any-return]
     except Exception:
@@ -95,7 +95,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         title=app.title, version=app.version, description=app.description, routes=app.routes, tags=app.openapi_tags
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
-    from search_spaces.spec import SweepSpec
+    from search_spaces.spec.sweep_spec import SweepSpec
 
     for model in (SweepSpec, PresetSubmission):
         sub = model.model_json_schema(ref_template="#/components/schemas/{model}", mode="validation")

@@ -21,8 +21,8 @@ def _trials(spec: object) -> int | None:
 
 @router.get("", response_model=list[PresetSummary], summary="List presets", responses=ERRORS)
 def list_presets(_: ReaderDep) -> list[PresetSummary]:
-    from search_spaces.presets import get_preset
-    from search_spaces.presets import list_presets as _list
+    from search_spaces.spec.presets import get_preset
+    from search_spaces.spec.presets import list_presets as _list
 
     return [
         PresetSummary(name=name, description=description, num_trials=_trials(get_preset(name)))
@@ -32,8 +32,8 @@ def list_presets(_: ReaderDep) -> list[PresetSummary]:
 
 @router.get("/{name}", response_model=PresetPublic, summary="A preset's full SweepSpec", responses=ERRORS)
 def get_preset(name: str, _: ReaderDep) -> PresetPublic:
-    from search_spaces.presets import get_preset as _get
-    from search_spaces.presets import list_presets as _list
+    from search_spaces.spec.presets import get_preset as _get
+    from search_spaces.spec.presets import list_presets as _list
 
     presets = _list()
     if name not in presets:

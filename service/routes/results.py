@@ -10,7 +10,7 @@ import yaml
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from search_spaces.sweep_dir import signature
+from search_spaces.run.sweep_dir import signature
 from service.deps import ReaderDep, SessionDep, SettingsDep, StateDep
 from service.results import (
     best_config,

@@ -36,7 +36,7 @@ def test_refuses_on_cpu_with_one_line(gpu_check: ModuleType) -> None:
 
 
 def test_synthetic_corpus_loads_with_the_whole_vocabulary(gpu_check: ModuleType, tmp_path: Path) -> None:
-    from trainables.data import load_dataset
+    from trainables.data.tokens import load_dataset
 
     spec = gpu_check.synthetic_corpus(tmp_path / "data", tokens=20_000, vocab=300)
     args = gpu_check.main.__globals__["argparse"].Namespace(steps=8, seq_len=16, batch_size=4)

@@ -130,7 +130,7 @@ def submit(live: LiveService, user: str, name: str, **overrides: Any) -> dict[st
 def finished_sweep(live: LiveService, user: str, name: str) -> dict[str, Any]:
     """A sweep of ``user`` that has ended SUCCEEDED with a synthetic paper-grid result in its sweep dir (the
     LR grid, coefficients, a diverged baseline at the largest LR, logit statistics)."""
-    from search_spaces.results import read_progress
+    from search_spaces.run.results import read_progress
     from service.db import session_scope
     from service.models import Sweep
 

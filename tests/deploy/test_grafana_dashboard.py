@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
-from search_spaces.ray_metrics import SWEEP_METRICS
+from search_spaces.run.ray_metrics import SWEEP_METRICS
 from service.grafana import DASHBOARD_SLUG, DASHBOARD_UID, grafana_link
 from service.settings import Settings
-from trainables.ray_metrics import RAY_PROMETHEUS_PREFIX, TRIAL_METRICS
+from trainables.train.ray_metrics import RAY_PROMETHEUS_PREFIX, TRIAL_METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"

@@ -1,6 +1,6 @@
 """A real two-node Ray cluster on one machine (a head plus a node joined with ``ray start --address``,
 separate temp dirs and ports), sweep storage on S3 (a local moto server), and a two-trial sweep run
-by lossweep's own driver (``python -m search_spaces.run SPEC s3://...``) whose trials train on both
+by lossweep's own driver (``python -m search_spaces.run.job SPEC s3://...``) whose trials train on both
 nodes: the node each trial's rank 0 ran on comes back in the sweep's results (``node_id``).
 
 With one CPU per node and two concurrent one-worker trials, Ray has to put one trial on each node;
@@ -28,7 +28,7 @@ SWEEP_TIMEOUT_S = 480  # generous for a loaded machine; about a minute when it i
 def small_corpus(path: Path, size: int = 200_000) -> Path:
     """A few hundred kB of real text (standard library sources) in one file: tokenizing it takes
     milliseconds where the whole ``stdlib`` corpus takes seconds per cold node."""
-    from trainables.corpus import stdlib_files
+    from trainables.data.corpus import stdlib_files
 
     chunks: list[str] = []
     for source in stdlib_files():
@@ -58,7 +58,7 @@ def two_trial_spec(path: Path, corpus: Path) -> Path:
 
 
 def test_trials_of_one_sweep_train_on_both_nodes(tmp_path: Path, s3_env: S3Server) -> None:
-    from search_spaces import results
+    from search_spaces.run import results
 
     # s3_env puts the AWS variables in this process's environment *before* the cluster starts, so the
     # raylets, and every trial worker they start, reach the S3 server too.
@@ -68,7 +68,7 @@ def test_trials_of_one_sweep_train_on_both_nodes(tmp_path: Path, s3_env: S3Serve
         nodes = alive_nodes(cluster.head)
         assert len(nodes) == 2
         proc = subprocess.run(
-            [sys.executable, "-m", "search_spaces.run", str(spec), sweep_dir],
+            [sys.executable, "-m", "search_spaces.run.job", str(spec), sweep_dir],
             env={**cluster.env(), "LOSSWEEP_CACHE_DIR": str(tmp_path / "cache")},
             cwd=ROOT,
             capture_output=True,

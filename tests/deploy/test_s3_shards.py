@@ -10,8 +10,8 @@ import pyarrow.fs as pafs
 import pytest
 
 from tests.deploy.conftest import S3Server
-from trainables.shard_writer import write_shards
-from trainables.shards import MANIFEST, ShardError, verify
+from trainables.data.shard_writer import write_shards
+from trainables.data.shards import MANIFEST, ShardError, verify
 
 
 def _names(uri: str) -> set[str]:

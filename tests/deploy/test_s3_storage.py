@@ -13,8 +13,8 @@ import pyarrow.fs as pafs
 import pytest
 import yaml
 
-from search_spaces import storage
-from search_spaces import sweep_dir as contract
+from search_spaces.run import storage
+from search_spaces.run import sweep_dir as contract
 from tests.deploy.conftest import S3Server
 from tests.search_spaces.synthetic_sweep import paper_grid_trials, write_sweep
 
@@ -35,7 +35,7 @@ def _object_names(uri: str) -> set[str]:
 
 @pytest.fixture
 def local_sweep(tmp_path: Path) -> Path:
-    from search_spaces.presets import get_preset
+    from search_spaces.spec.presets import get_preset
 
     spec = get_preset("oec-lr-sensitivity").model_dump(mode="json")
     return write_sweep(tmp_path / "grid-s3", paper_grid_trials(seeds=(0,)), spec=spec)
@@ -81,7 +81,7 @@ def test_storage_helpers_on_s3(s3_env: S3Server) -> None:
 
 
 def test_results_writers_round_trip_on_s3(s3_env: S3Server) -> None:
-    from search_spaces import results
+    from search_spaces.run import results
 
     sweep_dir = s3_env.uri("sweeps", "writers")
     trials = [
@@ -110,7 +110,7 @@ def test_results_writers_round_trip_on_s3(s3_env: S3Server) -> None:
 
 
 def test_results_read_the_same_from_s3_as_from_disk(local_sweep: Path, s3_sweep: str) -> None:
-    from search_spaces import results
+    from search_spaces.run import results
 
     local_trials = results.read_trials(str(local_sweep)).sort_values("trial_id").reset_index(drop=True)
     s3_trials = results.read_trials(s3_sweep).sort_values("trial_id").reset_index(drop=True)

@@ -111,7 +111,7 @@ def test_a_lost_job_with_a_cancel_requested_ends_cancelled(ray_cluster: Any, ser
     import json
     from pathlib import Path
 
-    from search_spaces.sweep_dir import read_progress
+    from search_spaces.run.sweep_dir import read_progress
     from service.db import session_scope
     from service.models import Sweep, SweepStatus
     from service.reconcile import reconcile

@@ -2,7 +2,7 @@
 right names and tags; a real Prometheus on ``deploy/prometheus/prometheus.yml`` answers every query
 of the Grafana board.
 
-A real tiny sweep (the driver, ``python -m search_spaces.run``, in a subprocess; two μ-centering
+A real tiny sweep (the driver, ``python -m search_spaces.run.job``, in a subprocess; two μ-centering
 trials on the session's local Ray, one at a learning rate that diverges at once) runs while the test
 scrapes every node's metrics endpoint over HTTP (ports from ``ray.nodes()``, the targets Ray writes
 into its Prometheus service-discovery file). A node's agent serves a series after a flush interval of
@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 
 from lossweep.local_cluster import LocalCluster
-from search_spaces.ray_metrics import SWEEP_TRIALS, TRIAL_STATUSES
-from search_spaces.results import read_trials
+from search_spaces.run.ray_metrics import SWEEP_TRIALS, TRIAL_STATUSES
+from search_spaces.run.results import read_trials
 from tests.fixtures.sweeps import driver_env, run_driver
-from trainables.ray_metrics import DIVERGED_TOTAL, TRIAL_METRICS, VAL_LOSS
+from trainables.train.ray_metrics import DIVERGED_TOTAL, TRIAL_METRICS, VAL_LOSS
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

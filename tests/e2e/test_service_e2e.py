@@ -35,7 +35,7 @@ def tiny(name: str, *, steps: int) -> dict[str, Any]:
     }
 
 
-# Dotted keys of the SweepSpec (search_spaces/spec.py).
+# Dotted keys of the SweepSpec (search_spaces/spec/sweep_spec.py).
 STEPS_KEY = "budget.steps"
 TINY_OVERRIDES: dict[str, Any] = {
     "model.preset": "tiny",

@@ -1,7 +1,7 @@
 """Synthetic sweep directories in the documented format (docs/sweep-dir.md), for analysis and report tests.
 
 The values follow simple closed forms so tests can compute the expected analysis by hand; the files are
-written with the sweep driver's own writers in ``search_spaces.results``.
+written with the sweep driver's own writers in ``search_spaces.run.results``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from search_spaces.results import TRIAL_COLUMNS
-from search_spaces.sweep_dir import TRIAL_STATUSES
+from search_spaces.run.results import TRIAL_COLUMNS
+from search_spaces.run.sweep_dir import TRIAL_STATUSES
 
 TRIAL_NAMES = tuple(name for name, _ in TRIAL_COLUMNS)
 VOCAB = 256
@@ -116,10 +116,10 @@ def write_sweep(
     total_trials: int | None = None,
 ) -> Path:
     """Writes trials.parquet, metrics.parquet, progress.json, spec.yaml and manifest.json with the
-    sweep driver's own writers (``search_spaces.results``, ``search_spaces.sweep_dir``)."""
-    from search_spaces import results
-    from search_spaces.spec import SweepSpec
-    from search_spaces.sweep_dir import write_spec_document
+    sweep driver's own writers (``search_spaces.run.results``, ``search_spaces.run.sweep_dir``)."""
+    from search_spaces.run import results
+    from search_spaces.run.sweep_dir import write_spec_document
+    from search_spaces.spec.sweep_spec import SweepSpec
 
     directory.mkdir(parents=True, exist_ok=True)
     sweep_dir = str(directory)

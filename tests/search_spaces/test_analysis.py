@@ -1,4 +1,4 @@
-"""search_spaces.analysis against values computed by hand (float64) and against the OEC paper's table."""
+"""search_spaces.analysis.sensitivity against values computed by hand (float64) and against the OEC paper's table."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import math
 import pandas as pd
 import pytest
 
-from search_spaces import analysis, paper_reference, speedup, trial_frame
-from search_spaces.best import best_configs
+from search_spaces.analysis import paper_reference, speedup, trial_frame
+from search_spaces.analysis import sensitivity as analysis
+from search_spaces.analysis.best import best_configs
 from tests.search_spaces.synthetic_sweep import trial
 
 L0 = math.log(256)
@@ -309,7 +310,7 @@ def test_paper_lrs_column_reproduced_from_the_published_runs(shared_dir) -> None
     if not path.is_file():
         pytest.skip(f"{path} is not present")
     ours = paper_reference.paper_lrs_by_size(path)
-    # The LRS table of PAPERS.md (OEC paper, no weight tying, lambda = 1e-4), to its 3 decimals.
+    # The LRS table of docs/papers.md (OEC paper, no weight tying, lambda = 1e-4), to its 3 decimals.
     for size, table in paper_reference.PAPER_LRS.items():
         for method, published in table.items():
             assert ours[size][method] == pytest.approx(published, abs=6e-4), (size, method)

@@ -7,9 +7,9 @@ import typer
 from pydantic import ValidationError
 
 from lossweep.cli.sweep import load_spec_arg
-from search_spaces.presets import OEC_LR_GRID, apply_overrides, get_preset
-from search_spaces.spec import CORPUS_TO_NAME
-from search_spaces.translate import train_config
+from search_spaces.spec.presets import OEC_LR_GRID, apply_overrides, get_preset
+from search_spaces.spec.sweep_spec import CORPUS_TO_NAME
+from search_spaces.spec.translate import train_config
 
 CORPUS = "parquet:/data/fineweb-gpt2"
 

@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from search_spaces.reports.render import render
-from search_spaces.spec import SweepSpec
+from search_spaces.spec.sweep_spec import SweepSpec
 from tests.search_spaces.synthetic_sweep import paper_grid_trials, trial, write_sweep
 
 LINKS = {"trials.csv": "/v1/sweeps/s1/trials.csv", "metrics.parquet": "/v1/sweeps/s1/metrics.parquet"}

@@ -1,4 +1,4 @@
-"""search_spaces.report_forwarding inside real Tune trials: every report arrives, in order, and the
+"""search_spaces.run.report_forwarding inside real Tune trials: every report arrives, in order, and the
 trial ends the moment the run returns, however quickly it returns after its last report."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _tune(trial: Any, tmp_path: Path, name: str, *, samples: int = 2, reuse: boo
 
 def test_every_report_reaches_tune_in_order_and_the_trial_ends(ray_connected: Any, tmp_path: Path) -> None:
     def trial(_: dict[str, Any]) -> None:
-        from search_spaces.report_forwarding import fit_reporting_to_tune
+        from search_spaces.run.report_forwarding import fit_reporting_to_tune
 
         class Checkpoint:
             path = "/runs/x/checkpoint_000004"
@@ -52,7 +52,7 @@ def test_every_report_reaches_tune_in_order_and_the_trial_ends(ray_connected: An
 
 def test_a_failing_run_fails_the_trial_with_its_error(ray_connected: Any, tmp_path: Path) -> None:
     def trial(_: dict[str, Any]) -> None:
-        from search_spaces.report_forwarding import fit_reporting_to_tune
+        from search_spaces.run.report_forwarding import fit_reporting_to_tune
 
         def fit(callbacks: list[Any]) -> None:
             callbacks[0].after_report(None, [{"i": 0}], None)
@@ -72,7 +72,7 @@ def test_a_reused_trial_actor_keeps_its_queue_and_gets_only_its_own_reports(
     def trial(_: dict[str, Any]) -> None:
         import os
 
-        from search_spaces import report_forwarding
+        from search_spaces.run import report_forwarding
 
         def fit(callbacks: list[Any]) -> None:
             # A report of some other run left in this process's queue must not reach this trial.

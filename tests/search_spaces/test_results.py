@@ -8,10 +8,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from search_spaces import results, storage
-from search_spaces.callbacks import build_progress
-from search_spaces.spec import SweepSpec
-from search_spaces.sweep_dir import write_spec_document
+from search_spaces.run import results, storage
+from search_spaces.run.callbacks import build_progress
+from search_spaces.run.sweep_dir import write_spec_document
+from search_spaces.spec.sweep_spec import SweepSpec
 
 
 def _row(tid: str, status: str, best: float | None, **kw: object) -> dict[str, object]:
@@ -51,7 +51,7 @@ def test_missing_files(tmp_path: Path) -> None:
 
 
 def test_spec_round_trip(tmp_path: Path) -> None:
-    from search_spaces.presets import get_preset
+    from search_spaces.spec.presets import get_preset
 
     spec = get_preset("all-methods-tpe")
     write_spec_document(str(tmp_path), spec.model_dump(mode="json"))
@@ -81,7 +81,7 @@ def test_progress_counts_best_and_eta() -> None:
 def test_the_driver_leaves_a_spec_yaml_in_place_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The service and ``lossweep sweep run`` write spec.yaml and hand that file to the driver, which then
     does not write it a second time; a spec file from elsewhere is copied in."""
-    from search_spaces.run import spec_in_place
+    from search_spaces.run.job import spec_in_place
 
     sweep = tmp_path / "s"
     sweep.mkdir()

@@ -8,9 +8,9 @@ from typing import Any
 import optuna
 import pytest
 
-from search_spaces.spaces import define_by_run, explicit_trials, grid_trials, random_trials
-from search_spaces.spec import SweepSpec
-from search_spaces.translate import train_config, trial_params
+from search_spaces.spec.spaces import define_by_run, explicit_trials, grid_trials, random_trials
+from search_spaces.spec.sweep_spec import SweepSpec
+from search_spaces.spec.translate import train_config, trial_params
 
 BASE: dict[str, Any] = {"name": "t", "budget": {"steps": 20, "eval_interval": 5}}
 

@@ -10,14 +10,14 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from search_spaces.presets import (
+from search_spaces.spec.presets import (
     OEC_LR_GRID,
     apply_overrides,
     get_preset,
     list_presets,
     parse_set_args,
 )
-from search_spaces.spec import Range, SweepSpec
+from search_spaces.spec.sweep_spec import Range, SweepSpec
 
 BASE: dict[str, Any] = {"name": "t", "budget": {"steps": 20, "eval_interval": 5}, "methods": ["baseline"]}
 
@@ -204,8 +204,8 @@ def test_set_overrides_errors() -> None:
 def test_spec_modules_import_without_torch() -> None:
     code = (
         "import sys\n"
-        "import search_spaces.spec, search_spaces.presets, search_spaces.spaces, search_spaces.results, "
-        "search_spaces.storage, search_spaces.translate\n"
+        "import search_spaces.spec.sweep_spec, search_spaces.spec.presets, search_spaces.spec.spaces\n"
+        "import search_spaces.run.results, search_spaces.run.storage, search_spaces.spec.translate\n"
         "bad = [m for m in ('torch', 'ray') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -216,7 +216,7 @@ def test_the_study_specs_in_the_docs_are_valid_sweeps() -> None:
     # docs/results.md runs these files with `lossweep sweep run FILE`: they must stay valid specs.
     from pathlib import Path
 
-    from search_spaces.results import load_spec
+    from search_spaces.run.results import load_spec
 
     studies = sorted((Path(__file__).resolve().parents[2] / "docs" / "studies").glob("*.yaml"))
     assert studies

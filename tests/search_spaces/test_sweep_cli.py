@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from lossweep.cli.main import app
 from lossweep.cli.sweep import load_spec_arg, summary
-from search_spaces import results
-from search_spaces.presets import get_preset
+from search_spaces.run import results
+from search_spaces.spec.presets import get_preset
 
 runner = CliRunner()
 
@@ -26,7 +26,7 @@ def test_presets_lists_sweep_presets() -> None:
 
 
 def test_presets_models_lists_parameter_counts() -> None:
-    from trainables.presets import list_model_presets
+    from trainables.model.presets import list_model_presets
 
     out = runner.invoke(app, ["presets", "--models", "--json"])
     assert out.exit_code == 0, out.output

@@ -7,10 +7,10 @@ import math
 
 import pandas as pd
 
-from search_spaces import best
-from search_spaces.callbacks import build_progress
-from search_spaces.presets import get_preset
-from search_spaces.sweep_dir import BEST_RULE, best_key, best_trial
+from search_spaces.analysis import best
+from search_spaces.run.callbacks import build_progress
+from search_spaces.run.sweep_dir import BEST_RULE, best_key, best_trial
+from search_spaces.spec.presets import get_preset
 from service.results import best_trial as service_best
 
 

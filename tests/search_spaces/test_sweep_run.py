@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from search_spaces import results
-from search_spaces.spec import SweepSpec
+from search_spaces.run import results
+from search_spaces.spec.sweep_spec import SweepSpec
 from tests.fixtures.sweeps import HUGE_LR, TINY_GRID, driver_env, run_driver
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -132,7 +132,7 @@ def test_interrupted_sweep_resumes_without_repeating_finished_trials(ray_cluster
     spec_path.write_text(yaml.safe_dump(spec_doc))
     env = driver_env(ray_cluster)
     driver = subprocess.Popen(
-        [sys.executable, "-m", "search_spaces.run", str(spec_path), str(sweep_dir)],
+        [sys.executable, "-m", "search_spaces.run.job", str(spec_path), str(sweep_dir)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     finished: dict[str, float] = {}
@@ -176,8 +176,8 @@ def _same_losses_as_a_fresh_process(sweep_dir: Path, metrics: Any) -> None:
     lean Train runs report exactly what the same config trains to in a process of its own."""
     import torch
 
-    from trainables.config import TrainConfig
-    from trainables.engine import TrainingRun
+    from trainables.train.config import TrainConfig
+    from trainables.train.engine import TrainingRun
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a trial's worker holds half a CPU: one torch thread

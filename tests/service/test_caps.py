@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from search_spaces.presets import get_preset, list_presets
+from search_spaces.spec.presets import get_preset, list_presets
 from service.caps import check_caps, footprint
 from service.settings import Settings
 from tests.fixtures.service import LiveService
@@ -60,7 +60,7 @@ def test_every_preset_fits_the_default_caps(name: str) -> None:
 
 
 def test_footprint_matches_the_model_and_the_budget() -> None:
-    from trainables.presets import model_preset
+    from trainables.model.presets import model_preset
 
     spec = get_preset("demo")
     fp = footprint(spec)

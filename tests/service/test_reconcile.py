@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search_spaces.sweep_dir import mark_ended, read_progress
+from search_spaces.run.sweep_dir import mark_ended, read_progress
 from service.models import Sweep, SweepStatus
 from service.ray_client import JobInfo
 from service.reconcile import final_status

@@ -45,7 +45,7 @@ def test_report_cache_follows_the_files_not_the_host(live_service: LiveService) 
 
 
 def test_atomic_writes_never_touch_the_process_umask(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trainables.atomic_file import write_atomic
+    from trainables.data.atomic_file import write_atomic
 
     def forbidden(mask: int) -> int:
         raise AssertionError("os.umask changes the mask of every thread of the process")

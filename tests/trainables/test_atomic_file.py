@@ -1,4 +1,4 @@
-"""trainables.atomic_file: whole files or nothing, with the permissions the user's umask gives."""
+"""trainables.data.atomic_file: whole files or nothing, with the permissions the user's umask gives."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.atomic_file import write_atomic
+from trainables.data.atomic_file import write_atomic
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])

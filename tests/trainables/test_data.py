@@ -9,13 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import trainables.data as data_mod
-from trainables import corpus as corpus_mod
-from trainables.config import DataConfig
-from trainables.corpus import CorpusError, load_corpus, stdlib_files
-from trainables.data import load_dataset
-from trainables.sampler import BatchSampler, DataSizeError, EvalBatches
-from trainables.tokenizer import EOT, BPETokenizer, ByteTokenizer, parse_tokenizer_spec
+import trainables.data.tokens as data_mod
+from trainables.data import corpus as corpus_mod
+from trainables.data.corpus import CorpusError, load_corpus, stdlib_files
+from trainables.data.sampler import BatchSampler, DataSizeError, EvalBatches
+from trainables.data.tokenizer import EOT, BPETokenizer, ByteTokenizer, parse_tokenizer_spec
+from trainables.data.tokens import load_dataset
+from trainables.train.config import DataConfig
 
 SAMPLE = "def f(x):\n    return x ** 2  # naïve — ünïcode ✓\n"
 

@@ -14,8 +14,8 @@ import pytest
 from tests.fixtures.service import LiveService
 from tests.service.helpers import demo_spec, with_corpus
 from tests.service.test_api import assert_error
-from trainables.corpus import load_corpus
-from trainables.data_roots import ENV, DataRootError, checked_path
+from trainables.data.corpus import load_corpus
+from trainables.data.roots import ENV, DataRootError, checked_path
 
 
 @pytest.fixture
@@ -84,8 +84,8 @@ def test_the_service_refuses_a_directory_holding_a_link_out(live_service: LiveSe
 
 
 def test_a_shard_linked_out_of_the_root_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trainables.shard_writer import synthetic_shards
-    from trainables.shards import open_shards
+    from trainables.data.shard_writer import synthetic_shards
+    from trainables.data.shards import open_shards
 
     root, outside = tmp_path / "data", tmp_path / "private"
     manifest = synthetic_shards(root / "set", train_tokens=4_000, val_tokens=1_000, vocab_size=300,

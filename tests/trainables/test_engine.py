@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainables.config import DataConfig, DivergenceConfig, OptimConfig, TrainConfig
-from trainables.data import Dataset, load_dataset
-from trainables.engine import TrainingRun
+from trainables.data.tokens import Dataset, load_dataset
 from trainables.losses.config import LossConfig
+from trainables.train.config import DataConfig, DivergenceConfig, OptimConfig, TrainConfig
+from trainables.train.engine import TrainingRun
 
 TIMING = {"tokens_per_s", "elapsed_s"}
 
@@ -167,7 +167,7 @@ def test_world_size_needs_a_reducer(data_cfg: DataConfig, dataset: Dataset) -> N
 def test_manifest_records_the_run(data_cfg: DataConfig, dataset: Dataset, tmp_path: Path) -> None:
     import json
 
-    from trainables.manifest import build_manifest, write_manifest
+    from trainables.train.manifest import build_manifest, write_manifest
 
     cfg = _config(data_cfg, "mu_loss")
     run = TrainingRun(cfg, dataset=dataset)
@@ -182,7 +182,7 @@ def test_manifest_records_the_run(data_cfg: DataConfig, dataset: Dataset, tmp_pa
 def test_fp32_mu_centering_does_not_change_training(data_cfg: DataConfig, dataset: Dataset) -> None:
     # In float32 with an untied head and no weight decay, μ-centering is an exact no-op for training:
     # the CE gradient of the head sums to zero over the vocabulary and softmax ignores a uniform shift
-    # of the logits (PAPERS.md §3). Any effect it has in a sweep comes from a bf16 head, tying or other
+    # of the logits (docs/papers.md §3). Any effect it has in a sweep comes from a bf16 head, tying or other
     # terms; here baseline and μ-centering must agree to float rounding over a short low-LR run.
     rows: dict[str, list[dict]] = {"baseline": [], "mu_centering": []}
     runs = {}

@@ -15,9 +15,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from trainables.config import DataConfig, OptimConfig, TrainConfig
-from trainables.engine import TrainingRun
 from trainables.losses.config import LossConfig
+from trainables.train.config import DataConfig, OptimConfig, TrainConfig
+from trainables.train.engine import TrainingRun
 
 METHODS = {
     "z_loss+mu_centering": {},
@@ -45,7 +45,7 @@ def _worker(rank: int, world_size: int, port: int, cache: str, out: str, method:
     try:
         from torch.nn.parallel import DistributedDataParallel
 
-        from trainables.reduce import TorchDistReducer
+        from trainables.train.reduce import TorchDistReducer
 
         run = TrainingRun(
             _config(cache, method),

@@ -9,16 +9,16 @@ import math
 import pytest
 import torch
 
-from search_spaces.presets import get_preset
-from search_spaces.translate import train_config
-from trainables.compile import compile_enabled, maybe_compile
-from trainables.config import DataConfig, DivergenceConfig, OptimConfig, TrainConfig
-from trainables.data import Dataset, load_dataset
-from trainables.engine import TrainingRun
+from search_spaces.spec.presets import get_preset
+from search_spaces.spec.translate import train_config
+from trainables.data.tokens import Dataset, load_dataset
 from trainables.losses.config import LossConfig
-from trainables.manifest import build_manifest
-from trainables.optim import adamw_implementation, build_adamw
-from trainables.transfer import to_device
+from trainables.model.compile import compile_enabled, maybe_compile
+from trainables.train.config import DataConfig, DivergenceConfig, OptimConfig, TrainConfig
+from trainables.train.engine import TrainingRun
+from trainables.train.manifest import build_manifest
+from trainables.train.optim import adamw_implementation, build_adamw
+from trainables.train.transfer import to_device
 
 TIMING = {"tokens_per_s", "elapsed_s"}
 
@@ -182,8 +182,8 @@ def test_deferred_checkpoint_mid_window_resumes_identically(data_cfg: DataConfig
 
 
 def test_every_oec_preset_is_flash_eligible_in_bf16_only() -> None:
-    from trainables.attention import flash_eligible, flash_kernel_runs
-    from trainables.presets import MODEL_PRESETS, model_preset
+    from trainables.model.attention import flash_eligible, flash_kernel_runs
+    from trainables.model.presets import MODEL_PRESETS, model_preset
 
     for name in MODEL_PRESETS:
         if name.startswith("oec-"):

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from trainables.config import TrainConfig
 from trainables.losses.config import LossConfig, LossConfigError, TermConfig
+from trainables.train.config import TrainConfig
 
 
 # ------------------------------------------------------------------ from_cli

@@ -28,9 +28,9 @@ def test_an_installed_plugin_is_registered_everywhere_without_torch(loss_plugin_
 import json, sys
 from trainables.losses.registry import TERMS, COEFFICIENTS, default_coefficients, method_label
 from trainables.losses.config import LossConfig
-from search_spaces.spec import SweepSpec
-from search_spaces.spaces import grid_trials
-from search_spaces.results import TRIAL_COLUMNS
+from search_spaces.spec.sweep_spec import SweepSpec
+from search_spaces.spec.spaces import grid_trials
+from search_spaces.run.results import TRIAL_COLUMNS
 from service.app import create_app  # the service app imports the registry too
 term = TERMS[{PLUGIN_TERM!r}]
 spec = SweepSpec.model_validate({{"methods": ["baseline", {PLUGIN_TERM!r}], "lr": [1e-3],
@@ -60,7 +60,7 @@ print(json.dumps({{
 
 def test_the_spec_validates_a_plugin_coefficient(loss_plugin_site: Path) -> None:
     code = """
-from search_spaces.spec import SweepSpec
+from search_spaces.spec.sweep_spec import SweepSpec
 SweepSpec.model_validate({"methods": ["hidden_norm"], "coefficients": {"hidden_norm_target": 0.0}})
 """
     proc = _run(code, loss_plugin_site)

@@ -1,4 +1,4 @@
-"""The per-rank GPU memory estimate used to pack trials on a GPU (trainables.memory)."""
+"""The per-rank GPU memory estimate used to pack trials on a GPU (trainables.model.memory)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trainables.memory import (
+from trainables.model.memory import (
     FRAGMENTATION,
     GIB,
     PROCESS_OVERHEAD_BYTES,
@@ -14,7 +14,7 @@ from trainables.memory import (
     gpus_per_worker_for,
     trials_per_gpu,
 )
-from trainables.presets import model_preset
+from trainables.model.presets import model_preset
 
 
 def test_estimate_by_hand_oec_16m_bf16() -> None:

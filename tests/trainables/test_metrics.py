@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.trainables import loss_reference as ref
-from trainables.metrics import (
+from trainables.model.metrics import (
     LogitStats,
     emb_anisotropy,
     embedding_stats,

@@ -1,4 +1,4 @@
-"""Model FLOPs per token and the peak-FLOP/s table behind MFU (trainables.mfu)."""
+"""Model FLOPs per token and the peak-FLOP/s table behind MFU (trainables.model.mfu)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainables.mfu import (
+from trainables.model.gpt import GPT
+from trainables.model.mfu import (
     PEAK_BF16_FLOPS,
     device_peak_flops,
     flops_per_token,
@@ -15,8 +16,7 @@ from trainables.mfu import (
     mfu_metrics,
     peak_bf16_flops,
 )
-from trainables.model import GPT
-from trainables.presets import model_preset
+from trainables.model.presets import model_preset
 
 
 @pytest.mark.parametrize(

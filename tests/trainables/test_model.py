@@ -10,8 +10,9 @@ from torch import nn
 
 from trainables.losses.combine import logit_transform
 from trainables.losses.config import LossConfig
-from trainables.model import GPT
-from trainables.presets import ModelConfig, model_preset
+from trainables.model.config import ModelConfig
+from trainables.model.gpt import GPT
+from trainables.model.presets import model_preset
 
 
 def _model(**overrides: object) -> GPT:

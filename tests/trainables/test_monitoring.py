@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from trainables.progress_log import log_progress, progress_line
-from trainables.ray_metrics import (
+from trainables.train.progress_log import log_progress, progress_line
+from trainables.train.ray_metrics import (
     DIVERGED_TOTAL,
     STANDALONE_SWEEP,
     SWEEP_ENV,
@@ -63,10 +63,10 @@ def test_prometheus_names_follow_ray() -> None:
 def test_record_outside_ray_does_nothing_and_never_imports_ray() -> None:
     code = (
         "import sys\n"
-        "from trainables.ray_metrics import TrialMetrics\n"
+        "from trainables.train.ray_metrics import TrialMetrics\n"
         "m = TrialMetrics.for_run('demo-a1b2c3d4', method='baseline')\n"
         "m.record({'val_loss': 3.0, 'diverged': 1})\n"
-        "from search_spaces.ray_metrics import export_progress\n"
+        "from search_spaces.run.ray_metrics import export_progress\n"
         "export_progress({'sweep_id': 's', 'counts': {'RUNNING': 1}})\n"
         "assert not m.enabled and 'ray' not in sys.modules, sorted(sys.modules)\n"
     )

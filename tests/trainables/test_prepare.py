@@ -14,11 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.trainables.test_shards import small_hf_tokenizer
-from trainables import prepare as prepare_mod
-from trainables.corpus import is_val_document
-from trainables.prepare import PrepareError, find_units, iter_documents, make_plan, prepare
-from trainables.shards import ShardError, open_shards, verify
-from trainables.tokenizer import EOT, ByteTokenizer
+from trainables.data import prepare as prepare_mod
+from trainables.data.corpus import is_val_document
+from trainables.data.prepare import PrepareError, find_units, iter_documents, make_plan, prepare
+from trainables.data.shards import ShardError, open_shards, verify
+from trainables.data.tokenizer import EOT, ByteTokenizer
 
 WORDS = ["the", "cat", "sat", "on", "mat", "."]
 

@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
-from trainables.model import GPT
-from trainables.presets import GPT2_VOCAB, MODEL_PRESETS, ModelConfig, list_model_presets, model_preset
+from trainables.model.config import GPT2_VOCAB, ModelConfig
+from trainables.model.gpt import GPT
+from trainables.model.presets import MODEL_PRESETS, list_model_presets, model_preset
 
 PAPER_SIZES = {"oec-16m": 16e6, "oec-29m": 29e6, "oec-57m": 57e6, "oec-109m": 109e6, "oec-221m": 221e6}
 PAPER_SHAPES = {
@@ -22,7 +23,7 @@ PAPER_SHAPES = {
 
 
 def test_presets_import_without_torch() -> None:
-    code = "import sys, trainables.presets; assert 'torch' not in sys.modules, 'torch was imported'"
+    code = "import sys, trainables.model.presets; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

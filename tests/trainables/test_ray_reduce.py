@@ -17,10 +17,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from trainables.config import DataConfig, TrainConfig
-from trainables.loop import finite_row
-from trainables.reduce import IdentityReducer, NanSafeMaxReducer, TorchDistReducer, combine_ranks
-from trainables.trainer import InsufficientResourcesError, Resources, check_resources, validate
+from trainables.train.config import DataConfig, TrainConfig
+from trainables.train.loop import finite_row
+from trainables.train.reduce import IdentityReducer, NanSafeMaxReducer, TorchDistReducer, combine_ranks
+from trainables.train.trainer import InsufficientResourcesError, Resources, check_resources, validate
 
 
 def _rank_values(rank: int) -> tuple[dict[str, float], float, dict[str, float]]:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from trainables.config import DataConfig, OptimConfig, TrainConfig
-from trainables.trainer import Resources, fit
+from trainables.train.config import DataConfig, OptimConfig, TrainConfig
+from trainables.train.trainer import Resources, fit
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

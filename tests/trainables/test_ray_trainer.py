@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from trainables.config import DataConfig, OptimConfig, TrainConfig
-from trainables.trainer import InsufficientResourcesError, Resources, fit
+from trainables.train.config import DataConfig, OptimConfig, TrainConfig
+from trainables.train.trainer import InsufficientResourcesError, Resources, fit
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -43,7 +43,7 @@ def _all_finite(row: dict[str, Any]) -> bool:
 
 
 def test_two_ray_workers_follow_one_process(ray_connected: Any, data_cache: str, tmp_path: Path) -> None:
-    from trainables.engine import TrainingRun
+    from trainables.train.engine import TrainingRun
 
     config = _config(data_cache)
     reference = TrainingRun(config)
@@ -85,7 +85,7 @@ def test_huge_lr_diverges_as_a_result(ray_connected: Any, data_cache: str, tmp_p
     no NaN reaches Tune's results."""
     from ray import tune
 
-    from search_spaces.report_forwarding import fit_reporting_to_tune
+    from search_spaces.run.report_forwarding import fit_reporting_to_tune
 
     config = _config(data_cache, optim=OptimConfig(lr=1e4, warmup_steps=0), steps=40, checkpoint_interval=5)
     progress = tmp_path / "progress.jsonl"
@@ -131,7 +131,7 @@ def test_lean_and_plain_trainers_give_the_same_losses_and_mark_the_start(
 ) -> None:
     from ray.util.state import list_actors
 
-    from trainables.startup import MARKS
+    from trainables.train.startup import MARKS
 
     def dataset_managers() -> int:
         return len(list_actors(filters=[("class_name", "=", "DatasetManager")], limit=10_000))

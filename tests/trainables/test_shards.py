@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainables import sampler as sampler_mod
-from trainables.config import DataConfig
-from trainables.data import load_dataset
-from trainables.sampler import BatchSampler, DataSizeError, EvalBatches, feistel_permute
-from trainables.shard_writer import synthetic_shards, write_shards
-from trainables.shards import MANIFEST, ShardedTokens, ShardError, open_shards, shard_dtype, verify
-from trainables.tokenizer import EOT, parse_tokenizer_spec, tokenizer_identity, train_tokenizer
+from trainables.data import sampler as sampler_mod
+from trainables.data.sampler import BatchSampler, DataSizeError, EvalBatches, feistel_permute
+from trainables.data.shard_writer import synthetic_shards, write_shards
+from trainables.data.shards import MANIFEST, ShardedTokens, ShardError, open_shards, shard_dtype, verify
+from trainables.data.tokenizer import EOT, parse_tokenizer_spec, tokenizer_identity, train_tokenizer
+from trainables.data.tokens import load_dataset
+from trainables.train.config import DataConfig
 
 
 def _ids(n: int, vocab: int = 300, seed: int = 0) -> np.ndarray:

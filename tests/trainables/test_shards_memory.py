@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.shards import MANIFEST, build_manifest, open_shards, shard_name
+from trainables.data.shards import MANIFEST, build_manifest, open_shards, shard_name
 
 RSS_BOUND_MB = 48
 GIB = 1 << 30

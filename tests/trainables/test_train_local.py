@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lossweep.cli.main import app
-from trainables.config import DataConfig
-from trainables.data import load_dataset
+from trainables.data.tokens import load_dataset
+from trainables.train.config import DataConfig
 
 
 def _unigram_entropy(tokens: np.ndarray) -> float:

@@ -5,7 +5,7 @@ over the vocabulary, the only O(N·V) work. ``log_z_and_target`` computes it onc
 gather of the target logit) in a custom autograd function whose backward writes the gradient of
 the logits in one pass: ``softmax(l) · dL/dlogZ`` plus ``dL/dl_target`` scattered at the targets.
 An unfused z-loss (a second logsumexp next to ``F.cross_entropy``) costs +23-40 % per step at
-V=4096 on CPU (PAPERS.md §3); this one costs an O(N) reduction.
+V=4096 on CPU (docs/papers.md §3); this one costs an O(N) reduction.
 
 Precision: half-precision logits are upcast to float32 inside (values and gradient), so the rounding
 of a bf16 head is preserved while the loss math runs in float32; float64 stays float64 (gradcheck).

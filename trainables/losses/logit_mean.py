@@ -1,6 +1,6 @@
 """Logit-mean penalty: ``λ · mean_tokens (mean_i l_i)²``, the squared mean logit of each valid token.
 
-The mean logit of a token is ``μ · h`` (``μ`` = mean output embedding, PAPERS.md §1): when the output
+The mean logit of a token is ``μ · h`` (``μ`` = mean output embedding, docs/papers.md §1): when the output
 embeddings drift together, every logit of a token drifts with them, which is the divergence that OEC
 studies. μ-loss penalises ``‖μ‖²`` (the cause, independent of the data); this term penalises the
 effect on the tokens actually seen, ``(μ·h)²``, and leaves softmax probabilities and CE untouched

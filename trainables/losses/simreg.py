@@ -1,6 +1,6 @@
 """SimReg: a supervised-contrastive regulariser on the final hidden states.
 
-**This form is this project's interpretation** of SimReg (arXiv 2605.08809; PAPERS.md §2): the paper
+**This form is this project's interpretation** of SimReg (arXiv 2605.08809; docs/papers.md §2): the paper
 states a contrastive loss with a weight and a temperature that pulls together the representations
 of tokens with the same ground-truth next token within a sequence; the layer, the normalisation and
 the exact loss below are our choices, kept configurable (``causal``, ``normalize``).
@@ -176,7 +176,7 @@ def _global_batch_factor(count: Tensor, n_valid: Tensor) -> Tensor | None:
     """Under DDP (an initialised process group of more than one rank), ``c_r · N / (C · n_r)`` for this
     rank's anchors ``c_r`` and valid tokens ``n_r`` out of all ranks' ``C`` and ``N``; None otherwise.
 
-    The engine combines ranks by valid-token weights (``trainables.reduce.combine_ranks``: each rank's
+    The engine combines ranks by valid-token weights (``trainables.train.reduce.combine_ranks``: each rank's
     loss is scaled by ``n_r · W / N`` before DDP averages the gradients, and metrics are averaged with
     weights ``n_r``). Multiplying this rank's anchor mean by the factor makes its share of that weighted
     sum ``Σ_{anchors of r} ℓ / C``: the sum over ranks is the mean over ALL anchors of the global batch,

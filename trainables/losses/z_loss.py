@@ -1,7 +1,7 @@
 """z-loss (PaLM): mean over valid tokens of ``(log Z)^2``, ``Z = Σ_j exp(l_j)``.
 
 It pins ``log Z`` near 0 by pushing every logit down together; it does not control the mean of the
-output embeddings (PAPERS.md §1). The training path reuses the logsumexp of cross entropy
+output embeddings (docs/papers.md §1). The training path reuses the logsumexp of cross entropy
 (``cross_entropy_and_log_z``), so the term costs an O(N) reduction on top of CE.
 """
 

@@ -1,0 +1,177 @@
+"""The pieces of a sweep's Tune run: the function trainable (one trial = one Ray Train run), the search
+algorithm and scheduler a spec asks for, and the ``Tuner`` (new, or restored from the sweep dir).
+
+Search: grid and random specs expand to an explicit trial list (``search_spaces.spec.spaces``) handed to
+Tune's default ``BasicVariantGenerator`` as one ``grid_search`` axis, so the list (and what already
+ran) is part of Tune's experiment state and ``Tuner.restore`` never repeats a finished trial. TPE
+uses ``OptunaSearch`` over the define-by-run space with a seeded ``TPESampler`` and an SQLite RDB
+storage in the sweep dir (``optuna.db``, study ``lossweep-<sweep id>``; for a remote sweep dir the
+database lives in the local cache, as SQLite cannot live on an object store).
+
+Early stopping: ASHA on the worker-reported ``tokens`` counter (``training_iteration`` restarts at 1
+after a restore). Diverged trials stop themselves: the loop reports ``diverged=1`` with a finite
+sentinel and returns, whatever the scheduler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from search_spaces.run import storage
+from search_spaces.spec.spaces import define_by_run, explicit_trials
+from search_spaces.spec.sweep_spec import SweepSpec
+from search_spaces.spec.translate import TrialPlan, trial_params
+
+#: The custom resource clusters started by lossweep declare; one per concurrently running trial driver.
+TRIAL_DRIVER_RESOURCE = "trial_driver"
+TUNE_DIR = "tune"
+RUNS_DIR = "runs"
+TRIALS_DIR = "trials"
+#: A trial's final metrics, written when its Train run has returned: the proof it finished.
+RESULT_FILE = "result.json"
+_TUNE_KEYS = frozenset({"checkpoint_path", "run_path", "done", "training_iteration", "trial_id"})
+
+
+def make_trainable(plan: TrialPlan, sweep_dir: str, *, lean: bool = True) -> Callable[[dict[str, Any]], None]:
+    """The Tune function trainable: resolves the trial's ``TrainConfig`` from the sweep's ``plan`` and
+    the trial's parameters and runs it with ``trainables.train.trainer.fit`` (``lean`` as there), forwarding
+    the workers' reports to Tune."""
+
+    def lossweep_trial(config: dict[str, Any]) -> None:
+        from ray import tune
+
+        from search_spaces.run.report_forwarding import fit_reporting_to_tune
+        from trainables.train.trainer import fit
+
+        trial_id = tune.get_context().get_trial_id()
+        cfg = plan.config(trial_params(config))
+        resources = plan.resources
+        done_path = storage.join(sweep_dir, TRIALS_DIR, trial_id, RESULT_FILE)
+        if storage.exists(done_path):
+            # Finished before the driver was interrupted, after Tune's last experiment snapshot: Tune
+            # thinks it unfinished. Replay the recorded final report instead of training again.
+            tune.report({**json.loads(storage.read_bytes(done_path)), "replayed": 1})
+            return
+        manifest_dir = None if storage.is_uri(sweep_dir) else storage.join(sweep_dir, TRIALS_DIR, trial_id)
+        final = fit_reporting_to_tune(
+            lambda callbacks: fit(
+                cfg,
+                resources,
+                # <sweep id>-<trial id>: the dashboard's pages and the exported metrics' tags name the trial.
+                name=f"{storage.basename(sweep_dir)}-{trial_id}",
+                storage_path=storage.join(sweep_dir, RUNS_DIR),
+                callbacks=callbacks,
+                manifest_dir=manifest_dir,
+                lean=lean,
+            )
+        )
+        plain = {k: v for k, v in final.items() if isinstance(v, str | int | float | bool) and k not in _TUNE_KEYS}
+        storage.write_bytes(done_path, json.dumps(plain).encode())
+
+    return lossweep_trial
+
+
+def optuna_storage_url(sweep_dir: str, sweep_id: str) -> str:
+    if storage.is_uri(sweep_dir):
+        cache = Path(os.environ.get("LOSSWEEP_CACHE_DIR") or Path.home() / ".cache" / "lossweep") / "optuna"
+        cache.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{cache / (sweep_id + '.db')}"
+    return f"sqlite:///{storage.join(sweep_dir, 'optuna.db')}"
+
+
+def search_setup(spec: SweepSpec, sweep_dir: str, sweep_id: str) -> tuple[Any, dict[str, Any], int]:
+    """``(search_alg or None, param_space, num_samples)`` for the Tuner."""
+    from ray import tune
+
+    if spec.search.algorithm in ("grid", "random"):
+        return None, {"params": tune.grid_search(explicit_trials(spec))}, 1
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    sampler = optuna.samplers.TPESampler(seed=spec.search.seed, n_startup_trials=spec.search.startup_trials)
+    search = OptunaSearch(
+        space=define_by_run(spec),
+        metric=spec.objective.metric,
+        mode=spec.objective.mode,
+        sampler=sampler,
+        storage=optuna.storages.RDBStorage(optuna_storage_url(sweep_dir, sweep_id)),
+        study_name=f"lossweep-{sweep_id}",
+    )
+    return search, {}, spec.search.num_samples
+
+
+def scheduler_for(spec: SweepSpec) -> Any:
+    if spec.scheduler.name == "none":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    budget = spec.total_tokens()
+    grace = spec.scheduler.grace_period or max(1, budget // 9)
+    return ASHAScheduler(
+        time_attr="tokens",
+        # One past the budget: ASHA stops a trial whose time_attr reaches max_t, which would end a
+        # trial at its last report from outside instead of letting it finish (and record its result).
+        max_t=budget + 1,
+        grace_period=min(grace, budget),
+        reduction_factor=spec.scheduler.reduction_factor,
+    )
+
+
+def reuse_trial_actors(spec: SweepSpec, *, lean: bool) -> bool:
+    """Whether a trial's driver process (Tune's function-trainable actor) runs the next trial too.
+
+    Reuse saves every trial after the first a process start and its imports (Ray Tune, torch, the
+    trainables). Only without a scheduler: a trial a scheduler stops (ASHA) must take its Train run
+    with it, and what ends that run is Ray ending the trial's actor, which owns the run's controller.
+    Off unless ``lean`` (``trainables.train.startup.lean_trials``: ``LOSSWEEP_LEAN_TRIALS=0`` turns it off).
+    """
+    return lean and spec.scheduler.name == "none"
+
+
+def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[Any]) -> tuple[Any, bool]:
+    """``(tuner, resumed)``: a restored Tuner when ``sweep_dir`` holds an interrupted run, else a new one."""
+    from ray import tune
+
+    from trainables.train.startup import lean_trials
+
+    lean = lean_trials()
+    plan = TrialPlan.from_spec(spec)
+    trainable = make_trainable(plan, sweep_dir, lean=lean)
+    trainable = tune.with_resources(trainable, {"CPU": 0, TRIAL_DRIVER_RESOURCE: 1})
+    experiment = storage.join(sweep_dir, TUNE_DIR)
+    search, param_space, num_samples = search_setup(spec, sweep_dir, sweep_id)
+    if tune.Tuner.can_restore(experiment):
+        tuner = tune.Tuner.restore(
+            experiment,
+            trainable=trainable,
+            param_space=param_space or None,
+            resume_unfinished=True,
+            resume_errored=False,
+            restart_errored=False,
+        )
+        return tuner, True
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=spec.objective.metric,
+            mode=spec.objective.mode,
+            search_alg=search,
+            scheduler=scheduler_for(spec),
+            num_samples=num_samples,
+            max_concurrent_trials=spec.max_concurrent_trials,
+            reuse_actors=reuse_trial_actors(spec, lean=lean),
+        ),
+        run_config=tune.RunConfig(
+            name=TUNE_DIR,
+            storage_path=sweep_dir,
+            callbacks=callbacks,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+        ),
+    )
+    return tuner, False

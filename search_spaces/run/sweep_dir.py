@@ -1,0 +1,172 @@
+"""The sweep directory's contract (docs/sweep-dir.md): its file names, the trial and sweep statuses and
+which of them are final, the rule that picks the best trial, and the few whole-file reads and writes
+the driver and the service both make. Everything that reads or writes a sweep dir takes these from here.
+
+Torch-free and pandas-free: the service imports it. Paths are local paths or pyarrow filesystem URIs;
+``search_spaces.run.storage`` does the atomic I/O on both.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from search_spaces.run import storage
+
+# ------------------------------------------------------------------------------------------- files
+SPEC_FILE = "spec.yaml"
+MANIFEST_FILE = "manifest.json"
+PROGRESS_FILE = "progress.json"
+TRIALS_FILE = "trials.parquet"
+METRICS_FILE = "metrics.parquet"
+TRIALS_DIR = "trials"  # trials/<trial_id>/manifest.json, trials/<trial_id>/result.json
+TRIAL_MANIFEST_FILE = "manifest.json"
+#: The formats of the best-config report, each written as ``report.<format>`` (:func:`report_file`).
+REPORT_FORMATS: tuple[str, ...] = ("json", "md", "html")
+
+
+def report_file(fmt: str) -> str:
+    return f"report.{fmt}"
+
+
+# ---------------------------------------------------------------------------------------- statuses
+#: A trial's status in trials.parquet and progress.json counts, in display order.
+TRIAL_STATUSES: tuple[str, ...] = ("PENDING", "RUNNING", "TERMINATED", "STOPPED", "DIVERGED", "ERROR")
+#: Trial statuses that never change again.
+FINAL_TRIAL_STATUSES = frozenset({"TERMINATED", "STOPPED", "DIVERGED", "ERROR"})
+#: Trials that may hold the best configuration (running ones: best so far).
+ELIGIBLE_FOR_BEST: tuple[str, ...] = ("TERMINATED", "STOPPED", "RUNNING")
+#: progress.json's ``status``: RUNNING while the driver runs, then one of the final ones.
+SWEEP_STATUSES: tuple[str, ...] = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+FINAL_SWEEP_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+
+# ------------------------------------------------------------------------------------ best trial
+BEST_RULE = (
+    "lowest best validation CE (minimum over the trial's evaluations, without any penalty term) among "
+    "trials that did not diverge or fail (TERMINATED, STOPPED early by ASHA, or still RUNNING: best so far); "
+    "ties go to the lower final validation CE, then the trial id"
+)
+
+
+def finite_float(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (or numeric text), else None."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def best_key(row: Mapping[str, Any]) -> tuple[float, float, str] | None:
+    """The row's rank under :data:`BEST_RULE` (smaller is better), or None when it cannot be the best."""
+    if row.get("status") not in ELIGIBLE_FOR_BEST:
+        return None
+    best = finite_float(row.get("best_val_loss"))
+    if best is None:
+        return None
+    final = finite_float(row.get("final_val_loss"))
+    return best, math.inf if final is None else final, str(row.get("trial_id"))
+
+
+def best_trial(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The best trial row under :data:`BEST_RULE`, or None when no trial qualifies."""
+    ranked = [(key, row) for row in rows if (key := best_key(row)) is not None]
+    return min(ranked, key=lambda kr: kr[0])[1] if ranked else None
+
+
+# ------------------------------------------------------------------------------------------- I/O
+def path(sweep_dir: str, *parts: str) -> str:
+    return storage.join(sweep_dir, *parts)
+
+
+def trial_manifest_path(sweep_dir: str, trial_id: str) -> str:
+    return storage.join(sweep_dir, TRIALS_DIR, trial_id, TRIAL_MANIFEST_FILE)
+
+
+#: The files a report is computed from.
+REPORT_INPUTS: tuple[str, ...] = (SPEC_FILE, MANIFEST_FILE, PROGRESS_FILE, TRIALS_FILE, METRICS_FILE)
+
+
+def signature(sweep_dir: str) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, modification time in ns) of each report input that exists: changes whenever one of
+    them is replaced, so it keys a cache of what is computed from them."""
+    out = []
+    if storage.is_uri(sweep_dir):
+        from pyarrow import fs as pafs
+
+        filesystem, inner = pafs.FileSystem.from_uri(sweep_dir)
+        for info in filesystem.get_file_info([f"{inner}/{name}" for name in REPORT_INPUTS]):
+            if info.type == pafs.FileType.File:
+                mtime = info.mtime_ns if info.mtime_ns is not None else 0
+                out.append((info.base_name, int(info.size or 0), int(mtime)))
+        return tuple(out)
+    root = storage.local_path(sweep_dir)
+    for name in REPORT_INPUTS:
+        try:
+            st = (root / name).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        out.append((name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def read_optional(file: str) -> bytes | None:
+    """The file's bytes, or None when it (or its directory) does not exist."""
+    try:
+        return storage.read_bytes(file)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        text = str(exc).lower()
+        if "not found" in text or "does not exist" in text:
+            return None
+        raise
+
+
+def read_json(file: str) -> dict[str, Any] | None:
+    """A JSON object file, or None when it is missing, unreadable as JSON or not an object."""
+    raw = read_optional(file)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_progress(sweep_dir: str) -> dict[str, Any] | None:
+    """progress.json, or None before the driver wrote it (or while it is unreadable)."""
+    return read_json(path(sweep_dir, PROGRESS_FILE))
+
+
+def write_progress(sweep_dir: str, progress: Mapping[str, Any]) -> None:
+    storage.write_text(path(sweep_dir, PROGRESS_FILE), json.dumps(dict(progress), indent=2, default=str))
+
+
+def write_spec_document(sweep_dir: str, spec: Mapping[str, Any]) -> str:
+    """Writes a validated spec (as a plain document: ``SweepSpec.model_dump(mode="json")``) to spec.yaml;
+    returns its path. Whoever creates the sweep dir writes it once (the service, ``lossweep sweep run``,
+    or the driver when it is given a spec file from elsewhere)."""
+    import yaml
+
+    file = path(sweep_dir, SPEC_FILE)
+    storage.write_text(file, yaml.safe_dump(dict(spec), sort_keys=False))
+    return file
+
+
+def mark_ended(sweep_dir: str, status: str) -> None:
+    """Records a final status in progress.json when the driver was stopped (cancel, crash) before it could
+    write one, so reports rendered later say how the sweep ended instead of 'running'."""
+    if status not in FINAL_SWEEP_STATUSES:
+        raise ValueError(f"{status!r} is not a final sweep status ({', '.join(sorted(FINAL_SWEEP_STATUSES))})")
+    progress = read_progress(sweep_dir)
+    if progress is None or progress.get("status") in FINAL_SWEEP_STATUSES:
+        return
+    progress["status"] = status
+    progress["eta_s"] = None
+    progress["updated_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    write_progress(sweep_dir, progress)

@@ -1,0 +1,109 @@
+"""Search spaces of a ``SweepSpec``: explicit trial lists (grid, random) and Optuna's define-by-run space (TPE).
+
+A trial's parameters are one flat dict: ``method``, ``lr``, the coefficients of that method only
+(others absent: the space is conditional on the method) and ``seed``.
+
+Seeds: a grid or random configuration runs once per seed, so every method sees the same seeds (paired
+design). Under TPE each sampled configuration takes the next seed in turn (``trial.number`` modulo the
+number of seeds): TPE learns from every trial, so replicating each sample per seed would halve its
+budget.
+
+Torch-free; optuna is imported only by ``define_by_run``'s caller (its argument is an ``optuna.Trial``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from search_spaces.spec.sweep_spec import Range, SweepSpec, Value
+
+if TYPE_CHECKING:
+    import optuna
+
+
+def _axis(value: Value) -> list[float]:
+    if isinstance(value, Range):
+        raise ValueError("a range has no grid axis")
+    return list(value) if isinstance(value, list) else [value]
+
+
+def grid_trials(spec: SweepSpec) -> list[dict[str, Any]]:
+    """Every configuration of a grid spec × every seed, methods in the spec's order, then seed-major
+    within a configuration (so the paired runs of one configuration are neighbours)."""
+    out: list[dict[str, Any]] = []
+    for method in spec.methods:
+        space = {k: v for k, v in spec.method_space(method).items() if v is not None}
+        names = list(space)
+        for combo in itertools.product(*(_axis(space[n]) for n in names)):
+            for seed in spec.seeds:
+                out.append({"method": method, **dict(zip(names, combo, strict=True)), "seed": seed})
+    return out
+
+
+def _draw(value: Value, rng: random.Random) -> float:
+    if isinstance(value, Range):
+        if value.distribution == "loguniform":
+            return math.exp(rng.uniform(math.log(value.low), math.log(value.high)))
+        return rng.uniform(value.low, value.high)
+    if isinstance(value, list):
+        return rng.choice(value)
+    return value
+
+
+def random_trials(spec: SweepSpec) -> list[dict[str, Any]]:
+    """``num_samples`` configurations drawn with ``search.seed`` (method first, then its
+    coefficients), each run once per seed."""
+    rng = random.Random(spec.search.seed)
+    out: list[dict[str, Any]] = []
+    for _ in range(spec.search.num_samples):
+        method = rng.choice(spec.methods)
+        params = {k: _draw(v, rng) for k, v in spec.method_space(method).items() if v is not None}
+        out.extend({"method": method, **params, "seed": seed} for seed in spec.seeds)
+    return out
+
+
+def explicit_trials(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The trial list of a grid or random spec."""
+    if spec.search.algorithm == "grid":
+        return grid_trials(spec)
+    if spec.search.algorithm == "random":
+        return random_trials(spec)
+    raise ValueError(f"search.algorithm {spec.search.algorithm!r} has no explicit trial list (it is sampled)")
+
+
+class DefineByRun:
+    """Optuna define-by-run space: the method first, then only its coefficients and the LR. Fixed
+    values are returned as constants (OptunaSearch adds them to the trial's config), with the seed.
+    A class, not a closure, because OptunaSearch pickles its space with its state."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        spec = self.spec
+        constants: dict[str, Any] = {}
+        if len(spec.methods) > 1:
+            method = trial.suggest_categorical("method", list(spec.methods))
+        else:
+            method = spec.methods[0]
+            constants["method"] = method
+        for name, value in spec.method_space(method).items():
+            if value is None:
+                continue
+            if isinstance(value, Range):
+                trial.suggest_float(name, value.low, value.high, log=value.distribution == "loguniform")
+            elif isinstance(value, list) and len(value) > 1:
+                trial.suggest_categorical(name, list(value))
+            else:
+                constants[name] = value[0] if isinstance(value, list) else value
+        constants["seed"] = spec.seeds[trial.number % len(spec.seeds)]
+        return constants
+
+
+def define_by_run(spec: SweepSpec) -> Callable[[optuna.Trial], dict[str, Any]]:
+    """The define-by-run space of a TPE spec (see ``DefineByRun``)."""
+    return DefineByRun(spec)

@@ -1,0 +1,490 @@
+"""The training loop of one run, shared by ``lossweep train-local`` and the Ray Train workers.
+
+``TrainingRun`` owns the model, optimizer, schedule, data order and divergence rules of one rank.
+Multi-process runs hand in a ``wrap_model`` (e.g. DDP) and a ``reducer`` (``TorchDistReducer``);
+every metric that is reported or decides anything is reduced across ranks first, by one rule
+(``trainables.train.reduce.combine_ranks``: means weighted by valid-token counts, maxima for extremes and
+time), so all ranks report identical rows and stop at the same step.
+
+Under DDP the objective is the 1-process one exactly: each rank's loss is scaled by
+``n_r · W / N`` (its valid tokens, the world size, all valid tokens) before backward, so DDP's
+gradient average is the token-weighted mean over the whole global batch even when ranks hold
+different numbers of valid tokens; SimReg all-reduces its anchor count the same way
+(``trainables/losses/simreg.py``).
+
+One optimizer step: forward -> CE + terms -> backward -> clip (1.0) -> [divergence check on the
+reduced loss and gradient norm] -> AdamW step -> zero_grad -> [after-step terms: μ-centering]. The
+loss terms come in through their hooks (``losses.combine``): no term is known here by name. Same seed ⇒ same initial
+weights and the same batches for every method (the paired design of a sweep).
+
+Host synchronisation: on CPU every step brings its metrics to the host and decides divergence before
+the optimizer step (``sync_each_step``). On CUDA that would stall the GPU once per step, so the step's
+metrics stay on the device and the window's steps are brought over, reduced over ranks and judged in
+order at the next report (``_flush``), with the same decisions, the same diverged step and cause,
+and the same reported rows. A run that diverges in between keeps computing (on non-finite weights)
+until that report, which is wasted time, not a different result; no checkpoint is ever taken of it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainables.data.tokens import BatchSampler, Dataset, EvalBatches, load_dataset
+from trainables.model.compile import compile_enabled, graphs_compiled, maybe_compile
+from trainables.model.config import ModelConfig
+from trainables.model.gpt import GPT
+from trainables.model.mfu import device_peak_flops, flops_per_token, mfu_metrics
+from trainables.model.presets import model_preset
+from trainables.train.config import TrainConfig
+from trainables.train.divergence import DivergenceMonitor
+from trainables.train.optim import build_adamw
+from trainables.train.reduce import IdentityReducer, Reducer, combine_rank_rows, combine_ranks
+from trainables.train.schedule import WarmupCosine
+from trainables.train.transfer import to_device
+
+Row = dict[str, Any]
+ReportFn = Callable[[Row], None]
+
+# Diagnostics that are reduced with max instead of the token-weighted mean across ranks.
+_MAX_REDUCED = frozenset({"logits_absmax"})
+
+
+def default_device(config: TrainConfig) -> torch.device:
+    if config.use_gpu and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def apply_tf32(allow: bool) -> None:
+    """``TrainConfig.allow_tf32``, set by every entry point through the engine (process-wide torch
+    flags; they only matter for float32 matmuls on CUDA)."""
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+
+
+def resolve_model_config(config: TrainConfig, data_vocab: int) -> ModelConfig:
+    """The preset with the run's overrides; the vocabulary comes from the data unless set larger."""
+    overrides = dict(config.model_overrides)
+    vocab = overrides.pop("vocab_size", None)
+    if vocab is not None and int(vocab) < data_vocab:
+        raise ValueError(f"model_overrides.vocab_size={vocab} is smaller than the data's vocabulary ({data_vocab})")
+    return model_preset(config.model, vocab_size=int(vocab) if vocab is not None else data_vocab, **overrides)
+
+
+class TrainingRun:
+    """One rank of one training run. See the module docstring for the step's order."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str | None = None,
+        reducer: Reducer | None = None,
+        wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+        dataset: Dataset | None = None,
+        sync_each_step: bool | None = None,
+        mfu_devices: int | None = None,
+    ) -> None:
+        from trainables.losses import IGNORE_INDEX
+        from trainables.losses.combine import after_step_, logit_transform, total_loss
+
+        self._ignore_index = IGNORE_INDEX
+        self._total_loss = total_loss
+        self._after_step = after_step_
+        self.config = config
+        self.rank = rank
+        self.world_size = world_size
+        self.device = torch.device(device) if device is not None else default_device(config)
+        if reducer is None and world_size != 1:
+            raise ValueError("a run with world_size > 1 needs a reducer (trainables.train.reduce.TorchDistReducer)")
+        self.reducer: Reducer = reducer or IdentityReducer()
+
+        self.data = dataset if dataset is not None else load_dataset(config.data)
+        d = config.data
+        self.sampler = BatchSampler(
+            self.data.train,
+            seq_len=d.seq_len,
+            global_batch=d.batch_size,
+            seed=config.seed,
+            rank=rank,
+            world_size=world_size,
+            name=f"corpus {d.corpus!r}",
+        )
+        self.eval_batches = EvalBatches(
+            self.data.val,
+            seq_len=d.seq_len,
+            global_batch=d.batch_size,
+            eval_batches=d.eval_batches,
+            rank=rank,
+            world_size=world_size,
+            name=f"validation split of corpus {d.corpus!r}",
+        )
+        self.model_config = resolve_model_config(config, self.data.vocab_size)
+        self.vocab_size = self.model_config.vocab_size
+        self.uniform_loss = math.log(self.vocab_size)
+
+        apply_tf32(config.allow_tf32)
+        # Initialise on the CPU from a private generator: identical weights on every rank and device.
+        generator = torch.Generator().manual_seed(config.seed)
+        self.module = GPT(
+            self.model_config,
+            precision=config.precision,
+            head_precision=config.head_precision,
+            logit_transform=logit_transform(config.loss),
+            generator=generator,
+        ).to(self.device)
+        self.compiled = compile_enabled(config.compile, self.device.type)
+        model = maybe_compile(self.module, self.compiled)
+        self.model = wrap_model(model) if wrap_model is not None else model
+
+        o = config.optim
+        self.optimizer = build_adamw(self.module, o, self.device)
+        self.schedule = WarmupCosine.from_config(o, config.steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.divergence = DivergenceMonitor(config.divergence, vocab_size=self.vocab_size, warmup_steps=o.warmup_steps)
+
+        self.step = 0
+        self.tokens = 0
+        self.tokens_per_step = d.batch_size * d.seq_len
+        self.diverged_step = -1
+        self.diverged_cause = ""
+        self.last_lr = self.schedule.lr_at(0)
+        self._elapsed_before = 0.0
+        self._started = time.perf_counter()
+        self.sync_each_step = self.device.type != "cuda" if sync_each_step is None else sync_each_step
+        self._pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, metrics) not yet on the host
+        self._pending_keys: list[str] = []
+        # Compile time: steps and evaluations during which Dynamo compiled a graph (trainables.model.compile).
+        self.compile_s = 0.0
+        # MFU: model FLOPs per token against the peak of the devices the ranks train on (None on CPU).
+        self.flops_per_token = flops_per_token(self.model_config, d.seq_len)
+        peak = device_peak_flops(self.device)
+        self.peak_device, self.peak_flops = peak if peak is not None else (None, None)
+        self.mfu_devices = mfu_devices if mfu_devices is not None else world_size
+        self._reset_window()
+
+    # ------------------------------------------------------------------ training
+    def _reset_window(self) -> None:
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._window_tokens = 0
+        self._window_time = 0.0
+        self._window_started: float | None = None  # deferred mode: wall clock of the window's first step
+
+    @property
+    def diverged(self) -> bool:
+        return self.diverged_step >= 0
+
+    def train_step(self) -> Row:
+        """One optimizer step. Returns the step's metrics (reduced over ranks); on divergence the
+        step is not applied and ``diverged`` is 1."""
+        if self.diverged:
+            raise RuntimeError(f"run diverged at step {self.diverged_step} ({self.diverged_cause}); it cannot continue")
+        t0 = time.perf_counter()
+        graphs = graphs_compiled() if self.compiled else 0
+        step = self.step + 1
+        self.model.train()
+        x, y = self.sampler.batch(self.step)  # (b, T) each, this rank's shard
+        x, y = to_device(x, self.device), to_device(y, self.device)
+        n_valid = (y != self._ignore_index).sum()  # this rank's valid tokens
+        scale = self._loss_scale(n_valid)
+        hidden, logits = self.model(x)  # (b, T, C), (b, T, V)
+        total, terms = self._total_loss(
+            self.config.loss, logits=logits, labels=y, hidden=hidden, w_out=self.module.w_out
+        )
+        (total if scale is None else total * scale).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.optim.grad_clip)
+
+        keys = [*terms, "total_loss", "grad_norm"]
+        stacked = torch.stack(
+            [*(terms[k].float() for k in terms), total.detach().float(), grad_norm.float(), n_valid.float()]
+        )
+        compiling = self.compiled and graphs_compiled() > graphs
+        if not self.sync_each_step:
+            return self._step_deferred(step, keys, stacked, t0, compiling)
+        *numbers, weight = stacked.tolist()  # one host sync per step
+        local = dict(zip(keys, numbers, strict=True))
+        local.setdefault("train_loss", local["total_loss"])
+        values = combine_ranks(self.reducer, local, weight=weight)
+        cause = self._check_step(step, values)
+        lr = self.optimizer.param_groups[0]["lr"]
+        if cause is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.diverged_step, self.diverged_cause = step, cause
+        else:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self._after_step(self.config.loss, self.module)
+            self.scheduler.step()
+            self.step = step
+            self.tokens += self.tokens_per_step
+            self._accumulate(values)
+            self._window_tokens += self.tokens_per_step
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        dt = time.perf_counter() - t0
+        if compiling:  # this step compiled: its time is compile time, not training
+            self.compile_s += dt
+            if cause is None:
+                self._window_tokens -= self.tokens_per_step
+        else:
+            self._window_time += dt
+        self.last_lr = lr
+        return {
+            **values,
+            "step": step,
+            "tokens": self.tokens,
+            "lr": lr,
+            "tokens_per_s": self.tokens_per_step / dt if dt > 0 else 0.0,
+            "diverged": int(cause is not None),
+            "diverged_cause": cause or "",
+        }
+
+    def _check_step(self, step: int, values: Row) -> str | None:
+        """The divergence decision for step ``step`` from its rank-reduced metrics (None: go on)."""
+        cause = self.divergence.check_step(step, train_loss=values["train_loss"], grad_norm=values["grad_norm"])
+        if cause is None and not math.isfinite(values["total_loss"]):
+            cause = "nonfinite_loss"
+        return cause
+
+    def _accumulate(self, values: Row) -> None:
+        for k, v in values.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+        self._count += 1
+
+    def _step_deferred(self, step: int, keys: list[str], stacked: torch.Tensor, t0: float, compiling: bool) -> Row:
+        """The rest of ``train_step`` without a host sync: the step is applied, its metrics wait on
+        the device for ``_flush``. The returned row has no loss values (they are not on the host)."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._after_step(self.config.loss, self.module)
+        self.scheduler.step()
+        self._pending.append((step, lr, stacked))
+        self._pending_keys = keys
+        self.step = step
+        self.tokens += self.tokens_per_step
+        self.last_lr = lr
+        if self._window_started is None:
+            self._window_started = t0
+        if compiling:  # a sync only on the few steps that compiled: their time is compile time
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            now = time.perf_counter()
+            self.compile_s += now - t0
+            self._window_time += t0 - self._window_started  # the window's earlier steps, as queued by t0
+            self._window_started = now
+        else:
+            self._window_tokens += self.tokens_per_step
+        return {"step": step, "tokens": self.tokens, "lr": lr, "diverged": 0, "diverged_cause": ""}
+
+    def _flush(self) -> Row | None:
+        """Deferred mode: the window's per-step metrics to the host in one copy, reduced over ranks in
+        one call, and judged step by step as ``train_step`` would have. Returns the base of the
+        diverged row when a step diverged (the run's counters are then set back to the step before
+        it, as if the run had stopped there), else None."""
+        if not self._pending:
+            return None
+        pending, self._pending = self._pending, []
+        matrix = torch.stack([metrics for _, _, metrics in pending]).tolist()  # the window's one host sync
+        if self._window_started is not None:
+            self._window_time += time.perf_counter() - self._window_started
+            self._window_started = None
+        keys = self._pending_keys
+        rows = [dict(zip(keys, numbers, strict=True)) for *numbers, _ in matrix]
+        reduced = combine_rank_rows(self.reducer, rows, [weight for *_, weight in matrix])  # one all-reduce
+        tokens_before = self.tokens - len(pending) * self.tokens_per_step
+        for i, (step, lr, _) in enumerate(pending):
+            values = reduced[i]
+            values.setdefault("train_loss", values["total_loss"])
+            cause = self._check_step(step, values)
+            if cause is not None:
+                self.diverged_step, self.diverged_cause = step, cause
+                self.step, self.tokens, self.last_lr = step - 1, tokens_before + i * self.tokens_per_step, lr
+                return {**values, "step": step, "tokens": self.tokens, "lr": lr}
+            self._accumulate(values)
+        return None
+
+    def _loss_scale(self, n_valid: torch.Tensor) -> float | None:
+        """``n_r · W / N``: DDP averages the ranks' gradients, so scaling each rank's (valid-token mean)
+        loss by this makes the average the mean over all valid tokens of the global batch. None with
+        one process (nothing to scale, no host sync)."""
+        if self.world_size == 1:
+            return None
+        n_r = float(n_valid)
+        n = self.reducer.reduce({"n_valid": n_r}, "sum")["n_valid"]
+        return n_r * self.world_size / n if n > 0 else 1.0
+
+    # ---------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self) -> Row:
+        """Validation CE without any penalty (``val_loss``) over the fixed validation windows, plus the
+        logit statistics over the same tokens and the output-embedding diagnostics (``trainables.model.metrics``)."""
+        from trainables.losses import cross_entropy
+        from trainables.model.metrics import LogitStats, embedding_stats
+
+        self.model.eval()
+        loss_sum, n_tokens = 0.0, 0
+        stats = LogitStats()
+        for x, y in self.eval_batches:
+            x, y = x.to(self.device), y.to(self.device)
+            _, logits = self.model(x)  # (b, T, V)
+            n = int((y != self._ignore_index).sum())
+            loss_sum += float(cross_entropy(logits, y)) * n
+            n_tokens += n
+            stats.add(logits, y)
+        diag = {"val_loss": loss_sum / max(n_tokens, 1), **stats.compute(), **embedding_stats(self.module.w_out)}
+        maxed = {k: v for k, v in diag.items() if k in _MAX_REDUCED}
+        meaned = {k: v for k, v in diag.items() if k not in _MAX_REDUCED}
+        return combine_ranks(self.reducer, meaned, weight=float(n_tokens), maxima=maxed)
+
+    # ------------------------------------------------------------------ reports
+    def elapsed(self) -> float:
+        return self._elapsed_before + time.perf_counter() - self._started
+
+    def _timing(self) -> Row:
+        # The slowest rank sets the pace; reducing also makes every rank report the same row.
+        maxima = {"window_time": self._window_time, "elapsed": self.elapsed(), "compile": self.compile_s}
+        if self.device.type == "cuda":
+            maxima["gpu_mem"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        t = combine_ranks(self.reducer, {}, weight=0.0, maxima=maxima)
+        tps = self._window_tokens / t["window_time"] if t["window_time"] > 0 else 0.0
+        out: Row = {"tokens_per_s": tps, "elapsed_s": t["elapsed"]}
+        if self.compiled:
+            out["compile_s"] = t["compile"]
+        if self.device.type == "cuda":  # MFU and device memory are GPU figures: omitted on CPU
+            out["gpu_mem_peak_gib"] = t["gpu_mem"]  # the largest rank's peak since the run started
+            out.update(
+                mfu_metrics(
+                    flops_per_token=self.flops_per_token,
+                    tokens_per_s=tps,
+                    peak_flops_per_device=self.peak_flops,
+                    devices=self.mfu_devices,
+                )
+            )
+        return out
+
+    def report(self) -> Row:
+        """Evaluates and returns one report row (and applies the validation divergence rule)."""
+        diverged = self._flush()
+        if diverged is not None:
+            return self._diverged_row(diverged)
+        row: Row = {"step": self.step, "tokens": self.tokens, "lr": self.last_lr}
+        means = {k: v / self._count for k, v in self._sums.items()} if self._count else {}
+        row.update(means)
+        t0, graphs = time.perf_counter(), graphs_compiled() if self.compiled else 0
+        row.update(self.evaluate())
+        if self.compiled and graphs_compiled() > graphs:  # the first evaluation compiles the eval-mode graph
+            self.compile_s += time.perf_counter() - t0
+        row.update(self._timing())
+        cause = self.divergence.check_eval(self.step, val_loss=row["val_loss"])
+        row.update(self._l0_fields())
+        if cause is not None:
+            self.diverged_step, self.diverged_cause = self.step, cause
+            return self._diverged_row(row)
+        row.update({"diverged": 0, "diverged_step": -1, "diverged_cause": ""})
+        self._reset_window()
+        return row
+
+    def _diverged_row(self, base: Row | None = None) -> Row:
+        row: Row = dict(base or {})
+        row.update({"step": self.diverged_step, "tokens": self.tokens, "lr": self.last_lr})
+        for k, v in list(row.items()):  # NaN/inf cannot go to Tune or Optuna: drop them
+            if isinstance(v, float) and not math.isfinite(v):
+                row[k] = None
+        row["val_loss"] = self.divergence.l0  # the finite sentinel L0
+        row.update(self._timing())
+        row.update(self._l0_fields())
+        row.update({"diverged": 1, "diverged_step": self.diverged_step, "diverged_cause": self.diverged_cause})
+        return row
+
+    def _l0_fields(self) -> Row:
+        """The run's ``L0`` and the recorded (never stopping) flag of DivergenceConfig.val_margin."""
+        return {"l0": self.divergence.l0, "above_l0_step": self.divergence.above_l0_step}
+
+    def run(self, on_report: ReportFn, on_step: Callable[[Row], None] | None = None) -> Row:
+        """Trains to ``config.steps``, reporting every ``eval_interval`` steps and at the last step.
+        A divergence ends the run with one last ``diverged=1`` row; no exception is raised."""
+        cfg = self.config
+        row: Row | None = None
+        if self.step == 0 and self.divergence.needs_initial_loss:
+            self.divergence.set_initial_loss(self.evaluate()["val_loss"])  # L0 measured before step 1
+        while self.step < cfg.steps:
+            out = self.train_step()
+            if on_step is not None:
+                on_step(out)
+            if self.diverged:
+                row = self._diverged_row({k: v for k, v in out.items() if k not in ("diverged", "diverged_cause")})
+                on_report(row)
+                return row
+            if self.step % cfg.eval_interval == 0 or self.step == cfg.steps:
+                row = self.report()
+                on_report(row)
+                if self.diverged:
+                    return row
+        if row is None:  # resumed at the end: report the final state once more
+            row = self.report()
+            on_report(row)
+        return row
+
+    # -------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit: weights, optimizer, schedule, counters, the
+        current report window, divergence state and RNG states (the data order needs only the step)."""
+        self._flush()  # deferred mode: a checkpoint holds no step whose metrics are still on the device
+        return {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "tokens": self.tokens,
+            "last_lr": self.last_lr,
+            "sampler": self.sampler.state_dict(),
+            "divergence": self.divergence.state_dict(),
+            "window": {
+                "sums": dict(self._sums),
+                "count": self._count,
+                "tokens": self._window_tokens,
+                "time": self._window_time,
+            },
+            "elapsed_s": self.elapsed(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+            "config_hash": self.config.config_hash(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.divergence.load_state_dict(state["divergence"])
+        self.step = int(state["step"])
+        self.tokens = int(state["tokens"])
+        self.last_lr = float(state["last_lr"])
+        w = state["window"]
+        self._sums, self._count = dict(w["sums"]), int(w["count"])
+        self._window_tokens, self._window_time = int(w["tokens"]), float(w["time"])
+        self._window_started = None
+        self._elapsed_before = float(state["elapsed_s"])
+        self._started = time.perf_counter()
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
