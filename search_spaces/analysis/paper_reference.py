@@ -1,7 +1,8 @@
 """The OEC paper's published reference numbers and the reading of its run table, apart from the
 statistics of a sweep: the citations, the learning-rate and λ grids, the published LR sensitivity per
 model size, and ``read_paper_runs`` / ``paper_lr_sensitivity`` over the reference CSV
-(``oec_loss_overview_all.csv``, run-name format in ``shared/reference/README.md``)."""
+(``reference/oec_loss_overview_all.csv`` beside this module, shipped with the package; its source and
+run-name format are in ``reference/README.md``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ SIMREG_CITATION = "Sun, Wang, Zeng, et al. (2026): SimReg, arXiv 2605.08809"
 PAPER_LR_GRID: tuple[float, ...] = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 PAPER_LAMBDA_GRID: tuple[float, ...] = (1e-7, 1e-4, 1e-1, 1e2)
 PAPER_VOCAB_SIZE = 50304
+#: The paper's published run table (no weight tying), shipped with the package.
+PAPER_RUNS_CSV = Path(__file__).with_name("reference") / "oec_loss_overview_all.csv"
 # LR sensitivity, no weight tying, λ = 1e-4 (OEC paper, table of LR sensitivity).
 PAPER_LRS: dict[str, dict[str, float]] = {
     "16M": {"baseline": 0.306, "z_loss": 0.054, "mu_loss": 0.031, "mu_centering": 0.028},
@@ -51,9 +54,9 @@ _RUN_NAME = re.compile(
 _PAPER_METHODS = {"baseline": "baseline", "zloss": "z_loss", "muloss": "mu_loss", "mucentering": "mu_centering"}
 
 
-def read_paper_runs(path: str | Path) -> pd.DataFrame:
+def read_paper_runs(path: str | Path = PAPER_RUNS_CSV) -> pd.DataFrame:
     """The OEC paper's published runs (``oec_loss_overview_all.csv``) as ``size, method, coefficient,
-    lr, seed, test_loss`` (run-name format: ``shared/reference/README.md``)."""
+    lr, seed, test_loss`` (run-name format: ``reference/README.md``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"paper reference table not found: {path}")
@@ -81,7 +84,7 @@ def read_paper_runs(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paper_lr_sensitivity(path: str | Path, *, vocab_size: int = PAPER_VOCAB_SIZE) -> pd.DataFrame:
+def paper_lr_sensitivity(path: str | Path = PAPER_RUNS_CSV, *, vocab_size: int = PAPER_VOCAB_SIZE) -> pd.DataFrame:
     """LRS per model size, method and coefficient recomputed from the paper's published runs.
 
     Columns ``size, method, coefficient, K, lrs`` (coefficient 0 for baseline and μ-centering).
@@ -104,7 +107,7 @@ def paper_lr_sensitivity(path: str | Path, *, vocab_size: int = PAPER_VOCAB_SIZE
     return pd.DataFrame(rows, columns=["size", "method", "coefficient", "K", "lrs"])
 
 
-def paper_lrs_by_size(path: str | Path, *, coefficient: float = 1e-4) -> dict[str, dict[str, float]]:
+def paper_lrs_by_size(path: str | Path = PAPER_RUNS_CSV, *, coefficient: float = 1e-4) -> dict[str, dict[str, float]]:
     """``{size: {method: LRS}}`` at the paper's default λ (baseline and μ-centering have none)."""
     table = paper_lr_sensitivity(path)
     out: dict[str, dict[str, float]] = {}

@@ -305,12 +305,10 @@ def test_paper_grid_detection() -> None:
     assert not paper_reference.uses_paper_lr_grid([1e-3, 1e-2])
 
 
-def test_paper_lrs_column_reproduced_from_the_published_runs(shared_dir) -> None:
-    path = shared_dir / "reference" / "oec_loss_overview_all.csv"
-    if not path.is_file():
-        pytest.skip(f"{path} is not present")
-    ours = paper_reference.paper_lrs_by_size(path)
-    # The LRS table of docs/papers.md (OEC paper, no weight tying, lambda = 1e-4), to its 3 decimals.
+def test_paper_lrs_column_reproduced_from_the_published_runs() -> None:
+    path = paper_reference.PAPER_RUNS_CSV  # shipped with the package
+    ours = paper_reference.paper_lrs_by_size()
+    # The paper's LRS table (docs/papers.md: no weight tying, lambda = 1e-4), to its 3 decimals.
     for size, table in paper_reference.PAPER_LRS.items():
         for method, published in table.items():
             assert ours[size][method] == pytest.approx(published, abs=6e-4), (size, method)
@@ -318,6 +316,7 @@ def test_paper_lrs_column_reproduced_from_the_published_runs(shared_dir) -> None
         {"baseline": 0.306, "z_loss": 0.054, "mu_loss": 0.031, "mu_centering": 0.028}, abs=6e-4
     )
     full = paper_reference.paper_lr_sensitivity(path)
+    assert len(full) == len(paper_reference.paper_lr_sensitivity())
     assert set(full["size"]) == {"16M", "29M", "57M", "109M", "221M"}
     assert (full["K"] == 7).all()
     # λ robustness as the paper states it: z-loss breaks at λ = 1e2, μ-loss does not.
