@@ -16,15 +16,14 @@ sentinel and returns, whatever the scheduler.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from search_spaces.run import storage
 from search_spaces.spec.spaces import define_by_run, explicit_trials
 from search_spaces.spec.sweep_spec import SweepSpec
 from search_spaces.spec.translate import TrialPlan, trial_params
+from trainables.data.cache import default_cache_root
 
 #: The custom resource clusters started by lossweep declare; one per concurrently running trial driver.
 TRIAL_DRIVER_RESOURCE = "trial_driver"
@@ -77,7 +76,7 @@ def make_trainable(plan: TrialPlan, sweep_dir: str, *, lean: bool = True) -> Cal
 
 def optuna_storage_url(sweep_dir: str, sweep_id: str) -> str:
     if storage.is_uri(sweep_dir):
-        cache = Path(os.environ.get("LOSSWEEP_CACHE_DIR") or Path.home() / ".cache" / "lossweep") / "optuna"
+        cache = default_cache_root() / "optuna"
         cache.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{cache / (sweep_id + '.db')}"
     return f"sqlite:///{storage.join(sweep_dir, 'optuna.db')}"

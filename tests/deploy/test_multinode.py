@@ -4,7 +4,8 @@ by lossweep's own driver (``python -m search_spaces.run.job SPEC s3://...``) who
 nodes: the node each trial's rank 0 ran on comes back in the sweep's results (``node_id``).
 
 With one CPU per node and two concurrent one-worker trials, Ray has to put one trial on each node;
-the shared S3 storage is what makes that work on a real cluster, where nodes share no disk.
+the shared S3 storage is what makes that work on a real cluster, where nodes share no disk. The corpus
+is a token shard set on S3 too: each trial's node stages it into its shard cache before mapping it.
 """
 
 from __future__ import annotations
@@ -39,11 +40,24 @@ def small_corpus(path: Path, size: int = 200_000) -> Path:
     return path
 
 
-def two_trial_spec(path: Path, corpus: Path) -> Path:
+def shards_on_s3(uri: str, corpus: Path) -> str:
+    """The corpus as byte-level token shards on object storage (what `lossweep data prepare` writes)."""
+    import numpy as np
+
+    from trainables.data.shard_writer import write_shards
+
+    ids = np.frombuffer(corpus.read_bytes(), dtype=np.uint8).astype(np.uint16)
+    cut = len(ids) * 9 // 10
+    write_shards(uri, {"train": ids[:cut], "val": ids[cut:]}, vocab_size=257, eot_id=256, tokenizer_spec="bytes",
+                 tokenizer_file=b'{"type": "bytes"}', shard_tokens=50_000)
+    return f"shards:{uri}"
+
+
+def two_trial_spec(path: Path, corpus: str) -> Path:
     spec = {
         "name": "two-nodes",
         "model": {"preset": "tiny"},
-        "data": {"corpus": f"text:{corpus}", "tokenizer": "bytes", "seq_len": 32, "batch_size": 4, "eval_batches": 1},
+        "data": {"corpus": corpus, "tokenizer": "bytes", "seq_len": 32, "batch_size": 4, "eval_batches": 1},
         "budget": {"steps": 10, "warmup_steps": 2, "eval_interval": 5},
         "methods": ["baseline"],
         "lr": [1e-3, 3e-3],
@@ -57,13 +71,18 @@ def two_trial_spec(path: Path, corpus: Path) -> Path:
     return path
 
 
-def test_trials_of_one_sweep_train_on_both_nodes(tmp_path: Path, s3_env: S3Server) -> None:
+def test_trials_of_one_sweep_train_on_both_nodes(
+    tmp_path: Path, s3_env: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from search_spaces.run import results
 
+    # Set before the cluster starts, as s3_env is: the raylets' trial workers inherit it.
+    monkeypatch.setenv("LOSSWEEP_SHARD_CACHE", str(tmp_path / "shard-cache"))
     # s3_env puts the AWS variables in this process's environment *before* the cluster starts, so the
     # raylets, and every trial worker they start, reach the S3 server too.
     sweep_dir = s3_env.uri("sweeps", "two-nodes")
-    spec = two_trial_spec(tmp_path / "spec.yaml", small_corpus(tmp_path / "corpus.txt"))
+    corpus = shards_on_s3(s3_env.uri("prepared", "corpus"), small_corpus(tmp_path / "corpus.txt"))
+    spec = two_trial_spec(tmp_path / "spec.yaml", corpus)
     with two_node_cluster(tmp_path / "ray-state", head_cpus=1, worker_cpus=1) as cluster:
         nodes = alive_nodes(cluster.head)
         assert len(nodes) == 2
@@ -76,6 +95,9 @@ def test_trials_of_one_sweep_train_on_both_nodes(tmp_path: Path, s3_env: S3Serve
             timeout=SWEEP_TIMEOUT_S,
         )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+    staged = list((tmp_path / "shard-cache").glob("*/manifest.json"))
+    assert len(staged) == 1, staged  # one verified copy, shared by the trials (one cache dir on this machine)
 
     progress = results.read_progress(sweep_dir)
     assert progress is not None and progress["status"] == "SUCCEEDED", progress

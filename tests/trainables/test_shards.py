@@ -119,8 +119,8 @@ def test_verify_finds_changed_bytes_that_open_does_not_read(tmp_path: Path) -> N
 
 
 def test_remote_and_missing_shard_folders_are_refused_clearly(tmp_path: Path) -> None:
-    with pytest.raises(ShardError, match="local \\(or mounted\\) folder"):
-        open_shards("shards:s3://bucket/prepared")
+    with pytest.raises(ShardError, match="cannot reach it"):
+        open_shards("shards:nosuchscheme://bucket/prepared", cache_dir=tmp_path)
     with pytest.raises(ShardError, match="is not a folder; prepare one with `lossweep data prepare`"):
         open_shards(f"shards:{tmp_path / 'nope'}")
     with pytest.raises(ShardError, match="names no folder"):

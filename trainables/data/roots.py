@@ -36,6 +36,23 @@ def allowed_roots() -> list[Path] | None:
     return [Path(os.path.realpath(os.path.expanduser(r))) for r in parse_roots(value) if "://" not in r]
 
 
+def uri_roots() -> list[str] | None:
+    """The object-store roots (``s3://bucket/prefix``…) this process is confined to; None when it is not."""
+    value = os.environ.get(ENV)
+    if value is None:
+        return None
+    return [r for r in parse_roots(value) if "://" in r]
+
+
+def uri_inside_roots(uri: str, roots: Iterable[str]) -> bool:
+    """Whether an object-store URI lies under one of the URI ``roots``: a prefix match on whole path
+    segments; a URI with ``.`` or ``..`` segments is never inside."""
+    if "://" not in uri or any(seg in ("..", ".") for seg in uri.split("://", 1)[1].split("/")):
+        return False
+    uri = uri.rstrip("/")
+    return any("://" in r and (uri == r.rstrip("/") or uri.startswith(r.rstrip("/") + "/")) for r in roots)
+
+
 def inside_roots(path: str | os.PathLike[str], roots: Iterable[str | os.PathLike[str]]) -> bool:
     """Whether ``path``, with every symlink and ``..`` resolved, lies in one of ``roots`` (resolved too)."""
     text = os.fspath(path)

@@ -182,6 +182,7 @@ class ShardSet:
     manifest: dict[str, Any]
     train: ShardedTokens
     val: ShardedTokens
+    checked: bool = True  # False for a staged copy of a remote set (its URI was checked against the roots)
 
     @property
     def vocab_size(self) -> int:
@@ -204,7 +205,7 @@ class ShardSet:
             parse_tokenizer_spec(spec)
         except ValueError:
             return None
-        with _open_member(self.path, self.manifest["tokenizer"]["file"]) as fh:
+        with _open_member(self.path, self.manifest["tokenizer"]["file"], checked=self.checked) as fh:
             path = Path(fh.name)
         return load_tokenizer(spec, path)
 
@@ -215,10 +216,11 @@ def _member_path(root: Path, name: object) -> Path:
     return root / name
 
 
-def _open_member(root: Path, name: object) -> BinaryIO:
+def _open_member(root: Path, name: object, *, checked: bool = True) -> BinaryIO:
     """The one place a shard set's files are opened for reading (manifest, tokenizer, shards)."""
     path = _member_path(root, name)
-    real = checked_path(path)  # a member linked out of the service's data roots is refused, not read
+    # a member linked out of the service's data roots is refused, not read; a staged copy was checked as a URI
+    real = checked_path(path) if checked else path
     try:
         return open(real, "rb")  # the caller closes it
     except FileNotFoundError:
@@ -231,22 +233,31 @@ def is_shards_spec(spec: str) -> bool:
     return spec.startswith(SCHEME)
 
 
-def open_shards(spec_or_path: str | os.PathLike[str]) -> ShardSet:
-    """Opens a shard set (``shards:DIR`` or ``DIR``) in O(number of shards): reads the manifest, checks
-    that every file it names has the size it states, and maps the shards. Raises ``ShardError``."""
+def open_shards(spec_or_path: str | os.PathLike[str], *, cache_dir: Path | None = None) -> ShardSet:
+    """Opens a shard set (``shards:DIR`` or ``DIR``, or a URI such as ``shards:s3://bucket/set``, staged
+    into the node's shard cache first: :mod:`trainables.data.shard_cache`) in O(number of shards): reads
+    the manifest, checks that every file it names has the size it states, and maps the shards.
+    Raises ``ShardError``."""
     text = str(spec_or_path)
     path_str = text[len(SCHEME) :] if text.startswith(SCHEME) else text
     if not path_str:
         raise ShardError(f"corpus {text!r} names no folder; write it as shards:/path/to/prepared")
     if is_uri(path_str):
-        raise ShardError(
-            f"corpus {text!r}: shards are read through memory maps from a local (or mounted) folder; copy the "
-            "set from the object store first (e.g. aws s3 sync) and name the local folder"
-        )
+        from trainables.data.shard_cache import ShardCacheError, shard_cache_dir, stage
+
+        try:
+            root = stage(path_str, shard_cache_dir(cache_dir), manifest_name=MANIFEST, member_name=_member_path)
+        except ShardCacheError as exc:
+            raise ShardError(str(exc)) from None
+        return _open_set(root, checked=False)  # the job's own verified copy of a set checked against the roots
     root = local_path(path_str).resolve()
     if not root.is_dir():
         raise ShardError(f"corpus {text!r}: {root} is not a folder; prepare one with `lossweep data prepare`")
-    with _open_member(root, MANIFEST) as fh:
+    return _open_set(root, checked=True)
+
+
+def _open_set(root: Path, *, checked: bool) -> ShardSet:
+    with _open_member(root, MANIFEST, checked=checked) as fh:
         try:
             manifest = json.loads(fh.read())
         except ValueError:
@@ -269,7 +280,7 @@ def open_shards(spec_or_path: str | os.PathLike[str]) -> ShardSet:
             raise ShardError(f"shard set {root}: {MANIFEST} lists no {split} shards")
         maps: list[np.ndarray] = []
         for shard in info["shards"]:
-            with _open_member(root, shard.get("file")) as fh:
+            with _open_member(root, shard.get("file"), checked=checked) as fh:
                 size = os.fstat(fh.fileno()).st_size
                 want = int(shard.get("tokens", -1)) * np_dtype.itemsize
                 if size != want or want <= 0:
@@ -286,7 +297,7 @@ def open_shards(spec_or_path: str | os.PathLike[str]) -> ShardSet:
                 f"{info.get('tokens')}; prepare the set again"
             )
         splits[split] = tokens
-    return ShardSet(path=root, manifest=manifest, train=splits["train"], val=splits["val"])
+    return ShardSet(path=root, manifest=manifest, train=splits["train"], val=splits["val"], checked=checked)
 
 
 def verify(spec_or_path: str | os.PathLike[str]) -> ShardSet:
@@ -297,7 +308,7 @@ def verify(spec_or_path: str | os.PathLike[str]) -> ShardSet:
     checks += [(s["file"], s["sha256"]) for split in SPLITS for s in m["splits"][split]["shards"]]
     for name, want in checks:
         h = hashlib.sha256()
-        with _open_member(shards.path, name) as fh:
+        with _open_member(shards.path, name, checked=shards.checked) as fh:
             for block in iter(lambda fh=fh: fh.read(1 << 24), b""):
                 h.update(block)
         if h.hexdigest() != want:

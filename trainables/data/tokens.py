@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainables.data.cache import default_cache_root
 from trainables.data.corpus import CorpusError, TextCorpus, load_corpus
 from trainables.data.sampler import BatchSampler, DataSizeError, EvalBatches
 from trainables.data.shards import ShardedTokens, is_shards_spec, open_shards
@@ -60,10 +61,7 @@ class Dataset:
 
 
 def cache_root(cfg: DataConfig) -> Path:
-    if cfg.cache_dir:
-        return Path(cfg.cache_dir).expanduser()
-    env = os.environ.get("LOSSWEEP_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "lossweep"
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_root()
 
 
 def cache_key(corpus_hash: str, tokenizer_spec: str) -> str:
@@ -77,7 +75,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     A ``shards:DIR`` corpus is opened in O(1) of its size: memory maps, the manifest's vocabulary and
     content hash; its tokenizer is the one it was prepared with (``cfg.tokenizer`` does not apply)."""
     if is_shards_spec(cfg.corpus):
-        shards = open_shards(cfg.corpus)
+        shards = open_shards(cfg.corpus, cache_dir=cache_root(cfg))
         return Dataset(
             train=shards.train,
             val=shards.val,
