@@ -16,15 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.model.config import ModelConfig
-
-Precision = Literal["fp32", "bf16"]
+from trainables.model.config import ModelConfig, Precision
 
 
 class LayerNorm(nn.Module):
