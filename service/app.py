@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
 from service.monitor import Monitor
-from service.routes import auth, health, presets, results, sweeps
+from service.routes import auth, health, presets, results, statuses, sweeps
 from service.routes.openapi import build_openapi, operation_id
 from service.routes.ui import mount_ui
 from service.settings import Settings, get_settings
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, run_monitor: bool = True) ->
     )
     app.state.lossweep = state
     install_error_handlers(app)
-    for module in (health, auth, sweeps, results, presets):
+    for module in (health, auth, sweeps, results, presets, statuses):
         app.include_router(module.router)
     mount_ui(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

@@ -135,7 +135,7 @@ def with_run_flags(command: Callable[..., R]) -> Callable[..., R]:
 def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> TrainConfig:
     """The ``TrainConfig`` the flags describe (``use_gpu`` overrides ``--gpu``); ``FlagError`` on any
     invalid value."""
-    from trainables.data.corpus import CORPUS_KINDS
+    from trainables.data.corpus_spec import CORPUS_KINDS, CorpusError, CorpusSpec
     from trainables.data.tokenizer import parse_tokenizer_spec
     from trainables.losses.config import LossConfig
     from trainables.model.presets import model_preset
@@ -165,9 +165,10 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
         parse_tokenizer_spec(doc["data"]["tokenizer"])
     except ValueError as exc:
         raise FlagError(f"--tokenizer: {exc}") from None
-    corpus = doc["data"]["corpus"]
-    if corpus != "stdlib" and corpus.partition(":")[0] not in ("text", "parquet", "shards"):
-        raise FlagError(f"--data: use {CORPUS_KINDS}, not {corpus!r}")
+    try:
+        CorpusSpec.parse(doc["data"]["corpus"])
+    except CorpusError:
+        raise FlagError(f"--data: use {CORPUS_KINDS}, not {doc['data']['corpus']!r}") from None
     try:
         doc["loss"] = LossConfig.from_cli(list(flags.loss)).to_dict()
     except ValueError as exc:

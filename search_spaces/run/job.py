@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from search_spaces.run import results, storage
-from search_spaces.run.sweep_dir import SPEC_FILE, TRIAL_STATUSES, write_spec_document
+from search_spaces.run.sweep_dir import SPEC_FILE, SweepStatus, write_spec_document
 from search_spaces.spec.sweep_spec import SweepSpec
 
 
@@ -104,13 +104,9 @@ def run(
         manifest.setdefault("resumed_at", []).append(datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     results.write_json(sweep_dir, results.MANIFEST_FILE, manifest)
     if not resuming or results.read_progress(sweep_dir) is None:
-        results.write_progress(
-            sweep_dir,
-            {"sweep_id": sweep_id, "name": spec.name, "status": "RUNNING",
-             "counts": {s: 0 for s in TRIAL_STATUSES} | {"PENDING": spec.num_trials()},
-             "total_trials": spec.num_trials(), "best": None, "tokens": 0, "elapsed_s": 0.0, "eta_s": None,
-             "updated_at": manifest["started_at"]},
-        )  # fmt: skip
+        from search_spaces.run.callbacks import build_progress
+
+        results.write_progress(sweep_dir, build_progress(sweep_id, spec, [], status=SweepStatus.RUNNING, elapsed_s=0.0))
 
     if not ray.is_initialized():
         # Every worker of this job gets the cluster's address: Ray Train's PlacementGroupCleaner looks
@@ -123,13 +119,13 @@ def run(
     tuner, resumed = build_tuner(spec, sweep_dir, sweep_id, [callback])
     verb = "resuming" if resumed else "starting"
     print(f"lossweep: {verb} sweep {sweep_id} ({spec.num_trials()} trials) in {sweep_dir}", flush=True)
-    status = "FAILED"
+    status = SweepStatus.FAILED
     try:
         grid = tuner.fit()
         errors = sum(1 for r in grid if r.error is not None)
-        status = "FAILED" if len(grid) and errors == len(grid) else "SUCCEEDED"
+        status = SweepStatus.FAILED if len(grid) and errors == len(grid) else SweepStatus.SUCCEEDED
     except KeyboardInterrupt:
-        status = "CANCELLED"
+        status = SweepStatus.CANCELLED
         raise
     finally:
         progress = finalize(sweep_dir, sweep_id, spec, status)
@@ -160,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         print("lossweep: sweep interrupted; run the same command again to resume it", file=sys.stderr)
         return 130
     print(json.dumps({"sweep_dir": storage.normalize(args.sweep_dir), **progress}), flush=True)
-    return 0 if progress["status"] == "SUCCEEDED" else 1
+    return 0 if progress["status"] == SweepStatus.SUCCEEDED else 1
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ from trainables.model.compile import compile_enabled
 from trainables.train.config import TrainConfig
 
 _PACKAGES = ("lossweep", "torch", "ray", "optuna", "tokenizers", "numpy")
+#: The manifest's key of the resolved ``TrainConfig`` (readers take it from here).
+CONFIG_KEY = "config"
 
 
 def package_versions() -> dict[str, str | None]:
@@ -53,7 +55,7 @@ def build_manifest(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     manifest: dict[str, Any] = {
-        "config": config.to_dict(),
+        CONFIG_KEY: config.to_dict(),
         "config_hash": config.config_hash(),
         "seed": config.seed,
         "method": config.loss.method,
