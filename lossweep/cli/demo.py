@@ -54,6 +54,35 @@ def _get(url: str, path: str, timeout: float = 3.0) -> Any | None:
         return response.status_code, None
 
 
+def _is_our_service(pid: int) -> bool:
+    """Whether ``pid`` still runs the service ``ensure_service`` started (not a process that reused the id)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return pid_alive(pid)  # no /proc: trust the record
+    return b"lossweep.cli.main" in cmdline and b"serve" in cmdline
+
+
+def stop_service(home: Path, *, timeout: float = 10.0) -> str | None:
+    """Stops the service ``ensure_service`` started in ``home`` (SIGTERM, then SIGKILL after ``timeout``)
+    and drops its record; returns its URL, or None when none was recorded."""
+    record_path = home / SERVICE_RECORD
+    try:
+        record = json.loads(record_path.read_text())
+        url, pid = str(record["url"]), int(record["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if pid_alive(pid) and _is_our_service(pid):
+        os.kill(pid, 15)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pid_alive(pid):
+            os.kill(pid, 9)
+    record_path.unlink(missing_ok=True)
+    return url
+
+
 def ensure_service(home: Path, cluster: Any, preferred_port: int) -> tuple[str, bool]:
     """The URL of a running local service attached to ``cluster``; starts one when needed."""
     record_path = home / SERVICE_RECORD
