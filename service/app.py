@@ -18,15 +18,15 @@ from service.routes.ui import mount_ui
 from service.settings import Settings, get_settings
 from service.state import ServiceState
 from service.version import service_version
+from trainables.losses.registry import TERMS  # the registry's declarations only: torch-free
 
 DESCRIPTION = """\
-Submit hyperparameter sweeps over LLM-pretraining loss regularizers (z-loss, μ-loss, μ-centering,
-logit soft-capping, SimReg) to a Ray cluster, follow them, cancel them, and download their trials,
-best-config reports and winning configurations.
+Submit hyperparameter sweeps over LLM-pretraining loss regularizers ({terms}) to a Ray cluster, follow
+them, cancel them, and download their trials, best-config reports and winning configurations.
 
 Authenticate with `Authorization: Bearer <token>` (`lossweep token create NAME [--admin]`). Every
-error is JSON: `{"status", "error", "message", "errors": [{"loc", "field", "message"}]}`.
-"""
+error is JSON: `{{"status", "error", "message", "errors": [{{"loc", "field", "message"}}]}}`.
+""".format(terms=", ".join(t.label for t in TERMS.values()))
 
 TAGS = [
     {"name": "sweeps", "description": "Submit, list, follow and cancel sweeps."},
