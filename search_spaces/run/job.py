@@ -20,7 +20,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from search_spaces.run import results, storage
-from search_spaces.run.sweep_dir import SPEC_FILE, SweepStatus, write_spec_document
+from search_spaces.run.sweep_dir import (
+    SPEC_FILE,
+    TRIAL_MANIFEST_FILE,
+    TRIALS_DIR,
+    TUNE_DIR,
+    SweepStatus,
+    write_spec_document,
+)
 from search_spaces.spec.sweep_spec import SweepSpec
 
 
@@ -61,7 +68,7 @@ def _corpus_hash(sweep_dir: str) -> str | None:
         return None
     from pathlib import Path
 
-    for path in sorted(Path(sweep_dir, "trials").glob("*/manifest.json")):
+    for path in sorted(Path(sweep_dir, TRIALS_DIR).glob(f"*/{TRIAL_MANIFEST_FILE}")):
         try:
             value = json.loads(path.read_text()).get("corpus_hash")
         except (OSError, ValueError):
@@ -92,8 +99,6 @@ def run(
     sweep_dir = storage.normalize(sweep_dir)
     sweep_id = storage.basename(sweep_dir)
     storage.makedirs(sweep_dir)
-    from search_spaces.run.driver import TUNE_DIR
-
     resuming = storage.exists(storage.join(sweep_dir, TUNE_DIR))
     if not spec_in_place(spec_file, sweep_dir):
         write_spec_document(sweep_dir, spec.model_dump(mode="json"))

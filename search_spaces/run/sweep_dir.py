@@ -18,6 +18,7 @@ from typing import Any
 from search_spaces.run import storage
 from trainables.losses.registry import COEFFICIENTS
 from trainables.train.manifest import CONFIG_KEY
+from trainables.train.manifest import MANIFEST_FILE as RUN_MANIFEST_FILE
 
 # ------------------------------------------------------------------------------------------- files
 SPEC_FILE = "spec.yaml"
@@ -26,9 +27,14 @@ PROGRESS_FILE = "progress.json"
 TRIALS_FILE = "trials.parquet"
 METRICS_FILE = "metrics.parquet"
 TRIALS_DIR = "trials"  # trials/<trial_id>/manifest.json, trials/<trial_id>/result.json
-TRIAL_MANIFEST_FILE = "manifest.json"
-#: The key of a trial manifest's resolved run config.
+#: A trial's run manifest (written by the trainer) and its key of the resolved run config.
+TRIAL_MANIFEST_FILE = RUN_MANIFEST_FILE
 TRIAL_CONFIG_KEY = CONFIG_KEY
+#: A trial's final metrics, written when its Train run has returned: the proof it finished.
+TRIAL_RESULT_FILE = "result.json"
+TUNE_DIR = "tune"  # Tune's experiment state (what a resume restores)
+RUNS_DIR = "runs"  # the trials' Ray Train runs and checkpoints
+OPTUNA_DB = "optuna.db"  # TPE's study (SQLite); in the local cache for a remote sweep dir
 #: The formats of the best-config report, each written as ``report.<format>`` (:func:`report_file`).
 REPORT_FORMATS: tuple[str, ...] = ("json", "md", "html")
 

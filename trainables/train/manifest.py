@@ -16,7 +16,9 @@ from trainables.model.compile import compile_enabled
 from trainables.train.config import TrainConfig
 
 _PACKAGES = ("lossweep", "torch", "ray", "optuna", "tokenizers", "numpy")
-#: The manifest's key of the resolved ``TrainConfig`` (readers take it from here).
+#: The manifest's file name in a run's folder, and its key of the resolved ``TrainConfig`` (readers take
+#: both from here).
+MANIFEST_FILE = "manifest.json"
 CONFIG_KEY = "config"
 
 
