@@ -43,9 +43,9 @@ def _utc_now() -> str:
 
 
 class SweepResultsCallback(Callback):
-    def __init__(self, sweep_dir: str, spec: Mapping[str, Any], sweep_id: str, *, min_interval_s: float = 1.0):
+    def __init__(self, sweep_dir: str, spec: SweepSpec, sweep_id: str, *, min_interval_s: float = 1.0):
         self.sweep_dir = sweep_dir
-        self.spec_doc = dict(spec)
+        self.spec = spec  # validated once, by the job that runs the sweep
         self.sweep_id = sweep_id
         self.min_interval_s = min_interval_s
         self._reset()
@@ -61,12 +61,6 @@ class SweepResultsCallback(Callback):
         self.dirty = False
 
     # ---------------------------------------------------------------- state
-    @property
-    def spec(self) -> SweepSpec:
-        if not hasattr(self, "_spec"):
-            self._spec = SweepSpec.model_validate(self.spec_doc)
-        return self._spec
-
     @property
     def plan(self) -> TrialPlan:
         if not hasattr(self, "_plan"):

@@ -120,7 +120,7 @@ def run(
         target = address or os.environ.get("RAY_ADDRESS")
         runtime_env = {"env_vars": {"RAY_ADDRESS": target}} if target and "://" not in target else None
         ray.init(address=address, logging_level="WARNING", runtime_env=runtime_env)
-    callback = SweepResultsCallback(sweep_dir, spec.model_dump(mode="json"), sweep_id)
+    callback = SweepResultsCallback(sweep_dir, spec, sweep_id)
     tuner, resumed = build_tuner(spec, sweep_dir, sweep_id, [callback])
     verb = "resuming" if resumed else "starting"
     print(f"lossweep: {verb} sweep {sweep_id} ({spec.num_trials()} trials) in {sweep_dir}", flush=True)
