@@ -21,7 +21,7 @@ import typer
 
 from lossweep.cli.client import SERVICE_RECORD, TOKEN_FILE, Client, ServiceError, format_sweep, state_dir
 from lossweep.local_cluster import pid_alive
-from search_spaces.run.sweep_dir import FINAL_SWEEP_STATUSES
+from search_spaces.run.sweep_dir import FINAL_SWEEP_STATUSES, SweepStatus
 
 SERVICE_LOG = "service.log"
 
@@ -206,7 +206,7 @@ def demo(
         typer.echo(f"Ray job: {sweep['links']['dashboard']}")
     typer.echo(f"more: lossweep status {sweep['id']}   (service {url}, token in {home / TOKEN_FILE})")
     typer.echo(f"web page: {page_url(url, sweep['id'])}")
-    if sweep["status"] != "SUCCEEDED":
+    if sweep["status"] != SweepStatus.SUCCEEDED:
         raise typer.Exit(1)
 
 
