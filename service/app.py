@@ -12,21 +12,21 @@ from fastapi import FastAPI
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
 from service.monitor import Monitor
-from service.routes import auth, health, presets, results, sweeps
+from service.routes import auth, health, presets, results, statuses, sweeps
 from service.routes.openapi import build_openapi, operation_id
 from service.routes.ui import mount_ui
 from service.settings import Settings, get_settings
 from service.state import ServiceState
 from service.version import service_version
+from trainables.losses.registry import TERMS  # the registry's declarations only: torch-free
 
 DESCRIPTION = """\
-Submit hyperparameter sweeps over LLM-pretraining loss regularizers (z-loss, μ-loss, μ-centering,
-logit soft-capping, SimReg) to a Ray cluster, follow them, cancel them, and download their trials,
-best-config reports and winning configurations.
+Submit hyperparameter sweeps over LLM-pretraining loss regularizers ({terms}) to a Ray cluster, follow
+them, cancel them, and download their trials, best-config reports and winning configurations.
 
 Authenticate with `Authorization: Bearer <token>` (`lossweep token create NAME [--admin]`). Every
-error is JSON: `{"status", "error", "message", "errors": [{"loc", "field", "message"}]}`.
-"""
+error is JSON: `{{"status", "error", "message", "errors": [{{"loc", "field", "message"}}]}}`.
+""".format(terms=", ".join(t.label for t in TERMS.values()))
 
 TAGS = [
     {"name": "sweeps", "description": "Submit, list, follow and cancel sweeps."},
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, run_monitor: bool = True) ->
     )
     app.state.lossweep = state
     install_error_handlers(app)
-    for module in (health, auth, sweeps, results, presets):
+    for module in (health, auth, sweeps, results, presets, statuses):
         app.include_router(module.router)
     mount_ui(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

@@ -11,7 +11,7 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from search_spaces.run.sweep_dir import FINAL_SWEEP_STATUSES
+from search_spaces.run.sweep_dir import FINAL_SWEEP_STATUSES, SWEEP_STATUSES
 
 
 def utcnow() -> datetime:
@@ -35,19 +35,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value
 
 
-class SweepStatus(enum.StrEnum):
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
+class _Status(enum.StrEnum):
     @property
     def is_final(self) -> bool:
         return self in FINAL_STATUSES
 
 
-# The service adds QUEUED (not yet on Ray) to the driver's statuses; the final ones are the sweep dir's.
+#: A sweep's status in the service: QUEUED (not yet on Ray), then the sweep dir's statuses.
+SweepStatus = _Status("SweepStatus", [("QUEUED", "QUEUED"), *((s, s) for s in SWEEP_STATUSES)], module=__name__)
 FINAL_STATUSES = frozenset(SweepStatus(s) for s in FINAL_SWEEP_STATUSES)
 
 

@@ -9,10 +9,9 @@ import math
 import threading
 from typing import Any
 
+from search_spaces.run.sweep_dir import TRIAL_CONFIG_KEY, best_record, read_json, trial_manifest_path
 from search_spaces.run.sweep_dir import best_trial as best_row
-from search_spaces.run.sweep_dir import read_json, trial_manifest_path
 from service.errors import ApiError
-from trainables.losses.registry import COEFFICIENTS  # torch-free: built-in and plugin coefficient names
 
 # matplotlib's pyplot is not thread-safe: one report renders at a time in this process.
 _RENDER_LOCK = threading.Lock()
@@ -82,18 +81,8 @@ def best_config(sweep_id: str, sweep_dir: str) -> dict[str, Any]:
     row = best_trial(trials_frame(sweep_dir))
     if row is None:
         raise ApiError(404, f"sweep {sweep_id} has no finished, non-diverged trial yet", loc=("path", "sweep_id"))
-    params = {"lr": row.get("lr")}
-    params.update({k: row[k] for k in COEFFICIENTS if row.get(k) is not None and not _nan(row[k])})
-    trial_id = str(row.get("trial_id"))
-    return {
-        "sweep_id": sweep_id,
-        "trial_id": trial_id,
-        "method": str(row.get("method")),
-        "val_loss": float(row["best_val_loss"]),
-        "step": int(row["best_step"]) if row.get("best_step") is not None else None,
-        "params": params,
-        "train_config": trial_train_config(sweep_dir, trial_id),
-    }
+    record = best_record(row)
+    return {"sweep_id": sweep_id, **record, "train_config": trial_train_config(sweep_dir, record["trial_id"])}
 
 
 def trial_train_config(sweep_dir: str, trial_id: str) -> dict[str, Any] | None:
@@ -102,10 +91,8 @@ def trial_train_config(sweep_dir: str, trial_id: str) -> dict[str, Any] | None:
         manifest = read_json(trial_manifest_path(sweep_dir, trial_id))
     except OSError:
         return None
-    for key in ("config", "train_config", "resolved_config"):
-        if isinstance((manifest or {}).get(key), dict):
-            return manifest[key]  # type: ignore[index,no-any-return]
-    return None
+    config = (manifest or {}).get(TRIAL_CONFIG_KEY)
+    return config if isinstance(config, dict) else None
 
 
 def _nan(value: Any) -> bool:

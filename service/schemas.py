@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from search_spaces.run.sweep_dir import TRIAL_STATUSES
+from service.models import SweepStatus
 
 
 class PresetSubmission(BaseModel):
@@ -54,7 +55,7 @@ class SweepPublic(BaseModel):
     name: str
     owner: str
     preset: str | None
-    status: str = Field(description="QUEUED, RUNNING, SUCCEEDED, FAILED or CANCELLED.", examples=["RUNNING"])
+    status: str = Field(description=", ".join(SweepStatus) + " (GET /v1/statuses).", examples=["RUNNING"])
     message: str = Field(description="Why the sweep is where it is (queue position, Ray's job message, ...).")
     num_trials: int | None
     trial_counts: dict[str, int] = Field(description="Trials per status: " + ", ".join(TRIAL_STATUSES) + ".")
@@ -159,3 +160,12 @@ class ErrorBody(BaseModel):
     error: str
     message: str
     errors: list[ErrorItem]
+
+
+class Statuses(BaseModel):
+    """Every status a sweep or a trial can have, in display order, and the final ones (that never change)."""
+
+    sweep: list[str]
+    sweep_final: list[str]
+    trial: list[str]
+    trial_final: list[str]

@@ -122,3 +122,23 @@ def test_session_fixture_cluster(ray_cluster: LocalCluster, ray_connected) -> No
     assert resources["CPU"] == 2.0
     assert resources[TRIAL_DRIVER_RESOURCE] >= 1
     assert is_alive(ray_cluster)
+
+
+def test_cluster_stop_stops_the_demo_service_too(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from lossweep.cli.client import SERVICE_RECORD
+    from lossweep.cli.main import app
+
+    # A stand-in for the demo's service: its command line names the service command, as the real one's does.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "lossweep.cli.main", "serve"])
+    try:
+        (tmp_path / SERVICE_RECORD).write_text(json.dumps({"url": "http://127.0.0.1:1", "pid": proc.pid, "port": 1}))
+        result = CliRunner().invoke(app, ["cluster", "stop", "--home", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+        assert "stopped the demo's service at http://127.0.0.1:1" in result.output
+        assert proc.wait(timeout=30) is not None
+        assert not (tmp_path / SERVICE_RECORD).exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

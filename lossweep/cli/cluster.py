@@ -57,9 +57,14 @@ def cluster_status(home: HomeOpt = None) -> None:
 
 @cluster_app.command("stop")
 def cluster_stop(home: HomeOpt = None) -> None:
-    """Stop the local cluster's processes only (other Ray clusters on the machine are left alone)."""
-    from lossweep.local_cluster import stop_local_cluster
+    """Stop the local cluster's processes only (other Ray clusters on the machine are left alone), and the
+    service `lossweep demo` started against it."""
+    from lossweep.cli.demo import stop_service
+    from lossweep.local_cluster import default_state_dir, stop_local_cluster
 
+    url = stop_service(home or default_state_dir())
+    if url is not None:
+        typer.echo(f"stopped the demo's service at {url}")
     cluster = _recorded(home)
     if cluster is None:
         return

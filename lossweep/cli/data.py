@@ -25,7 +25,10 @@ def register(app: typer.Typer) -> None:
 def prepare_command(
     source: Annotated[
         str,
-        typer.Argument(help="'stdlib', a text file or folder, a .jsonl file or folder, or a .parquet file or folder."),
+        typer.Argument(
+            help="'stdlib', a text file or folder (or text:PATH, as --data writes it), a .jsonl file or folder, "
+            "or a .parquet file or folder."
+        ),
     ],
     tokenizer: Annotated[
         str, typer.Option("--tokenizer", help="'bytes', 'bpe:N' (trained on the source) or 'hf:PATH' (tokenizer.json).")

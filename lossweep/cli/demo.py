@@ -21,7 +21,7 @@ import typer
 
 from lossweep.cli.client import SERVICE_RECORD, TOKEN_FILE, Client, ServiceError, format_sweep, state_dir
 from lossweep.local_cluster import pid_alive
-from search_spaces.run.sweep_dir import FINAL_SWEEP_STATUSES
+from search_spaces.run.sweep_dir import FINAL_SWEEP_STATUSES, SweepStatus
 
 SERVICE_LOG = "service.log"
 
@@ -52,6 +52,35 @@ def _get(url: str, path: str, timeout: float = 3.0) -> Any | None:
         return response.status_code, response.json()
     except ValueError:
         return response.status_code, None
+
+
+def _is_our_service(pid: int) -> bool:
+    """Whether ``pid`` still runs the service ``ensure_service`` started (not a process that reused the id)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return pid_alive(pid)  # no /proc: trust the record
+    return b"lossweep.cli.main" in cmdline and b"serve" in cmdline
+
+
+def stop_service(home: Path, *, timeout: float = 10.0) -> str | None:
+    """Stops the service ``ensure_service`` started in ``home`` (SIGTERM, then SIGKILL after ``timeout``)
+    and drops its record; returns its URL, or None when none was recorded."""
+    record_path = home / SERVICE_RECORD
+    try:
+        record = json.loads(record_path.read_text())
+        url, pid = str(record["url"]), int(record["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if pid_alive(pid) and _is_our_service(pid):
+        os.kill(pid, 15)
+        deadline = time.monotonic() + timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pid_alive(pid):
+            os.kill(pid, 9)
+    record_path.unlink(missing_ok=True)
+    return url
 
 
 def ensure_service(home: Path, cluster: Any, preferred_port: int) -> tuple[str, bool]:
@@ -177,7 +206,7 @@ def demo(
         typer.echo(f"Ray job: {sweep['links']['dashboard']}")
     typer.echo(f"more: lossweep status {sweep['id']}   (service {url}, token in {home / TOKEN_FILE})")
     typer.echo(f"web page: {page_url(url, sweep['id'])}")
-    if sweep["status"] != "SUCCEEDED":
+    if sweep["status"] != SweepStatus.SUCCEEDED:
         raise typer.Exit(1)
 
 

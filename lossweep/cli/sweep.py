@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from search_spaces.run.sweep_dir import TrialStatus
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -27,7 +29,13 @@ if TYPE_CHECKING:
 
 sweep_app = typer.Typer(help="Run and analyse sweeps without the service.", no_args_is_help=True)
 
-_STYLE = {"RUNNING": "cyan", "TERMINATED": "green", "STOPPED": "yellow", "DIVERGED": "red", "ERROR": "bold red"}
+_STYLE = {
+    TrialStatus.RUNNING: "cyan",
+    TrialStatus.TERMINATED: "green",
+    TrialStatus.STOPPED: "yellow",
+    TrialStatus.DIVERGED: "red",
+    TrialStatus.ERROR: "bold red",
+}
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from lossweep.cli.sweep import sweep_app
+from search_spaces.run.sweep_dir import PROGRESS_FILE, TRIALS_FILE
 from search_spaces.run.sweep_dir import REPORT_FORMATS as _FORMATS
 
 
@@ -44,7 +45,7 @@ def _check_dir(sweep_dir: str) -> str:
         path = Path(sweep_dir)
         if not path.is_dir():
             raise typer.BadParameter(f"{sweep_dir} is not a directory", param_hint="DIR")
-        if not (path / "trials.parquet").is_file() and not (path / "progress.json").is_file():
+        if not (path / TRIALS_FILE).is_file() and not (path / PROGRESS_FILE).is_file():
             raise typer.BadParameter(
                 f"{sweep_dir} holds no trials.parquet or progress.json: not a sweep directory (see docs/sweep-dir.md)",
                 param_hint="DIR",

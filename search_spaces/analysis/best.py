@@ -3,29 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from search_spaces.analysis.trial_frame import hyperparameter_columns, normalize_trials, sort_methods, trial_params
-from search_spaces.run.sweep_dir import BEST_RULE, best_key, finite_float
-
-
-def _best_record(row: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
-    return {
-        "trial_id": str(row["trial_id"]),
-        "method": str(row["method"]),
-        "status": str(row["status"]),
-        "params": trial_params(row, columns),
-        "seed": None if pd.isna(row.get("seed")) else int(row["seed"]),
-        "val_loss": finite_float(row.get("best_val_loss")),
-        "final_val_loss": finite_float(row.get("final_val_loss")),
-        "step": None if pd.isna(row.get("best_step")) else int(row["best_step"]),
-        "steps": None if pd.isna(row.get("steps")) else int(row["steps"]),
-        "tokens": None if pd.isna(row.get("tokens")) else int(row["tokens"]),
-        "config_hash": None if pd.isna(row.get("config_hash")) else str(row.get("config_hash")),
-    }
+from search_spaces.analysis.trial_frame import normalize_trials, sort_methods
+from search_spaces.run.sweep_dir import BEST_RULE, best_key, best_record
 
 
 def _ranked(trials: pd.DataFrame) -> pd.DataFrame:
@@ -39,7 +22,6 @@ def _ranked(trials: pd.DataFrame) -> pd.DataFrame:
 def best_configs(trials: pd.DataFrame) -> dict[str, Any]:
     """The best trial overall and per method under :data:`BEST_RULE`; says what is missing."""
     trials = normalize_trials(trials)
-    columns = hyperparameter_columns(trials)
     ranked = _ranked(trials)
     out: dict[str, Any] = {"rule": BEST_RULE, "overall": None, "per_method": {}, "missing": []}
     if ranked.empty:
@@ -49,7 +31,7 @@ def best_configs(trials: pd.DataFrame) -> dict[str, Any]:
             else "no best configuration: the sweep has no trials yet"
         )
         return out
-    out["overall"] = _best_record(ranked.iloc[0].to_dict(), columns)
+    out["overall"] = best_record(ranked.iloc[0].to_dict())
     for method in sort_methods(str(m) for m in trials["method"].dropna().unique()):
         of_method = ranked[ranked["method"] == method]
         if of_method.empty:
@@ -57,5 +39,5 @@ def best_configs(trials: pd.DataFrame) -> dict[str, Any]:
                 f"{method}: no trial with a validation CE yet (diverged, failed, pending or not yet evaluated)"
             )
             continue
-        out["per_method"][str(method)] = _best_record(of_method.iloc[0].to_dict(), columns)
+        out["per_method"][str(method)] = best_record(of_method.iloc[0].to_dict())
     return out

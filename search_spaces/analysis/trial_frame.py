@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from search_spaces.run.sweep_dir import TRIAL_STATUSES as STATUSES
-from search_spaces.run.sweep_dir import finite_float
+from search_spaces.run.sweep_dir import TrialStatus, finite_float
 from trainables.losses.registry import COEFFICIENTS, method_rank
 
 # Trials whose final validation CE is the end of their full budget: the only ones LRS may compare.
-FINISHED: tuple[str, ...] = ("TERMINATED", "DIVERGED")
+FINISHED: tuple[str, ...] = (TrialStatus.TERMINATED.value, TrialStatus.DIVERGED.value)
 
 
 def uniform_loss(vocab_size: int) -> float:

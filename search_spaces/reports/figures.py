@@ -12,6 +12,7 @@ import pandas as pd
 from search_spaces.analysis import sensitivity as analysis
 from search_spaces.analysis import trial_frame
 from search_spaces.reports import plots
+from search_spaces.run.sweep_dir import TrialStatus
 from trainables.losses.registry import TERMS
 
 
@@ -102,7 +103,8 @@ def _searched_points(family: Mapping[str, Any], trials: pd.DataFrame, l0: float 
     rows = trials[(trials["method"] == method) & trials["status"].isin(trial_frame.FINISHED)]
     cap = l0 if l0 is not None else float("inf")
     points = sorted(
-        (float(r["lr"]), trial_frame.capped_final(r, cap), r["status"] == "DIVERGED") for r in rows.to_dict("records")
+        (float(r["lr"]), trial_frame.capped_final(r, cap), r["status"] == TrialStatus.DIVERGED)
+        for r in rows.to_dict("records")
     )
     return {
         "method": method,
@@ -119,7 +121,12 @@ def _scatter(name: str, trials: pd.DataFrame, method: str, x: str, y: str, capti
     l0 = trial_frame.sweep_l0(trials) or trial_frame.uniform_loss(2)
     rows = trials[(trials["method"] == method) & trials["status"].isin(trial_frame.FINISHED)]
     points = [
-        {x: float(r[x]), y: float(r[y]), "loss": trial_frame.capped_final(r, l0), "diverged": r["status"] == "DIVERGED"}
+        {
+            x: float(r[x]),
+            y: float(r[y]),
+            "loss": trial_frame.capped_final(r, l0),
+            "diverged": r["status"] == TrialStatus.DIVERGED,
+        }
         for r in rows.to_dict("records")
         if not (pd.isna(r.get(x)) or pd.isna(r.get(y)))
     ]

@@ -20,7 +20,7 @@ import pandas as pd
 
 from search_spaces.analysis import trial_frame
 from search_spaces.reports.plots import DIAGNOSTICS, method_color
-from search_spaces.run.sweep_dir import finite_float
+from search_spaces.run.sweep_dir import TrialStatus, finite_float
 
 OBJECTIVE = "final validation CE (no penalty) of finished trials, a diverged trial counted as ln V"
 _MIN_TRIALS = 3
@@ -161,7 +161,7 @@ def mechanism_vs_lr(trials: pd.DataFrame, metrics: pd.DataFrame | None, l0: floa
             "lr": lr,
             "seed": None if pd.isna(row.get("seed")) else int(row["seed"]),
             "status": str(row["status"]),
-            "diverged": row["status"] == "DIVERGED",
+            "diverged": row["status"] == TrialStatus.DIVERGED,
             "step": _int(_last_finite(reports, "step")),
             "val_loss": trial_frame.capped_final(row, l0) if l0 is not None else finite_float(row["final_val_loss"]),
         }

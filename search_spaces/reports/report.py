@@ -22,7 +22,7 @@ from search_spaces.reports import insights, insights_report, plots
 from search_spaces.reports.figures import figures as draw_figures
 from search_spaces.reports.figures import heatmap_terms
 from search_spaces.run import storage
-from search_spaces.run.sweep_dir import BEST_RULE, FINAL_SWEEP_STATUSES
+from search_spaces.run.sweep_dir import BEST_RULE, FINAL_SWEEP_STATUSES, LIVE_TRIAL_STATUSES, SweepStatus
 from trainables.losses.registry import TERMS
 
 SCHEMA = "lossweep.report/1"
@@ -134,10 +134,10 @@ def build_from(
     metrics = metrics if metrics is not None else pd.DataFrame()
     missing: list[str] = list(problems)
     counts = trial_frame.status_counts(trials)
-    status = str((progress or {}).get("status") or ("RUNNING" if counts["RUNNING"] + counts["PENDING"] else "UNKNOWN"))
-    unfinished = counts["RUNNING"] + counts["PENDING"]
+    unfinished = sum(counts[s] for s in LIVE_TRIAL_STATUSES)
+    status = str((progress or {}).get("status") or (SweepStatus.RUNNING if unfinished else "UNKNOWN"))
     ended = status in FINAL_SWEEP_STATUSES
-    partial = not ended and (status == "RUNNING" or unfinished > 0)
+    partial = not ended and (status == SweepStatus.RUNNING or unfinished > 0)
     if trials.empty:
         missing.append("no trials have reported yet: every section below is empty")
     if partial:

@@ -27,6 +27,7 @@ from search_spaces.reports.report_text import (
     status_line,
     stop_text,
 )
+from search_spaces.run.sweep_dir import SweepStatus, TrialStatus
 from trainables.losses.registry import TERMS
 
 _CSS = """
@@ -43,8 +44,6 @@ h3 { font-size:1.02rem; margin:22px 0 8px; }
 p.sub, .muted { color:var(--muted); }
 .badge { display:inline-block; padding:2px 10px; border-radius:999px; font-size:.8rem; font-weight:600;
   letter-spacing:.03em; vertical-align:middle; margin-left:8px; color:#fff; background:var(--muted); }
-.badge.SUCCEEDED { background:var(--ok); } .badge.RUNNING { background:var(--accent); }
-.badge.FAILED, .badge.CANCELLED { background:var(--bad); }
 .stats { display:grid; grid-template-columns:repeat(auto-fit,minmax(150px,1fr)); gap:10px; margin:16px 0 4px;
   align-items:start; }
 .stat { background:var(--bg); border-radius:8px; padding:8px 12px; }
@@ -80,13 +79,21 @@ a { color:var(--accent); }
 footer { margin-top:40px; font-size:.8rem; color:var(--muted); }
 """
 
+_BADGE_COLORS = {
+    SweepStatus.SUCCEEDED: "var(--ok)",
+    SweepStatus.RUNNING: "var(--accent)",
+    SweepStatus.FAILED: "var(--bad)",
+    SweepStatus.CANCELLED: "var(--bad)",
+}
+_CSS += "".join(f".badge.{status} {{ background:{color}; }}\n" for status, color in _BADGE_COLORS.items())
+
 _STATUS_COLORS = {
-    "PENDING": "#9aa3b2",
-    "RUNNING": "#2f5fd0",
-    "TERMINATED": "#1f8a4c",
-    "STOPPED": "#b7791f",
-    "DIVERGED": "#b22222",
-    "ERROR": "#6b2fa0",
+    TrialStatus.PENDING: "#9aa3b2",
+    TrialStatus.RUNNING: "#2f5fd0",
+    TrialStatus.TERMINATED: "#1f8a4c",
+    TrialStatus.STOPPED: "#b7791f",
+    TrialStatus.DIVERGED: "#b22222",
+    TrialStatus.ERROR: "#6b2fa0",
 }
 
 
@@ -124,7 +131,7 @@ def _header(data: Mapping[str, Any]) -> str:
         f'<span class="c"><span class="dot" style="background:{_STATUS_COLORS.get(k, "#999")}"></span>'
         f"{escape(k.lower())} <b>{v}</b></span>"
         for k, v in s["counts"].items()
-        if v or k in ("TERMINATED", "DIVERGED")
+        if v or k in (TrialStatus.TERMINATED, TrialStatus.DIVERGED)
     )
     resources = s.get("resources") or {}
     res_text = resources_text(resources)
@@ -207,9 +214,9 @@ def _best(data: Mapping[str, Any]) -> str:
 def _best_card(title: str, r: Mapping[str, Any], *, highlight: bool = False) -> str:
     status = (
         ""
-        if r["status"] == "TERMINATED"
+        if r["status"] == TrialStatus.TERMINATED
         else f" ({escape(r['status'].lower())}, so far)"
-        if r["status"] == "RUNNING"
+        if r["status"] == TrialStatus.RUNNING
         else f" ({escape(r['status'].lower())})"
     )
     lines = [
@@ -435,7 +442,8 @@ def _trials(data: Mapping[str, Any]) -> str:
                 escape(stop_text(t)),
             ]
         )
-        classes.append("best" if t["trial_id"] == best_id else "diverged" if t["status"] == "DIVERGED" else "")
+        diverged = t["status"] == TrialStatus.DIVERGED
+        classes.append("best" if t["trial_id"] == best_id else "diverged" if diverged else "")
     out.append(
         '<div class="table-wrap tall">'
         + _table(

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from search_spaces.run.sweep_dir import FINAL_TRIAL_STATUSES
+from search_spaces.run.sweep_dir import FINAL_TRIAL_STATUSES, TrialStatus
 from trainables.losses.registry import method_label
 
 #: The columns of the trials table, in the HTML and the Markdown report alike.
@@ -85,7 +85,7 @@ def stop_text(trial: Mapping[str, Any]) -> str:
     """A trial's early end and its recorded excursion above L0 + margin (a flag, never a stop):
     ``"50 (nonfinite_loss)"``, ``"above L0 at step 50"``, or both; empty when neither happened."""
     parts = []
-    if trial.get("status") == "DIVERGED":
+    if trial.get("status") == TrialStatus.DIVERGED:
         parts.append(f"{trial.get('diverged_step')} ({trial.get('diverged_cause')})")
     above = trial.get("above_l0_step")
     if above is not None and not (isinstance(above, float) and math.isnan(above)) and int(above) >= 0:

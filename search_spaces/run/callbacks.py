@@ -22,7 +22,14 @@ from ray.tune import Callback
 
 from search_spaces.run import results
 from search_spaces.run.ray_metrics import export_progress
-from search_spaces.run.sweep_dir import FINAL_TRIAL_STATUSES, TRIAL_STATUSES, best_trial
+from search_spaces.run.sweep_dir import (
+    FINAL_TRIAL_STATUSES,
+    TRIAL_STATUSES,
+    SweepStatus,
+    TrialStatus,
+    best_record,
+    best_trial,
+)
 from search_spaces.run.sweep_dir import finite_float as _finite
 from search_spaces.spec.sweep_spec import SweepSpec
 from search_spaces.spec.translate import TrialPlan, trial_params
@@ -36,9 +43,9 @@ def _utc_now() -> str:
 
 
 class SweepResultsCallback(Callback):
-    def __init__(self, sweep_dir: str, spec: Mapping[str, Any], sweep_id: str, *, min_interval_s: float = 1.0):
+    def __init__(self, sweep_dir: str, spec: SweepSpec, sweep_id: str, *, min_interval_s: float = 1.0):
         self.sweep_dir = sweep_dir
-        self.spec_doc = dict(spec)
+        self.spec = spec  # validated once, by the job that runs the sweep
         self.sweep_id = sweep_id
         self.min_interval_s = min_interval_s
         self._reset()
@@ -54,12 +61,6 @@ class SweepResultsCallback(Callback):
         self.dirty = False
 
     # ---------------------------------------------------------------- state
-    @property
-    def spec(self) -> SweepSpec:
-        if not hasattr(self, "_spec"):
-            self._spec = SweepSpec.model_validate(self.spec_doc)
-        return self._spec
-
     @property
     def plan(self) -> TrialPlan:
         if not hasattr(self, "_plan"):
@@ -82,7 +83,8 @@ class SweepResultsCallback(Callback):
         for rec in old.to_dict("records"):
             row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
             if row.get("status") not in FINAL_TRIAL_STATUSES:
-                row.update(status="PENDING", final_val_loss=None, best_val_loss=None, best_step=None, steps=None,
+                row.update(status=TrialStatus.PENDING, final_val_loss=None, best_val_loss=None, best_step=None,
+                           steps=None,
                            tokens=None, wall_time_s=None, diverged_step=None, diverged_cause=None,
                            above_l0_step=None, l0=None)  # fmt: skip
             else:
@@ -103,7 +105,7 @@ class SweepResultsCallback(Callback):
         row = self.rows.get(tid)
         if row is None:
             params = trial_params(trial.config)
-            row = {"trial_id": tid, "status": "PENDING", "method": params.get("method", self.spec.methods[0])}
+            row = {"trial_id": tid, "status": TrialStatus.PENDING, "method": params.get("method", self.spec.methods[0])}
             row["lr"] = params.get("lr")
             for name in COEFFICIENTS:
                 row[name] = params.get(name)
@@ -128,7 +130,7 @@ class SweepResultsCallback(Callback):
             # Finished before an interruption: the trial only replays its final report (driver.py).
             self.replayed.add(row["trial_id"])
             return
-        row["status"] = "RUNNING"
+        row["status"] = TrialStatus.RUNNING
         self.started_at[row["trial_id"]] = time.time()
         self.metrics.pop(row["trial_id"], None)  # a restarted trial starts over
         self.flush(force=True)
@@ -138,7 +140,7 @@ class SweepResultsCallback(Callback):
         tid = row["trial_id"]
         if tid in self.replayed:
             return
-        row["status"] = "RUNNING"
+        row["status"] = TrialStatus.RUNNING
         metric = results.metric_row(tid, result)
         self.metrics.setdefault(tid, []).append(metric)
         self._update(row, result)
@@ -153,18 +155,18 @@ class SweepResultsCallback(Callback):
         if last:
             self._update(row, last)
         if _finite(last.get("diverged")):
-            row["status"] = "DIVERGED"
+            row["status"] = TrialStatus.DIVERGED
         elif row.get("steps") is not None and int(row["steps"]) < self.spec.total_steps():
-            row["status"] = "STOPPED"
+            row["status"] = TrialStatus.STOPPED
         else:
-            row["status"] = "TERMINATED"
+            row["status"] = TrialStatus.TERMINATED
         self.flush(force=True)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         row = self._row(trial)
         if row["trial_id"] in self.replayed:
             return
-        row["status"] = "ERROR"
+        row["status"] = TrialStatus.ERROR
         self.flush(force=True)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
@@ -214,7 +216,7 @@ class SweepResultsCallback(Callback):
         rows = list(self.rows.values())
         results.write_metrics(self.sweep_dir, [m for tid in self.rows for m in self.metrics.get(tid, [])])
         results.write_trials(self.sweep_dir, rows)
-        progress = self.progress("RUNNING")
+        progress = self.progress(SweepStatus.RUNNING)
         results.write_progress(self.sweep_dir, progress)
         export_progress(progress)  # trials per status etc. to Ray's metrics pipeline (Prometheus/Grafana)
         self.last_flush = now
@@ -236,22 +238,19 @@ def build_progress(
     """progress.json's document from the trial rows (docs/sweep-dir.md)."""
     counts = {s: 0 for s in TRIAL_STATUSES}
     for row in rows:
-        counts[str(row.get("status") or "PENDING")] = counts.get(str(row.get("status") or "PENDING"), 0) + 1
+        status_of = str(row.get("status") or TrialStatus.PENDING)
+        counts[status_of] = counts.get(status_of, 0) + 1
     total = max(spec.num_trials(), len(rows))
-    counts["PENDING"] += max(0, total - len(rows))
-    best = None
+    counts[TrialStatus.PENDING] += max(0, total - len(rows))
     r = best_trial(rows)
-    if r is not None:
-        params = {"lr": r.get("lr"), **{k: r[k] for k in COEFFICIENTS if r.get(k) is not None}, "seed": r.get("seed")}
-        best = {"trial_id": r["trial_id"], "method": r.get("method"), "val_loss": float(r["best_val_loss"]),
-                "params": params}  # fmt: skip
+    best = None if r is None else best_record(r)
     # Work done in trial-equivalents: finished trials count 1, running ones the share of their budget.
     steps_total = spec.total_steps()
     done = sum(
         1.0 if r.get("status") in FINAL_TRIAL_STATUSES else min(1.0, float(r.get("steps") or 0) / steps_total)
         for r in rows
     )
-    finished = status != "RUNNING"
+    finished = status != SweepStatus.RUNNING
     eta = None if finished or done <= 0 else max(0.0, elapsed_s * (total - done) / done)
     return {
         "sweep_id": sweep_id,

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from search_spaces.run import storage
+from search_spaces.run.sweep_dir import OPTUNA_DB, RUNS_DIR, TRIAL_RESULT_FILE, TRIALS_DIR, TUNE_DIR
 from search_spaces.spec.spaces import define_by_run, explicit_trials
 from search_spaces.spec.sweep_spec import SweepSpec
 from search_spaces.spec.translate import TrialPlan, trial_params
@@ -27,11 +28,6 @@ from trainables.data.cache import default_cache_root
 
 #: The custom resource clusters started by lossweep declare; one per concurrently running trial driver.
 TRIAL_DRIVER_RESOURCE = "trial_driver"
-TUNE_DIR = "tune"
-RUNS_DIR = "runs"
-TRIALS_DIR = "trials"
-#: A trial's final metrics, written when its Train run has returned: the proof it finished.
-RESULT_FILE = "result.json"
 _TUNE_KEYS = frozenset({"checkpoint_path", "run_path", "done", "training_iteration", "trial_id"})
 
 
@@ -49,7 +45,7 @@ def make_trainable(plan: TrialPlan, sweep_dir: str, *, lean: bool = True) -> Cal
         trial_id = tune.get_context().get_trial_id()
         cfg = plan.config(trial_params(config))
         resources = plan.resources
-        done_path = storage.join(sweep_dir, TRIALS_DIR, trial_id, RESULT_FILE)
+        done_path = storage.join(sweep_dir, TRIALS_DIR, trial_id, TRIAL_RESULT_FILE)
         if storage.exists(done_path):
             # Finished before the driver was interrupted, after Tune's last experiment snapshot: Tune
             # thinks it unfinished. Replay the recorded final report instead of training again.
@@ -79,7 +75,7 @@ def optuna_storage_url(sweep_dir: str, sweep_id: str) -> str:
         cache = default_cache_root() / "optuna"
         cache.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{cache / (sweep_id + '.db')}"
-    return f"sqlite:///{storage.join(sweep_dir, 'optuna.db')}"
+    return f"sqlite:///{storage.join(sweep_dir, OPTUNA_DB)}"
 
 
 def search_setup(spec: SweepSpec, sweep_dir: str, sweep_id: str) -> tuple[Any, dict[str, Any], int]:

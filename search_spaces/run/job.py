@@ -20,7 +20,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from search_spaces.run import results, storage
-from search_spaces.run.sweep_dir import SPEC_FILE, TRIAL_STATUSES, write_spec_document
+from search_spaces.run.sweep_dir import (
+    SPEC_FILE,
+    TRIAL_MANIFEST_FILE,
+    TRIALS_DIR,
+    TUNE_DIR,
+    SweepStatus,
+    write_spec_document,
+)
 from search_spaces.spec.sweep_spec import SweepSpec
 
 
@@ -61,7 +68,7 @@ def _corpus_hash(sweep_dir: str) -> str | None:
         return None
     from pathlib import Path
 
-    for path in sorted(Path(sweep_dir, "trials").glob("*/manifest.json")):
+    for path in sorted(Path(sweep_dir, TRIALS_DIR).glob(f"*/{TRIAL_MANIFEST_FILE}")):
         try:
             value = json.loads(path.read_text()).get("corpus_hash")
         except (OSError, ValueError):
@@ -92,8 +99,6 @@ def run(
     sweep_dir = storage.normalize(sweep_dir)
     sweep_id = storage.basename(sweep_dir)
     storage.makedirs(sweep_dir)
-    from search_spaces.run.driver import TUNE_DIR
-
     resuming = storage.exists(storage.join(sweep_dir, TUNE_DIR))
     if not spec_in_place(spec_file, sweep_dir):
         write_spec_document(sweep_dir, spec.model_dump(mode="json"))
@@ -104,13 +109,9 @@ def run(
         manifest.setdefault("resumed_at", []).append(datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     results.write_json(sweep_dir, results.MANIFEST_FILE, manifest)
     if not resuming or results.read_progress(sweep_dir) is None:
-        results.write_progress(
-            sweep_dir,
-            {"sweep_id": sweep_id, "name": spec.name, "status": "RUNNING",
-             "counts": {s: 0 for s in TRIAL_STATUSES} | {"PENDING": spec.num_trials()},
-             "total_trials": spec.num_trials(), "best": None, "tokens": 0, "elapsed_s": 0.0, "eta_s": None,
-             "updated_at": manifest["started_at"]},
-        )  # fmt: skip
+        from search_spaces.run.callbacks import build_progress
+
+        results.write_progress(sweep_dir, build_progress(sweep_id, spec, [], status=SweepStatus.RUNNING, elapsed_s=0.0))
 
     if not ray.is_initialized():
         # Every worker of this job gets the cluster's address: Ray Train's PlacementGroupCleaner looks
@@ -119,17 +120,17 @@ def run(
         target = address or os.environ.get("RAY_ADDRESS")
         runtime_env = {"env_vars": {"RAY_ADDRESS": target}} if target and "://" not in target else None
         ray.init(address=address, logging_level="WARNING", runtime_env=runtime_env)
-    callback = SweepResultsCallback(sweep_dir, spec.model_dump(mode="json"), sweep_id)
+    callback = SweepResultsCallback(sweep_dir, spec, sweep_id)
     tuner, resumed = build_tuner(spec, sweep_dir, sweep_id, [callback])
     verb = "resuming" if resumed else "starting"
     print(f"lossweep: {verb} sweep {sweep_id} ({spec.num_trials()} trials) in {sweep_dir}", flush=True)
-    status = "FAILED"
+    status = SweepStatus.FAILED
     try:
         grid = tuner.fit()
         errors = sum(1 for r in grid if r.error is not None)
-        status = "FAILED" if len(grid) and errors == len(grid) else "SUCCEEDED"
+        status = SweepStatus.FAILED if len(grid) and errors == len(grid) else SweepStatus.SUCCEEDED
     except KeyboardInterrupt:
-        status = "CANCELLED"
+        status = SweepStatus.CANCELLED
         raise
     finally:
         progress = finalize(sweep_dir, sweep_id, spec, status)
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         print("lossweep: sweep interrupted; run the same command again to resume it", file=sys.stderr)
         return 130
     print(json.dumps({"sweep_dir": storage.normalize(args.sweep_dir), **progress}), flush=True)
-    return 0 if progress["status"] == "SUCCEEDED" else 1
+    return 0 if progress["status"] == SweepStatus.SUCCEEDED else 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Torch-free and pandas-free: the service imports it. Paths are local paths or pya
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -15,6 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from search_spaces.run import storage
+from trainables.losses.registry import COEFFICIENTS
+from trainables.train.manifest import CONFIG_KEY
+from trainables.train.manifest import MANIFEST_FILE as RUN_MANIFEST_FILE
 
 # ------------------------------------------------------------------------------------------- files
 SPEC_FILE = "spec.yaml"
@@ -23,7 +27,14 @@ PROGRESS_FILE = "progress.json"
 TRIALS_FILE = "trials.parquet"
 METRICS_FILE = "metrics.parquet"
 TRIALS_DIR = "trials"  # trials/<trial_id>/manifest.json, trials/<trial_id>/result.json
-TRIAL_MANIFEST_FILE = "manifest.json"
+#: A trial's run manifest (written by the trainer) and its key of the resolved run config.
+TRIAL_MANIFEST_FILE = RUN_MANIFEST_FILE
+TRIAL_CONFIG_KEY = CONFIG_KEY
+#: A trial's final metrics, written when its Train run has returned: the proof it finished.
+TRIAL_RESULT_FILE = "result.json"
+TUNE_DIR = "tune"  # Tune's experiment state (what a resume restores)
+RUNS_DIR = "runs"  # the trials' Ray Train runs and checkpoints
+OPTUNA_DB = "optuna.db"  # TPE's study (SQLite); in the local cache for a remote sweep dir
 #: The formats of the best-config report, each written as ``report.<format>`` (:func:`report_file`).
 REPORT_FORMATS: tuple[str, ...] = ("json", "md", "html")
 
@@ -33,15 +44,38 @@ def report_file(fmt: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- statuses
-#: A trial's status in trials.parquet and progress.json counts, in display order.
-TRIAL_STATUSES: tuple[str, ...] = ("PENDING", "RUNNING", "TERMINATED", "STOPPED", "DIVERGED", "ERROR")
+class TrialStatus(enum.StrEnum):
+    """A trial's status in trials.parquet and progress.json counts, in display order."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    TERMINATED = "TERMINATED"
+    STOPPED = "STOPPED"  # by the scheduler (ASHA)
+    DIVERGED = "DIVERGED"
+    ERROR = "ERROR"
+
+
+class SweepStatus(enum.StrEnum):
+    """progress.json's ``status``: RUNNING while the driver runs, then one of the final ones."""
+
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+# The same as plain strings (what files and JSON hold).
+TRIAL_STATUSES: tuple[str, ...] = tuple(s.value for s in TrialStatus)
 #: Trial statuses that never change again.
-FINAL_TRIAL_STATUSES = frozenset({"TERMINATED", "STOPPED", "DIVERGED", "ERROR"})
+FINAL_TRIAL_STATUSES = frozenset(TRIAL_STATUSES) - {TrialStatus.PENDING.value, TrialStatus.RUNNING.value}
+#: Trial statuses that may still change (the web page polls their curves).
+LIVE_TRIAL_STATUSES: tuple[str, ...] = tuple(s for s in TRIAL_STATUSES if s not in FINAL_TRIAL_STATUSES)
 #: Trials that may hold the best configuration (running ones: best so far).
-ELIGIBLE_FOR_BEST: tuple[str, ...] = ("TERMINATED", "STOPPED", "RUNNING")
-#: progress.json's ``status``: RUNNING while the driver runs, then one of the final ones.
-SWEEP_STATUSES: tuple[str, ...] = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
-FINAL_SWEEP_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+ELIGIBLE_FOR_BEST: tuple[str, ...] = tuple(
+    s.value for s in (TrialStatus.TERMINATED, TrialStatus.STOPPED, TrialStatus.RUNNING)
+)
+SWEEP_STATUSES: tuple[str, ...] = tuple(s.value for s in SweepStatus)
+FINAL_SWEEP_STATUSES = frozenset(SWEEP_STATUSES) - {SweepStatus.RUNNING.value}
 
 # ------------------------------------------------------------------------------------ best trial
 BEST_RULE = (
@@ -69,6 +103,37 @@ def best_key(row: Mapping[str, Any]) -> tuple[float, float, str] | None:
         return None
     final = finite_float(row.get("final_val_loss"))
     return best, math.inf if final is None else final, str(row.get("trial_id"))
+
+
+def _int(value: Any) -> int | None:
+    f = finite_float(value)
+    return None if f is None else int(f)
+
+
+def row_params(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial row's hyperparameters: ``lr`` first, then the coefficients it has (the seed is not one)."""
+    out: dict[str, Any] = {"lr": finite_float(row.get("lr"))}
+    out.update({k: v for k in COEFFICIENTS if (v := finite_float(row.get(k))) is not None})
+    return out
+
+
+def best_record(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The "best" record of a trial row, the one shape progress.json, the analysis and the service's
+    ``/best-config`` show."""
+    config_hash = row.get("config_hash")
+    return {
+        "trial_id": str(row["trial_id"]),
+        "method": str(row.get("method")),
+        "status": str(row.get("status")),
+        "params": row_params(row),
+        "seed": _int(row.get("seed")),
+        "val_loss": finite_float(row.get("best_val_loss")),
+        "final_val_loss": finite_float(row.get("final_val_loss")),
+        "step": _int(row.get("best_step")),
+        "steps": _int(row.get("steps")),
+        "tokens": _int(row.get("tokens")),
+        "config_hash": config_hash if isinstance(config_hash, str) else None,
+    }
 
 
 def best_trial(rows: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:

@@ -16,7 +16,7 @@ from typing import Any
 from yaml import YAMLError
 
 from search_spaces.spec.sweep_spec import CORPUS_TO_NAME, SweepSpec, load_yaml
-from trainables.losses.registry import coefficient, method_coefficients
+from trainables.losses.registry import BASELINE, BUILTIN_TERMS, coefficient, method_coefficients
 from trainables.model.config import GPT2_VOCAB
 
 #: The OEC paper's peak learning-rate grid and coefficient grid (docs/papers.md §1).
@@ -129,7 +129,8 @@ def _search_ranges(methods: Iterable[str]) -> dict[str, dict[str, Any]]:
     return {name: coefficient(name).search_range() for m in methods for name in method_coefficients(m)}
 
 
-ALL_METHODS = ["baseline", "z_loss", "mu_loss", "mu_centering", "softcap", "simreg", "simreg+mu_centering"]
+#: Every built-in term alone, and SimReg with μ-centering (the combination the SimReg paper suggests).
+ALL_METHODS = [BASELINE, *BUILTIN_TERMS, "simreg+mu_centering"]
 
 
 def simreg_tpe(**scale: Any) -> SweepSpec:

@@ -35,15 +35,18 @@ from pydantic import (
     model_validator,
 )
 
+from search_spaces.spec.setting_fields import run_settings, section_model
 from trainables.losses.config import LossConfig, LossConfigError
 from trainables.losses.registry import BASELINE, coefficient, method_coefficients
 from trainables.model.presets import MODEL_PRESETS, model_preset
+from trainables.train.config import default_warmup
 from trainables.train.trainer import InsufficientResourcesError, Resources, check_resources
 
 #: ``data.corpus`` of a preset that trains on a corpus the user names (a spec to run must replace it).
 CORPUS_TO_NAME = "name-a-corpus"
 
 DEFAULT_MAX_TRIALS = 1000
+_STEPS = run_settings()["steps"]
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -141,41 +144,42 @@ class ModelSpec(BaseModel):
         return self
 
 
-class DataSpec(BaseModel):
+DataSpec = section_model(
+    "DataSpec",
+    "data",
     """Corpus (``stdlib`` | ``text:PATH`` | ``parquet:PATH`` | ``shards:DIR``), tokenizer (``bytes`` | ``bpe:N``
     | ``hf:PATH``; a ``shards:`` corpus brings its own), batches. ``batch_size`` is the global batch of
-    sequences per optimizer step."""
+    sequences per optimizer step.""",
+    module=__name__,
+)
 
+
+class _Budget(BaseModel):
     model_config = _STRICT
 
-    corpus: str = "stdlib"
-    tokenizer: str = "bytes"
-    seq_len: int = Field(128, ge=2)
-    batch_size: int = Field(16, ge=1)
-    eval_batches: int = Field(4, ge=1)
-
-
-class BudgetSpec(BaseModel):
-    """How long each trial trains: ``steps`` or ``tokens`` (exactly one), warmup and evaluation cadence.
-    ``scale`` (0 < scale <= 1) trains that fraction of the study: the steps (or tokens), the warmup and
-    the evaluation interval are all multiplied by it, so one setting shrinks a long study whole."""
-
-    model_config = _STRICT
-
-    steps: int | None = Field(None, ge=1)
-    tokens: int | None = Field(None, ge=1)
-    warmup_steps: int = Field(0, ge=0)
-    eval_interval: int = Field(50, ge=1)
-    min_lr: float = Field(1e-5, ge=0)
-    scale: float = Field(1.0, gt=0, le=1)
+    steps: int | None = Field(None, ge=1, description=_STEPS.help)
+    tokens: int | None = Field(None, ge=1, description="Tokens each trial trains on (instead of steps).")
+    scale: float = Field(1.0, gt=0, le=1, description="The fraction of the study to train (steps, warmup, reports).")
 
     @model_validator(mode="after")
-    def _one_of(self) -> BudgetSpec:
+    def _one_of(self) -> _Budget:
         if self.steps is None and self.tokens is None:
             raise ValueError("give the budget as steps or tokens (neither is set)")
         if self.steps is not None and self.tokens is not None:
             raise ValueError(f"give the budget as steps or tokens, not both (steps={self.steps}, tokens={self.tokens})")
         return self
+
+
+BudgetSpec = section_model(
+    "BudgetSpec",
+    "budget",
+    """How long each trial trains: ``steps`` or ``tokens`` (exactly one), warmup and evaluation cadence.
+    ``scale`` (0 < scale <= 1) trains that fraction of the study: the steps (or tokens), the warmup and
+    the evaluation interval are all multiplied by it, so one setting shrinks a long study whole.
+    ``warmup_steps`` left out: 5 % of the trial's steps.""",
+    module=__name__,
+    base=_Budget,
+)
 
 
 class SearchSpec(BaseModel):
@@ -227,20 +231,16 @@ class ResourcesSpec(BaseModel):
         return self.resources().per_worker()
 
 
-class DivergenceSpec(BaseModel):
+DivergenceSpec = section_model(
+    "DivergenceSpec",
+    "divergence",
     """What ends a trial early (``trainables.train.config.DivergenceConfig`` says each field's meaning).
 
     A non-finite loss or gradient always ends it. ``val_margin`` only sets the recorded flag
     ``above_l0_step`` unless ``sustained_evals`` (K) > 0, when K consecutive evaluations above
-    ``L0 + val_margin`` end the trial. ``l0``: ``ln_v`` (the paper's text) or ``initial`` (measured)."""
-
-    model_config = _STRICT
-
-    l0: Literal["ln_v", "initial"] = "ln_v"
-    val_margin: float = Field(1.0, ge=0, allow_inf_nan=False)
-    sustained_evals: int = Field(0, ge=0)
-    spike_factor: float = Field(0.0, ge=0, allow_inf_nan=False)
-    spike_patience: int = Field(20, ge=1)
+    ``L0 + val_margin`` end the trial. ``l0``: ``ln_v`` (the paper's text) or ``initial`` (measured).""",
+    module=__name__,
+)
 
 
 class ObjectiveSpec(BaseModel):
@@ -267,7 +267,13 @@ _EXAMPLE: dict[str, Any] = {
 }
 
 
-class SweepSpec(BaseModel):
+#: The run settings a spec holds at its top level (precision, head_precision, allow_tf32, compile).
+_TopLevelSettings = section_model(
+    "_TopLevelSettings", "", "Run settings at the spec's top level.", module=__name__, base=BaseModel
+)
+
+
+class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
     """A sweep: methods × learning rates × coefficients × seeds, searched by grid, random or TPE."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [_EXAMPLE]})
@@ -275,8 +281,8 @@ class SweepSpec(BaseModel):
     name: str = Field("sweep", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
     model: ModelSpec = Field(default_factory=ModelSpec)
-    data: DataSpec = Field(default_factory=DataSpec)
-    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(steps=200))
+    data: DataSpec = Field(default_factory=DataSpec)  # type: ignore[valid-type]
+    budget: BudgetSpec = Field(default_factory=lambda: BudgetSpec(steps=_STEPS.default))  # type: ignore[valid-type]
     methods: list[str] = Field(default_factory=lambda: [BASELINE], min_length=1)
     lr: Value = 1e-3
     coefficients: dict[str, Value] = Field(default_factory=dict)
@@ -286,11 +292,7 @@ class SweepSpec(BaseModel):
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_concurrent_trials: int = Field(2, ge=1)
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
-    divergence: DivergenceSpec = Field(default_factory=DivergenceSpec)
-    precision: Literal["fp32", "bf16"] = "fp32"
-    compile: bool | None = None  # torch.compile each trial's model; null = on for GPU trials, off on CPU
-    head_precision: Literal["fp32", "bf16"] | None = None
-    allow_tf32: bool = True
+    divergence: DivergenceSpec = Field(default_factory=DivergenceSpec)  # type: ignore[valid-type]
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1)
 
     # ------------------------------------------------------------------ fields
@@ -397,7 +399,10 @@ class SweepSpec(BaseModel):
         return max(1, math.ceil(int(self.budget.tokens or 0) * self.budget.scale / per_step))
 
     def warmup_steps(self) -> int:
-        """Warmup steps of one trial (``budget.warmup_steps`` x ``budget.scale``)."""
+        """Warmup steps of one trial (``budget.warmup_steps`` x ``budget.scale``; left out, the run's
+        default: 5 % of the trial's steps)."""
+        if self.budget.warmup_steps is None:
+            return default_warmup(self.total_steps())
         return round(self.budget.warmup_steps * self.budget.scale)
 
     def eval_interval(self) -> int:

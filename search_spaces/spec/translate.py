@@ -11,10 +11,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from search_spaces.spec.setting_fields import run_settings
 from search_spaces.spec.sweep_spec import SweepSpec
 from trainables.losses.config import LossConfig
 from trainables.losses.registry import COEFFICIENTS
-from trainables.train.config import DataConfig, DivergenceConfig, OptimConfig, TrainConfig
+from trainables.train.config import TrainConfig
+from trainables.train.settings import put
 from trainables.train.trainer import Resources
 
 PARAM_KEYS = ("method", "lr", *COEFFICIENTS, "seed")
@@ -38,27 +40,21 @@ class TrialPlan:
 
     @classmethod
     def from_spec(cls, spec: SweepSpec) -> TrialPlan:
-        base = TrainConfig(
-            model=spec.model.preset,
-            model_overrides=dict(spec.model.overrides),
-            data=DataConfig(
-                corpus=spec.data.corpus,
-                tokenizer=spec.data.tokenizer,
-                seq_len=spec.data.seq_len,
-                batch_size=spec.data.batch_size,
-                eval_batches=spec.data.eval_batches,
-            ),
-            optim=OptimConfig(warmup_steps=spec.warmup_steps()),
-            divergence=DivergenceConfig(**spec.divergence.model_dump()),
-            steps=spec.total_steps(),
-            eval_interval=spec.eval_interval(),
-            seed=spec.seeds[0],
-            precision=spec.precision,
-            head_precision=spec.head_precision,
-            allow_tf32=spec.allow_tf32,
-            compile=spec.compile,
-            use_gpu=spec.resources.gpus_per_worker > 0,
-        )
+        doc: dict[str, Any] = {
+            "model": spec.model.preset,
+            "model_overrides": dict(spec.model.overrides),
+            "steps": spec.total_steps(),
+            "seed": spec.seeds[0],
+            "use_gpu": spec.resources.gpus_per_worker > 0,
+        }
+        for s in run_settings().values():
+            if s.info.spec is not None:
+                section = getattr(spec, s.info.spec) if s.info.spec else spec
+                put(doc, s.path, getattr(section, s.name))
+        # The budget's settings as one trial runs them: scaled by budget.scale, warmup defaulted.
+        put(doc, "optim.warmup_steps", spec.warmup_steps())
+        put(doc, "eval_interval", spec.eval_interval())
+        base = TrainConfig.from_dict(doc)
         return cls(base=base, resources=spec.resources.resources(), method=spec.methods[0], min_lr=spec.budget.min_lr)
 
     def config(self, params: Mapping[str, Any]) -> TrainConfig:

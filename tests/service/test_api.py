@@ -54,6 +54,7 @@ def test_openapi_documents_every_endpoint_with_examples(live_service: LiveServic
         "/v1/sweeps/{sweep_id}/best-config",
         "/v1/presets",
         "/v1/presets/{name}",
+        "/v1/statuses",
         "/healthz",
         "/readyz",
     ):
@@ -61,6 +62,14 @@ def test_openapi_documents_every_endpoint_with_examples(live_service: LiveServic
     body = paths["/v1/sweeps"]["post"]["requestBody"]["content"]["application/json"]
     assert {"spec", "preset"} <= set(body["examples"])
     assert "SweepSpec" in schema["components"]["schemas"]
+
+
+def test_statuses_come_from_the_sweep_dir_contract(live_service: LiveService) -> None:
+    from search_spaces.run.sweep_dir import FINAL_SWEEP_STATUSES, FINAL_TRIAL_STATUSES, SWEEP_STATUSES, TRIAL_STATUSES
+
+    body = httpx.get(f"{live_service.url}/v1/statuses").json()
+    assert body["trial"] == list(TRIAL_STATUSES) and set(body["trial_final"]) == FINAL_TRIAL_STATUSES
+    assert body["sweep"] == ["QUEUED", *SWEEP_STATUSES] and set(body["sweep_final"]) == FINAL_SWEEP_STATUSES
 
 
 # --------------------------------------------------------------------------------------------- auth

@@ -77,3 +77,19 @@ def test_labels_and_order() -> None:
 def test_bad_declarations_are_refused(build: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build()  # type: ignore[operator]
+
+
+def test_the_docs_and_presets_list_every_built_in_term() -> None:
+    from pathlib import Path
+
+    from search_spaces.spec.presets import ALL_METHODS
+    from trainables.losses.registry import BUILTIN_TERMS, TERMS
+
+    sweep_dir_doc = (Path(__file__).resolve().parents[2] / "docs" / "sweep-dir.md").read_text()
+    method_row = next(line for line in sweep_dir_doc.splitlines() if line.startswith("| `method` |"))
+    for name in BUILTIN_TERMS:
+        assert f"`{name}`" in method_row, name
+        assert name in ALL_METHODS, name
+        for flat in TERMS[name].flat_coefficients():
+            if TERMS[name].flat_coefficients()[flat].kind == "float" and flat.endswith("_weight"):
+                assert f"`{flat}`" in sweep_dir_doc, flat

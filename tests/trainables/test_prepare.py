@@ -70,6 +70,13 @@ def test_sources_are_found_in_corpus_order(tmp_path: Path) -> None:
     assert len(find_units("stdlib")) > 300
 
 
+def test_a_source_is_spelled_as_data_spells_it_or_as_a_bare_path(tmp_path: Path) -> None:
+    _jsonl_folder(tmp_path / "j")
+    assert find_units(f"text:{tmp_path / 'j'}") == find_units(str(tmp_path / "j"))
+    with pytest.raises(PrepareError, match="shards: is not prepared"):
+        find_units(f"shards:{tmp_path}")
+
+
 def test_large_jsonl_files_are_cut_into_byte_ranges_without_losing_a_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,16 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from trainables.data.corpus_spec import CORPUS_KINDS, CorpusError, CorpusSpec
 from trainables.data.roots import checked_path
 
+__all__ = ["CORPUS_KINDS", "CorpusError"]  # re-exported: the corpus's errors are raised from here too
+
 VAL_PERCENT = 10
-CORPUS_KINDS = "'stdlib', 'text:PATH', 'parquet:PATH' or 'shards:DIR'"
 TEXT_SUFFIXES = (".txt", ".md", ".py")
 STDLIB_EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"})
-
-
-class CorpusError(ValueError):
-    """A corpus spec that cannot be loaded; the message names the path and the fix."""
 
 
 @dataclass(frozen=True)
@@ -123,12 +121,13 @@ def _existing(path_str: str, spec: str) -> Path:
 
 def load_corpus(spec: str, *, column: str = "tokens") -> TextCorpus | TokenCorpus:
     """Reads the corpus named by ``spec`` (see the module docstring)."""
-    if spec == "stdlib":
+    parsed = CorpusSpec.parse(spec)
+    kind, rest = parsed.kind, parsed.path
+    if kind == "stdlib":
         root = stdlib_root()
         if not root.is_dir():
             raise CorpusError(f"standard library folder {root} not found; pass --data text:PATH instead")
         return _read_documents(root, stdlib_files(root), spec)
-    kind, _, rest = spec.partition(":")
     if kind == "text":
         path = _existing(rest, spec)
         if path.is_file():
@@ -136,9 +135,7 @@ def load_corpus(spec: str, *, column: str = "tokens") -> TextCorpus | TokenCorpu
         return _read_documents(path, _walk(path, TEXT_SUFFIXES, frozenset({"__pycache__"})), spec, confined=True)
     if kind == "parquet":
         return _load_parquet(_existing(rest, spec), spec, column)
-    if kind == "shards":
-        raise CorpusError(f"corpus {spec!r}: shard sets are opened with trainables.data.shards.open_shards")
-    raise CorpusError(f"unknown corpus {spec!r}; use {CORPUS_KINDS}")
+    raise CorpusError(f"corpus {spec!r}: shard sets are opened with trainables.data.shards.open_shards")
 
 
 def _load_parquet(path: Path, spec: str, column: str) -> TokenCorpus:

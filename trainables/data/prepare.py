@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from trainables.data.corpus import TEXT_SUFFIXES, VAL_PERCENT, CorpusError, is_val_document, stdlib_files, stdlib_root
+from trainables.data.corpus_spec import CorpusSpec
 from trainables.data.shard_writer import ShardWriter
 from trainables.data.shards import DEFAULT_SHARD_TOKENS, ShardError, shard_dtype
 from trainables.data.tokenizer import (
@@ -93,16 +94,34 @@ def _suffixes(fmt: Format) -> tuple[str, ...]:
     return {"parquet": (".parquet",), "jsonl": JSONL_SUFFIXES, "text": TEXT_SUFFIXES}[fmt]
 
 
+def source_spec(source: str) -> CorpusSpec:
+    """The source of ``lossweep data prepare``: ``stdlib``, ``text:PATH`` (as ``--data`` and a spec write
+    it) or a bare path (a text, JSONL or Parquet file or folder)."""
+    try:
+        parsed = CorpusSpec.parse(source)
+    except CorpusError:
+        return CorpusSpec("text", source)  # a bare path
+    if parsed.kind not in ("stdlib", "text"):
+        raise PrepareError(f"source {source!r}: give 'stdlib', text:PATH or a path; {parsed.kind}: is not prepared")
+    return parsed
+
+
+def _recorded_source(source: str) -> str:
+    parsed = source_spec(source)
+    return "stdlib" if parsed.kind == "stdlib" else str(Path(parsed.path).expanduser().resolve())
+
+
 def find_units(source: str, *, fmt: str = "auto") -> list[Unit]:
     """The units of ``source`` in corpus order; ``PrepareError`` for a missing, empty or unreadable one."""
     if fmt not in FORMATS:
         raise PrepareError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
-    if source == "stdlib":
+    parsed = source_spec(source)
+    if parsed.kind == "stdlib":
         root = stdlib_root()
         files = stdlib_files(root)
         chosen: Format = "text"
     else:
-        root = Path(source).expanduser()
+        root = Path(parsed.path).expanduser()
         if not root.exists():
             raise PrepareError(f"source {root} does not exist; give a file, a folder or 'stdlib'")
         if root.is_file():
@@ -373,7 +392,7 @@ def prepare(
             max_restarts=0,  # a failed actor fails the prepare (rerun it), as any other error does
         )
     source_info = {
-        "source": source if source == "stdlib" else str(Path(source).expanduser().resolve()),
+        "source": _recorded_source(source),
         "format": units[0].fmt,
         "field": field if units[0].fmt != "text" else None,
         "units": len(units),

@@ -111,6 +111,8 @@ _BUILTIN: tuple[Term, ...] = (
 )
 
 _BUILTIN_TERMS = {t.name: t for t in _BUILTIN}
+#: The names of the terms that ship with lossweep, in registry order (presets compare these).
+BUILTIN_TERMS: tuple[str, ...] = tuple(_BUILTIN_TERMS)
 TERMS: Mapping[str, Term] = MappingProxyType({**_BUILTIN_TERMS, **load_plugins(_BUILTIN_TERMS)})
 
 #: Flat names of every swept coefficient (``z_loss_weight``, ``simreg_temperature``, ...), in registry order.

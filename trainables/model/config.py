@@ -6,19 +6,26 @@ Torch-free on purpose: the service and the sweep spec size and validate models w
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Self
+
+from trainables.train.settings import check, setting
 
 GPT2_VOCAB = 50304  # GPT-2's 50257 padded to a multiple of 64, as in nanoGPT and the OEC code
 BYTES_VOCAB = 257  # 256 bytes + <|endoftext|> (the default tokenizer)
 MLP_MULTIPLE = 256  # the official code rounds the SwiGLU hidden width up to a multiple of this
 
+#: Precision of the body or of the LM head: float32, or bfloat16 autocast (the official code's).
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+
 Init = Literal["oec", "legacy"]
 #: ``oec``: the official code's initialisation (``trainables.model.gpt.GPT.reset_parameters`` says how);
 #: ``legacy``: this project's earlier one (Xavier per q/k/v block and on every projection, N(0, 1/d)
 #: embeddings, tied tensor drawn as an embedding), kept to reproduce results recorded with it.
-INITS: tuple[str, ...] = ("oec", "legacy")
+INITS: tuple[str, ...] = typing.get_args(Init)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,12 +36,20 @@ class ModelConfig:
     n_embd: int
     n_head: int
     vocab_size: int = BYTES_VOCAB
-    mlp_hidden: int | None = None  # SwiGLU hidden width; None = the official rule (see hidden_dim)
+    mlp_hidden: int | None = field(  # None = the official rule (see hidden_dim)
+        default=None,
+        metadata=setting(
+            "SwiGLU hidden width (default: the official 256 * ceil(int(8d/3) / 256)).", ge=1, flag="--mlp-hidden"
+        ),
+    )
     qk_norm: bool = True
     tie_weights: bool = False
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
-    init: Init = "oec"
+    init: Init = field(
+        default="oec",
+        metadata=setting("'oec' (the official code's initialisation) or 'legacy' (the earlier one).", flag="--init"),
+    )
 
     def __post_init__(self) -> None:
         for name in ("n_layer", "n_embd", "n_head", "vocab_size"):
@@ -47,12 +62,9 @@ class ModelConfig:
             raise ValueError(
                 f"model head size n_embd/n_head = {self.n_embd // self.n_head} must be even for rotary embeddings"
             )
-        if self.mlp_hidden is not None and self.mlp_hidden < 1:
-            raise ValueError(f"model.mlp_hidden must be a positive integer or None, got {self.mlp_hidden!r}")
         if not self.rope_base > 0:
             raise ValueError(f"model.rope_base must be > 0, got {self.rope_base}")
-        if self.init not in INITS:
-            raise ValueError(f"model.init must be one of {', '.join(INITS)}, got {self.init!r}")
+        check(self, "model.")
 
     @property
     def head_dim(self) -> int:

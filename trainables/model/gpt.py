@@ -16,15 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.model.config import ModelConfig
-
-Precision = Literal["fp32", "bf16"]
+from trainables.model.config import PRECISIONS, ModelConfig, Precision
 
 
 class LayerNorm(nn.Module):
@@ -135,10 +132,10 @@ class GPT(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-        if head_precision not in (None, "fp32", "bf16"):
-            raise ValueError(f"head_precision must be 'fp32', 'bf16' or None, got {head_precision!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if head_precision is not None and head_precision not in PRECISIONS:
+            raise ValueError(f"head_precision must be one of {', '.join(PRECISIONS)} or None, got {head_precision!r}")
         self.config = cfg
         self.precision: Precision = precision
         self.head_precision: Precision = head_precision or precision

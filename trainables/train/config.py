@@ -2,8 +2,8 @@
 
 Frozen keyword-only dataclasses: hashable, safe to share between the driver and Ray workers, and
 round-trippable through plain dicts (``to_dict``/``from_dict``) so they travel as JSON in manifests,
-Tune configs and Ray Jobs. Validation of user input happens at the edges (CLI, sweep spec); the
-checks here only guard invariants the training loop relies on.
+Tune configs and Ray Jobs. A field declared with ``setting`` is a run setting: the sweep spec and the
+command line build theirs from it (``trainables.train.settings``), and its range is checked here too.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
 
 from trainables.losses.config import LossConfig
-
-Precision = Literal["fp32", "bf16"]
+from trainables.model.config import Precision
+from trainables.train.settings import check, setting
 
 
 class _DictMixin:
@@ -59,6 +60,11 @@ def _nested_type(cls: type, name: str) -> type | None:
     return _NESTED.get((cls.__name__, name))
 
 
+def default_warmup(steps: int) -> int:
+    """Warmup steps when none are given: 5 % of the run, as in the OEC paper (5000 of 100k steps)."""
+    return steps // 20
+
+
 @dataclass(frozen=True, kw_only=True)
 class DataConfig(_DictMixin):
     """Where tokens come from and how they are batched.
@@ -67,49 +73,66 @@ class DataConfig(_DictMixin):
     2-worker run with batch B follows the same trajectory as a 1-worker run with batch B.
     """
 
-    corpus: str = "stdlib"  # "stdlib" | "text:PATH" | "parquet:PATH" | "shards:DIR"
-    tokenizer: str = "bytes"  # "bytes" | "bpe:N" | "hf:PATH"; a shards: corpus brings its own
-    column: str = "tokens"  # token-id column for parquet corpora
-    seq_len: int = 128
-    batch_size: int = 16
-    eval_batches: int = 4  # global validation batches per evaluation
+    corpus: str = field(
+        default="stdlib",
+        metadata=setting(
+            "Corpus: 'stdlib' (the Python standard library), 'text:PATH', 'parquet:PATH' or 'shards:DIR' "
+            "(made by `lossweep data prepare`).",
+            spec="data",
+            flag="--data",
+        ),
+    )
+    # A shards: corpus brings its own tokenizer.
+    tokenizer: str = field(
+        default="bytes",
+        metadata=setting("'bytes' or 'bpe:N' (BPE trained on the corpus).", spec="data", flag="--tokenizer"),
+    )
+    column: str = field(default="tokens", metadata=setting("Token-id column of a parquet corpus.", flag="--column"))
+    seq_len: int = field(default=128, metadata=setting("Tokens per sequence.", ge=2, spec="data", flag="--seq-len"))
+    batch_size: int = field(
+        default=16,
+        metadata=setting("Global batch (sequences per step over all workers).", ge=1, spec="data", flag="--batch-size"),
+    )
+    eval_batches: int = field(
+        default=4,
+        metadata=setting("Validation batches per evaluation.", ge=1, spec="data", flag="--eval-batches"),
+    )
     cache_dir: str | None = None  # default: $LOSSWEEP_CACHE_DIR or ~/.cache/lossweep
 
     def __post_init__(self) -> None:
-        if self.seq_len < 2:
-            raise ValueError(f"data.seq_len must be >= 2, got {self.seq_len}")
-        if self.batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
-        if self.eval_batches < 1:
-            raise ValueError(f"data.eval_batches must be >= 1, got {self.eval_batches}")
+        check(self, "data.")
 
 
 @dataclass(frozen=True, kw_only=True)
 class OptimConfig(_DictMixin):
     """AdamW with linear warmup then cosine decay to ``min_lr`` (the OEC paper's recipe)."""
 
-    lr: float = 1e-3
-    min_lr: float = 1e-5
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
+    lr: float = field(default=1e-3, metadata=setting("Peak learning rate.", gt=0, flag="--lr"))
+    min_lr: float = field(
+        default=1e-5,
+        metadata=setting("Learning rate at the end of the cosine decay.", ge=0, spec="budget", flag="--min-lr"),
+    )
+    # None = default_warmup(steps), resolved by TrainConfig: a run's config always records the number.
+    warmup_steps: int | None = field(
+        default=None,
+        metadata=setting(
+            "Linear warmup steps (default: 5% of --steps, as in the paper).", ge=0, spec="budget", flag="--warmup"
+        ),
+    )
+    weight_decay: float = field(
+        default=0.0, metadata=setting("AdamW weight decay (the paper uses 0).", ge=0, flag="--weight-decay")
+    )
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.lr > 0:
-            raise ValueError(f"optim.lr must be > 0, got {self.lr}")
-        if self.min_lr < 0:
-            raise ValueError(f"optim.min_lr must be >= 0, got {self.min_lr}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
-        if self.weight_decay < 0:
-            raise ValueError(f"optim.weight_decay must be >= 0, got {self.weight_decay}")
+        check(self, "optim.")
 
 
 L0Convention = Literal["ln_v", "initial"]
-L0_CONVENTIONS: tuple[str, ...] = ("ln_v", "initial")
+L0_CONVENTIONS: tuple[str, ...] = typing.get_args(L0Convention)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,61 +153,100 @@ class DivergenceConfig(_DictMixin):
     consecutive steps after warmup ends the run (0, the default, disables it).
     """
 
-    l0: L0Convention = "ln_v"
-    val_margin: float = 1.0
-    sustained_evals: int = 0
-    spike_factor: float = 0.0
-    spike_patience: int = 20
+    l0: L0Convention = field(
+        default="ln_v",
+        metadata=setting(
+            "L0: 'ln_v' (ln V, the paper's text) or 'initial' (measured before step 1).", spec="divergence", flag="--l0"
+        ),
+    )
+    val_margin: float = field(
+        default=1.0,
+        metadata=setting("Nats above L0 that set the recorded flag above_l0_step.", ge=0, spec="divergence"),
+    )
+    sustained_evals: int = field(
+        default=0,
+        metadata=setting(
+            "End the run after K consecutive evaluations above L0 + 1 nat (0: never; it is only recorded).",
+            ge=0,
+            spec="divergence",
+            flag="--sustained-evals",
+        ),
+    )
+    spike_factor: float = field(
+        default=0.0,
+        metadata=setting(
+            "End the run when train CE stays above this multiple of its running minimum (0: never).",
+            ge=0,
+            spec="divergence",
+        ),
+    )
+    spike_patience: int = field(
+        default=20, metadata=setting("Consecutive steps spike_factor must hold.", ge=1, spec="divergence")
+    )
 
     def __post_init__(self) -> None:
-        if self.l0 not in L0_CONVENTIONS:
-            raise ValueError(f"divergence.l0 must be one of {', '.join(L0_CONVENTIONS)}, got {self.l0!r}")
-        if self.sustained_evals < 0:
-            raise ValueError(f"divergence.sustained_evals must be >= 0, got {self.sustained_evals}")
-        if self.spike_factor < 0:
-            raise ValueError(f"divergence.spike_factor must be >= 0, got {self.spike_factor}")
-        if self.spike_patience < 1:
-            raise ValueError(f"divergence.spike_patience must be >= 1, got {self.spike_patience}")
+        # A negative margin is refused at the edges only: tests of the flag use one to raise it at once.
+        check(self, "divergence.", unchecked=("val_margin",))
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig(_DictMixin):
     """Everything that determines one training run (and therefore its config hash)."""
 
-    model: str = "tiny"  # a preset name from trainables.model.presets
+    model: str = field(
+        default="tiny", metadata=setting("Model preset (see `lossweep presets --models`).", flag="--preset")
+    )
     model_overrides: Mapping[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
-    steps: int = 200
-    eval_interval: int = 50
-    seed: int = 0
+    steps: int = field(default=200, metadata=setting("Optimizer steps.", ge=1, flag="--steps"))
+    eval_interval: int = field(
+        default=50, metadata=setting("Steps between evaluations.", ge=1, spec="budget", flag="--eval-interval")
+    )
+    seed: int = field(default=0, metadata=setting("Seed of the initial weights and the batch order.", flag="--seed"))
     # bf16 = autocast, as in the official code. ``precision`` is the body's; ``head_precision`` the LM
     # head's logits (None = the body's), so "bf16 body, fp32 head" isolates the logits' rounding.
-    precision: Precision = "fp32"
-    head_precision: Precision | None = None
+    precision: Precision = field(
+        default="fp32",
+        metadata=setting(
+            "'fp32', or 'bf16' autocast (the paper's setting, LM head included).", spec="", flag="--precision"
+        ),
+    )
+    head_precision: Precision | None = field(
+        default=None,
+        metadata=setting(
+            "LM head's precision, 'fp32' or 'bf16' (default: --precision's).", spec="", flag="--head-precision"
+        ),
+    )
     # TF32 tensor cores for float32 matmuls on CUDA (the official code turns them on); set by the
     # engine for every entry point alike, a no-op on CPU.
-    allow_tf32: bool = True
+    allow_tf32: bool = field(
+        default=True,
+        metadata=setting(
+            "TF32 for float32 matmuls on CUDA (the official code's setting).", spec="", flag="--tf32/--no-tf32"
+        ),
+    )
     checkpoint_interval: int = 0  # steps between checkpoints; 0 = only at the end under Ray, never locally
     checkpoint_keep: int = 2
-    compile: bool | None = None  # torch.compile the model; None = on when training on CUDA (trainables.model.compile)
-    use_gpu: bool = False
+    compile: bool | None = field(
+        default=None,
+        metadata=setting("torch.compile each trial's model; null = on for GPU trials, off on CPU.", spec=""),
+    )
+    use_gpu: bool = field(
+        default=False, metadata=setting("Train on a CUDA GPU when one is available.", flag="--gpu/--cpu")
+    )
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.eval_interval < 1:
-            raise ValueError(f"eval_interval must be >= 1, got {self.eval_interval}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        if self.head_precision not in (None, "fp32", "bf16"):
-            raise ValueError(f"head_precision must be 'fp32', 'bf16' or None, got {self.head_precision!r}")
+        check(self)
         if self.checkpoint_interval < 0:
             raise ValueError(f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}")
         if self.compile is not None and not isinstance(self.compile, bool):
             raise ValueError(f"compile must be true, false or null (auto), got {self.compile!r}")
+        if self.optim.warmup_steps is None:
+            optim = dataclasses.replace(self.optim, warmup_steps=default_warmup(self.steps))
+            object.__setattr__(self, "optim", optim)
 
     @property
     def resolved_head_precision(self) -> Precision:

@@ -16,6 +16,10 @@ from trainables.model.compile import compile_enabled
 from trainables.train.config import TrainConfig
 
 _PACKAGES = ("lossweep", "torch", "ray", "optuna", "tokenizers", "numpy")
+#: The manifest's file name in a run's folder, and its key of the resolved ``TrainConfig`` (readers take
+#: both from here).
+MANIFEST_FILE = "manifest.json"
+CONFIG_KEY = "config"
 
 
 def package_versions() -> dict[str, str | None]:
@@ -53,7 +57,7 @@ def build_manifest(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     manifest: dict[str, Any] = {
-        "config": config.to_dict(),
+        CONFIG_KEY: config.to_dict(),
         "config_hash": config.config_hash(),
         "seed": config.seed,
         "method": config.loss.method,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from trainables.train.config import OptimConfig
+from trainables.train.config import OptimConfig, default_warmup
 
 
 class WarmupCosine:
@@ -25,7 +25,8 @@ class WarmupCosine:
 
     @classmethod
     def from_config(cls, optim: OptimConfig, total_steps: int) -> WarmupCosine:
-        return cls(lr=optim.lr, min_lr=optim.min_lr, warmup_steps=optim.warmup_steps, total_steps=total_steps)
+        warmup = default_warmup(total_steps) if optim.warmup_steps is None else optim.warmup_steps
+        return cls(lr=optim.lr, min_lr=optim.min_lr, warmup_steps=warmup, total_steps=total_steps)
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup_steps:

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.train.config import TrainConfig
-
-MANIFEST_FILE = "manifest.json"
+from trainables.train.manifest import MANIFEST_FILE
 
 #: Controller failures (a worker group that cannot start within Ray Train's start timeout, 60 s by
 #: default) tolerated before the run fails. A few cover a sweep whose previous trial is still

@@ -164,13 +164,15 @@
   // ---------------------------------------------------------------------------------------------
   // Sweeps list
   // ---------------------------------------------------------------------------------------------
+  // The statuses and which are final come from the API (GET /v1/statuses), never from a list of this page's.
+  let statusesPromise = null;
+  function statuses() {
+    if (!statusesPromise) statusesPromise = api('statuses').catch(() => ({ sweep: [], sweep_final: [], trial: [], trial_final: [] }));
+    return statusesPromise;
+  }
+
   async function sweepStatuses() {
-    // The statuses come from the API's own schema, not from a list of this page's.
-    try {
-      const res = await fetch(new URL('../openapi.json', API));
-      const schema = await res.json();
-      return schema.components.schemas.SweepStatus.enum;
-    } catch (_) { return []; }
+    return (await statuses()).sweep;
   }
 
   function countsText(counts) {
@@ -290,7 +292,9 @@
     curves.data.datasets.push(divergedSet);
     const methodsShown = new Set();
     let points = 0;
-    const liveStatuses = new Set(['PENDING', 'RUNNING']);
+    const known = await statuses();
+    const finalStatuses = new Set(known.trial_final);
+    const liveStatuses = new Set(known.trial.filter((st) => !finalStatuses.has(st)));
     let trials = [];
     let report = null;
 
@@ -385,7 +389,7 @@
       impCanvas.dataset.params = String(imp.overall.length);
       impTable.replaceChildren(...Object.entries(imp.per_method).map(([m, e]) => el('p', { class: 'muted' }, el('b', {}, m), ` (${e.n_trials} trials): `, e.importances.map((r) => `${r.param} ${r.importance.toFixed(2)}`).join(', '))));
       // Parallel coordinates over finished trials.
-      const done = report.trials.filter((t) => t.final_val_loss !== null && (t.status === 'TERMINATED' || t.status === 'DIVERGED' || t.status === 'STOPPED'));
+      const done = report.trials.filter((t) => t.final_val_loss !== null && finalStatuses.has(t.status));
       const coefs = [...new Set(done.flatMap((t) => Object.keys(t.coefficients || {})))];
       const methodIndex = [...new Set(done.map((t) => t.method))];
       const candidates = [['method', (t) => methodIndex.indexOf(t.method), false], ['lr', (t) => t.lr, true],
