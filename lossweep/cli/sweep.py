@@ -117,19 +117,12 @@ def trials_table(sweep_dir: str, title: str) -> Table:
 
 
 def summary(sweep_dir: str) -> dict[str, Any]:
-    """The final summary: sweep dir, status, counts per status, the best configuration."""
-    from search_spaces.run.results import read_progress, read_trials
+    """The final summary: sweep dir, status, counts per status, the best configuration (progress.json's
+    record, ``sweep_dir.best_record``)."""
+    from search_spaces.run.results import read_progress
 
     progress = read_progress(sweep_dir) or {}
     best = progress.get("best")
-    if best:
-        try:
-            df = read_trials(sweep_dir)
-            row = df[df["trial_id"] == best["trial_id"]].to_dict("records")[0]
-            best = {**best, "status": row.get("status"), "best_step": row.get("best_step"),
-                    "config_hash": row.get("config_hash")}  # fmt: skip
-        except (FileNotFoundError, IndexError, KeyError):
-            pass
     return {
         "sweep_dir": sweep_dir,
         "sweep_id": progress.get("sweep_id"),

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from lossweep.cli.main import app
 from lossweep.cli.sweep import load_spec_arg, summary
 from search_spaces.run import results
+from search_spaces.run.sweep_dir import best_record
 from search_spaces.spec.presets import get_preset
 
 runner = CliRunner()
@@ -70,10 +71,10 @@ def test_sweep_run_refuses_bad_input_with_the_field_named() -> None:
 
 
 def test_summary_reads_progress_and_the_best_trial(tmp_path: Path) -> None:
-    results.write_trials(str(tmp_path), [{"trial_id": "a", "method": "z_loss", "lr": 1e-3, "status": "TERMINATED",
-                                          "best_val_loss": 2.0, "best_step": 8, "config_hash": "h"}])  # fmt: skip
+    row = {"trial_id": "a", "method": "z_loss", "lr": 1e-3, "status": "TERMINATED", "best_val_loss": 2.0,
+           "best_step": 8, "config_hash": "h"}  # fmt: skip
+    results.write_trials(str(tmp_path), [row])
     results.write_progress(str(tmp_path), {"sweep_id": "s", "status": "SUCCEEDED", "counts": {"TERMINATED": 1},
-                                           "best": {"trial_id": "a", "method": "z_loss", "val_loss": 2.0,
-                                                    "params": {"lr": 1e-3}}})  # fmt: skip
+                                           "best": best_record(row)})  # fmt: skip
     out = summary(str(tmp_path))
-    assert out["status"] == "SUCCEEDED" and out["best"]["best_step"] == 8 and out["best"]["config_hash"] == "h"
+    assert out["status"] == "SUCCEEDED" and out["best"]["step"] == 8 and out["best"]["config_hash"] == "h"
