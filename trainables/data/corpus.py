@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.data.roots import checked_path
+from trainables.data.roots import DataFileError, open_data_file, read_data_file
 
 VAL_PERCENT = 10
 CORPUS_KINDS = "'stdlib', 'text:PATH', 'parquet:PATH' or 'shards:DIR'"
@@ -90,7 +90,11 @@ def _read_documents(root: Path, files: list[Path], spec: str, *, confined: bool 
     hasher = hashlib.sha256()
     for path in files:
         rel = path.relative_to(root).as_posix() if path != root else path.name
-        raw = (checked_path(path) if confined else path).read_bytes()
+        try:
+            # the standard library is the interpreter's own, outside any data roots: checked as a file only
+            raw = read_data_file(path, anywhere=not confined)
+        except DataFileError as exc:
+            raise CorpusError(f"corpus {spec!r}: {exc}") from None
         text = raw.decode("utf-8", errors="replace")
         if not text.strip():
             continue
@@ -152,17 +156,22 @@ def _load_parquet(path: Path, spec: str, column: str) -> TokenCorpus:
     chunks: list[np.ndarray] = []
     hasher = hashlib.sha256()
     for f in files:
-        real = checked_path(f)  # open the resolved file, never the link
         try:
-            schema = pq.read_schema(real)
-        except Exception as exc:
-            raise CorpusError(f"corpus {spec!r}: {f} is not a readable parquet file ({exc})") from None
-        if column not in schema.names:
-            raise CorpusError(
-                f"parquet file {f} has no column {column!r} (columns: {', '.join(schema.names)}); "
-                f"set the token-id column with data.column"
-            )
-        col = pq.read_table(real, columns=[column]).column(column).combine_chunks()
+            fh = open_data_file(f)  # the resolved, checked file, never the link
+        except DataFileError as exc:
+            raise CorpusError(f"corpus {spec!r}: {exc}") from None
+        with fh:
+            try:
+                schema = pq.read_schema(fh)
+            except Exception as exc:
+                raise CorpusError(f"corpus {spec!r}: {f} is not a readable parquet file ({exc})") from None
+            if column not in schema.names:
+                raise CorpusError(
+                    f"parquet file {f} has no column {column!r} (columns: {', '.join(schema.names)}); "
+                    f"set the token-id column with data.column"
+                )
+            fh.seek(0)
+            col = pq.read_table(fh, columns=[column]).column(column).combine_chunks()
         if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
             col = pc.list_flatten(col)
         if not pa.types.is_integer(col.type):

@@ -29,7 +29,7 @@ import hashlib
 import json
 import mmap
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from trainables.data.corpus import CorpusError
-from trainables.data.roots import checked_path
+from trainables.data.roots import MAX_WHOLE_READ_BYTES, DataFileError, open_data_file
 
 FORMAT = "lossweep-shards"
 FORMAT_VERSION = 1
@@ -197,16 +197,17 @@ class ShardSet:
 
     def tokenizer(self) -> Any:
         """The tokenizer that made the ids (None for synthetic sets), loaded from the set's own file."""
-        from trainables.data.tokenizer import load_tokenizer, parse_tokenizer_spec
+        from trainables.data.tokenizer import parse_tokenizer_spec, tokenizer_from_bytes
 
         spec = self.tokenizer_spec
         try:
             parse_tokenizer_spec(spec)
         except ValueError:
             return None
-        with _open_member(self.path, self.manifest["tokenizer"]["file"]) as fh:
-            path = Path(fh.name)
-        return load_tokenizer(spec, path)
+        name = self.manifest["tokenizer"]["file"]
+        with _open_member(self.path, name, max_bytes=MAX_WHOLE_READ_BYTES) as fh:
+            blob = fh.read()  # from the descriptor that was checked, never reopened by name
+        return tokenizer_from_bytes(spec, blob, where=str(self.path / name))
 
 
 def _member_path(root: Path, name: object) -> Path:
@@ -215,25 +216,39 @@ def _member_path(root: Path, name: object) -> Path:
     return root / name
 
 
-def _open_member(root: Path, name: object) -> BinaryIO:
-    """The one place a shard set's files are opened for reading (manifest, tokenizer, shards)."""
+def _open_member(root: Path, name: object, roots: Iterable[str] | None = None,
+                 *, max_bytes: int | None = None) -> BinaryIO:
+    """The one place a shard set's files are opened for reading (manifest, tokenizer, shards): through the
+    data roots (a member linked out of them is refused, not read), regular files only."""
     path = _member_path(root, name)
-    real = checked_path(path)  # a member linked out of the service's data roots is refused, not read
+    if not path.exists() and not path.is_symlink():
+        raise ShardError(f"shard set {root}: {path.name} is missing; prepare the set again")
     try:
-        return open(real, "rb")  # the caller closes it
-    except FileNotFoundError:
-        raise ShardError(f"shard set {root}: {path.name} is missing; prepare the set again") from None
-    except OSError as exc:
-        raise ShardError(f"shard set {root}: cannot read {path.name} ({exc.strerror or exc})") from None
+        return open_data_file(path, roots, max_bytes=max_bytes)  # the caller closes it
+    except DataFileError as exc:
+        raise ShardError(f"shard set {root}: {path.name}: {str(exc).removeprefix(f'data file {path} ')}") from None
 
 
-def is_shards_spec(spec: str) -> bool:
-    return spec.startswith(SCHEME)
+def read_manifest(root: Path, roots: Iterable[str] | None = None) -> dict[str, Any]:
+    """The manifest of the shard set at ``root`` (a folder), read through the data roots; ``ShardError``
+    when it is not a lossweep shard manifest of this format version."""
+    with _open_member(root, MANIFEST, roots, max_bytes=MAX_WHOLE_READ_BYTES) as fh:
+        try:
+            manifest = json.loads(fh.read())
+        except ValueError:
+            raise ShardError(f"shard set {root}: {MANIFEST} is not JSON; prepare the set again") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ShardError(f"shard set {root}: {MANIFEST} is not a lossweep shard manifest")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise ShardError(
+            f"shard set {root}: format version {manifest.get('version')!r}, this lossweep reads {FORMAT_VERSION}; "
+            "prepare the set again"
+        )
+    return manifest
 
 
-def open_shards(spec_or_path: str | os.PathLike[str]) -> ShardSet:
-    """Opens a shard set (``shards:DIR`` or ``DIR``) in O(number of shards): reads the manifest, checks
-    that every file it names has the size it states, and maps the shards. Raises ``ShardError``."""
+def shard_set_folder(spec_or_path: str | os.PathLike[str]) -> Path:
+    """The local folder of ``shards:DIR`` (or ``DIR``), resolved; ``ShardError`` for a URI or a non-folder."""
     text = str(spec_or_path)
     path_str = text[len(SCHEME) :] if text.startswith(SCHEME) else text
     if not path_str:
@@ -246,18 +261,18 @@ def open_shards(spec_or_path: str | os.PathLike[str]) -> ShardSet:
     root = local_path(path_str).resolve()
     if not root.is_dir():
         raise ShardError(f"corpus {text!r}: {root} is not a folder; prepare one with `lossweep data prepare`")
-    with _open_member(root, MANIFEST) as fh:
-        try:
-            manifest = json.loads(fh.read())
-        except ValueError:
-            raise ShardError(f"shard set {root}: {MANIFEST} is not JSON; prepare the set again") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ShardError(f"shard set {root}: {MANIFEST} is not a lossweep shard manifest")
-    if manifest.get("version") != FORMAT_VERSION:
-        raise ShardError(
-            f"shard set {root}: format version {manifest.get('version')!r}, this lossweep reads {FORMAT_VERSION}; "
-            "prepare the set again"
-        )
+    return root
+
+
+def is_shards_spec(spec: str) -> bool:
+    return spec.startswith(SCHEME)
+
+
+def open_shards(spec_or_path: str | os.PathLike[str]) -> ShardSet:
+    """Opens a shard set (``shards:DIR`` or ``DIR``) in O(number of shards): reads the manifest, checks
+    that every file it names has the size it states, and maps the shards. Raises ``ShardError``."""
+    root = shard_set_folder(spec_or_path)
+    manifest = read_manifest(root)
     dtype = DTYPES.get(str(manifest.get("dtype")))
     if dtype is None:
         raise ShardError(f"shard set {root}: unknown dtype {manifest.get('dtype')!r} in {MANIFEST}")
