@@ -96,7 +96,7 @@ def open_data_file(path: str | os.PathLike[str], roots: Iterable[str | os.PathLi
         if not stat.S_ISREG(info.st_mode):
             raise DataFileError(f"data file {path} is not a regular file")
         if max_bytes is not None and info.st_size > max_bytes:
-            raise DataFileError(f"data file {path} holds {info.st_size:,} bytes, more than the {max_bytes:,} "
+            raise DataFileError(f"data file {path} holds {info.st_size:,} bytes, more than the {max_bytes:,} bytes "
                                 "read whole")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
