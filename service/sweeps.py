@@ -285,6 +285,7 @@ def sweep_public(
         cancel_requested=sweep.cancel_requested,
         queue_position=sweep.queue_position,
         sweep_dir=sweep.sweep_dir if show_paths else None,
+        message_detail=sweep.message_detail if show_paths else None,
         created_at=sweep.created_at,
         submitted_at=sweep.submitted_at,
         started_at=sweep.started_at,

@@ -52,25 +52,35 @@ def serve(
 def token_create(
     name: Annotated[str, typer.Argument(help="The user the token acts as.")],
     admin: Annotated[bool, typer.Option("--admin", help="May cancel anyone's sweeps.")] = False,
+    expires: Annotated[str | None, typer.Option(
+        help="When the token stops working: a duration from now (90m, 12h, 30d) or a time with its zone "
+        "(2027-01-31T00:00Z). Default: never.")] = None,
 ) -> None:
     """Create an API token and print it once (only its hash is stored)."""
-    from service.auth import create_token
+    from service.auth import create_token, parse_expiry
     from service.db import init_db, make_engine, make_sessionmaker, session_scope
     from service.settings import Settings
 
+    try:
+        expires_at = parse_expiry(expires) if expires is not None else None
+    except ValueError as exc:
+        typer.echo(f"lossweep token create: --expires: {exc}", err=True)
+        raise typer.Exit(2) from None
     settings = Settings()
     engine = make_engine(settings.resolved_database_url)
     init_db(engine)
     try:
         with session_scope(make_sessionmaker(engine)) as session:
-            row, token = create_token(session, name, admin=admin)
+            row, token = create_token(session, name, admin=admin, expires_at=expires_at)
             token_id = row.id
     except ValueError as exc:
         typer.echo(f"lossweep token create: {exc}", err=True)
         raise typer.Exit(2) from exc
     finally:
         engine.dispose()
-    typer.echo(f"# token {token_id} for {name}{' (admin)' if admin else ''}; shown once, store it now:", err=True)
+    until = f", expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at is not None else ""
+    typer.echo(f"# token {token_id} for {name}{' (admin)' if admin else ''}{until}; shown once, store it now:",
+               err=True)
     typer.echo(token)
 
 
@@ -88,7 +98,8 @@ def token_list() -> None:
     with make_sessionmaker(engine)() as session:
         rows = list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
         for r in rows:
-            flags = ("admin " if r.is_admin else "") + ("revoked" if r.revoked else "")
+            flags = ("admin " if r.is_admin else "") + ("revoked " if r.revoked else "")
+            flags += f"expires {r.expires_at:%Y-%m-%d %H:%M}" if r.expires_at is not None else ""
             typer.echo(f"{r.id:>4}  {r.name:<24} {r.prefix}…  {r.created_at:%Y-%m-%d %H:%M}  {flags}".rstrip())
     engine.dispose()
 

@@ -24,6 +24,8 @@ TRIALS_FILE = "trials.parquet"
 METRICS_FILE = "metrics.parquet"
 TRIALS_DIR = "trials"  # trials/<trial_id>/manifest.json, trials/<trial_id>/result.json
 TRIAL_MANIFEST_FILE = "manifest.json"
+#: How the sweep directory is named to a reader who may not see where it lives on the server.
+HIDDEN_DIR = "<sweep dir>"
 #: The formats of the best-config report, each written as ``report.<format>`` (:func:`report_file`).
 REPORT_FORMATS: tuple[str, ...] = ("json", "md", "html")
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from search_spaces.spec.presets import get_preset, list_presets
 from search_spaces.spec.admission import AdmissionContext, admit
+from search_spaces.spec.presets import get_preset, list_presets
 from service.caps import check_caps
 from service.settings import Settings
 from tests.fixtures.service import LiveService
