@@ -15,9 +15,11 @@ from search_spaces.run.sweep_dir import HIDDEN_DIR
 
 #: CSI / OSC escape sequences and the remaining C0/C1 control characters (tab and newline are kept).
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-#: The last line of a Python traceback: ``module.SomeError: what happened``.
-_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Failure)\b(?::.*)?$")
-_TRACEBACK_MARKS = ("Traceback (most recent call last)", 'File "', "\n  ")
+#: The last line of a Python traceback, ``module.SomeError: what happened``, after the ``(pid=...)`` prefix
+#: Ray puts on the lines of its workers.
+_EXCEPTION_LINE = re.compile(
+    r"^(?:\([^)]*\)\s*)?((?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Failure)\b(?::.*)?)$")
+_TRACEBACK_MARKS = ("Traceback (most recent call last)", 'File "')
 MAX_REASON = 500
 MAX_DETAIL = 4000
 
@@ -33,10 +35,11 @@ def failure_text(job_message: str, log_lines: Sequence[str], sweep_dir: str) -> 
     lines = [strip_control(line).rstrip() for line in log_lines]
     lines = [line for line in lines if line.strip()]
     candidates = [*lines, *message.splitlines()]
-    reason = next((line.strip() for line in reversed(candidates) if _EXCEPTION_LINE.match(line.strip())), "")
+    matches = (_EXCEPTION_LINE.match(line.strip()) for line in reversed(candidates))
+    reason = next((m.group(1) for m in matches if m), "")
     if not reason:
         first = message.splitlines()[0].strip() if message else ""
-        if first and not any(mark in message for mark in _TRACEBACK_MARKS[:2]):
+        if first and not any(mark in message for mark in _TRACEBACK_MARKS):
             reason = first
     if sweep_dir:
         reason = reason.replace(sweep_dir.rstrip("/"), HIDDEN_DIR)

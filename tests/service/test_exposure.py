@@ -82,6 +82,8 @@ def test_a_failure_is_one_clean_line_and_the_detail_is_for_admins(live_service: 
     assert reason == "failed: trainables.data.shards.ShardError: shard set <sweep dir>/x: manifest.json is missing"
     assert ESC not in reason + detail and "\n" not in reason and 'File "' in detail
     assert failure_text("", [], "")[0].startswith("failed")
+    assert failure_text("", [f"(TrainWorker pid=7) {ESC}[31mValueError: bad lr{ESC}[0m"], "")[0] == \
+        "failed: ValueError: bad lr"
     assert failure_text("Traceback (most recent call last):\n  File \"/a.py\", line 1", [], "")[0] == \
         "failed (an administrator can see the detail)"
     alice, root = live_service.client("alice"), live_service.client("root")
