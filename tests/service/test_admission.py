@@ -177,3 +177,29 @@ def test_processes_per_node_cap(service_factory) -> None:  # type: ignore[no-unt
     spec["max_concurrent_trials"] = 2
     body = assert_error(alice.post("/v1/sweeps", json=spec), 422, "body.max_concurrent_trials")
     assert "LOSSWEEP_MAX_PROCESSES_PER_NODE" in body["message"], body
+
+
+def test_a_parquet_corpus_is_sized_by_its_largest_id(tmp_path: Path) -> None:
+    """A pre-tokenized corpus's vocabulary is its largest id + 1, as the trial computes it from the ids;
+    here from the files' column statistics, checked against the ids themselves."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from trainables.data.corpus import load_corpus
+    from trainables.data.vocabulary import resolve_vocabulary
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "ids").mkdir()
+    for i in range(3):
+        ids = rng.integers(0, 30_000, size=(50, 16))
+        pq.write_table(pa.table({"tokens": [list(map(int, row)) for row in ids]}), tmp_path / "ids" / f"{i}.parquet",
+                       row_group_size=20)
+    spec = f"parquet:{tmp_path / 'ids'}"
+    corpus = load_corpus(spec)
+    slow = int(max(corpus.train.max(), corpus.val.max())) + 1
+    assert resolve_vocabulary(spec, "bytes", [str(tmp_path)]).vocab_size == slow
+    pq.write_table(pa.table({"tokens": [1, 2, 3]}), tmp_path / "nostats.parquet", write_statistics=False)
+    assert resolve_vocabulary(f"parquet:{tmp_path / 'nostats.parquet'}", "bytes", [str(tmp_path)]).vocab_size is None
+    with pytest.raises(DataRootError):
+        resolve_vocabulary(spec, "bytes", [str(tmp_path / "elsewhere")])

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sysconfig
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,12 +146,45 @@ def load_corpus(spec: str, *, column: str = "tokens") -> TextCorpus | TokenCorpu
     raise CorpusError(f"unknown corpus {spec!r}; use {CORPUS_KINDS}")
 
 
+def parquet_files(path: Path) -> list[Path]:
+    """The files of a ``parquet:`` corpus, in corpus order."""
+    return sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+
+
+def parquet_id_bound(spec: str, column: str = "tokens", roots: Iterable[str] | None = None) -> int | None:
+    """One more than the largest token id of a ``parquet:`` corpus -- the vocabulary a run of it builds --
+    from the files' column statistics, without reading the ids; None when a file keeps no statistics."""
+    bound = 0
+    for f in parquet_files(_existing(spec.partition(":")[2], spec)):
+        import pyarrow.parquet as pq
+
+        try:
+            fh = open_data_file(f, roots)
+        except DataFileError as exc:
+            raise CorpusError(f"corpus {spec!r}: {exc}") from None
+        with fh:
+            try:
+                meta = pq.ParquetFile(fh).metadata
+            except Exception as exc:
+                raise CorpusError(f"corpus {spec!r}: {f} is not a readable parquet file ({exc})") from None
+            for group in range(meta.num_row_groups):
+                for i in range(meta.num_columns):
+                    chunk = meta.row_group(group).column(i)
+                    if chunk.path_in_schema.split(".")[0] != column:
+                        continue
+                    stats = chunk.statistics
+                    if stats is None or not stats.has_min_max:
+                        return None
+                    bound = max(bound, int(stats.max) + 1)
+    return bound or None
+
+
 def _load_parquet(path: Path, spec: str, column: str) -> TokenCorpus:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+    files = parquet_files(path)
     if not files:
         raise CorpusError(f"corpus {spec!r}: no .parquet files under {path}")
     chunks: list[np.ndarray] = []

@@ -1,8 +1,9 @@
 """Which tokenizer a run's data is in and how many ids it has, resolved from the files themselves before
 anything is tokenized: a ``shards:`` set's manifest (its own tokenizer, whatever ``data.tokenizer`` says),
-an ``hf:PATH`` tokenizer file, or the ``bytes`` / ``bpe:N`` rule. The service sizes a sweep's model from
-this (through the sweep layer's admission) and a trial's manifest records the tokenizer from it, so
-both see what the trial trains with. Every file is read through the data roots (``trainables.data.roots``).
+an ``hf:PATH`` tokenizer file, a ``parquet:`` corpus's column statistics, or the ``bytes`` / ``bpe:N``
+rule. The service sizes a sweep's model from this (through the sweep layer's admission) and a trial's
+manifest records the tokenizer from it, so both see what the trial trains with. Every file is read
+through the data roots (``trainables.data.roots``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from trainables.data.corpus import parquet_id_bound
 from trainables.data.shards import is_shards_spec, read_manifest, shard_set_folder
 from trainables.data.tokenizer import (
     BPETokenizer,
@@ -26,21 +28,23 @@ PRETOKENIZED_SCHEMES = ("parquet:",)
 class DataVocabulary:
     """``tokenizer``: the spec the ids are in (None: pre-tokenized ids from elsewhere). ``vocab_size``: the
     ids' count (an upper bound for ``bpe:N``, which may learn fewer; None when known only once the ids are
-    read, as for a ``parquet:`` corpus)."""
+    read: a ``parquet:`` corpus whose files keep no column statistics)."""
 
     tokenizer: str | None
     vocab_size: int | None
 
 
-def resolve_vocabulary(corpus: str, tokenizer: str, roots: Iterable[str] | None = None) -> DataVocabulary:
-    """The tokenizer and vocabulary of ``corpus`` read with ``tokenizer``; ``roots`` confine the files read
-    (default: this process's data roots). Raises ``ValueError`` (``CorpusError``, ``DataFileError``) or
-    ``DataRootError`` with a one-line message."""
+def resolve_vocabulary(corpus: str, tokenizer: str, roots: Iterable[str] | None = None,
+                       column: str = "tokens") -> DataVocabulary:
+    """The tokenizer and vocabulary of ``corpus`` read with ``tokenizer`` (``column``: a ``parquet:``
+    corpus's id column); ``roots`` confine the files read (default: this process's data roots). Raises
+    ``ValueError`` (``CorpusError``, ``DataFileError``) or ``DataRootError`` with a one-line message."""
     if is_shards_spec(corpus):
         manifest = read_manifest(shard_set_folder(corpus), roots)
         return DataVocabulary(tokenizer=_manifest_tokenizer(manifest), vocab_size=int(manifest["vocab_size"]))
     if corpus.startswith(PRETOKENIZED_SCHEMES):
-        return DataVocabulary(tokenizer=None, vocab_size=None)
+        # the trial's vocabulary is the largest id + 1 (trainables.data.tokens), here from the files' statistics
+        return DataVocabulary(tokenizer=None, vocab_size=parquet_id_bound(corpus, column, roots))
     kind, size = parse_tokenizer_spec(tokenizer)
     if kind == "bytes":
         return DataVocabulary(tokenizer=tokenizer, vocab_size=ByteTokenizer().vocab_size)
