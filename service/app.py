@@ -15,6 +15,7 @@ from service.monitor import Monitor
 from service.routes import auth, health, presets, results, statuses, sweeps
 from service.routes.openapi import build_openapi, operation_id
 from service.routes.ui import mount_ui
+from service.security_headers import SecurityHeaders
 from service.settings import Settings, get_settings
 from service.state import ServiceState
 from service.version import service_version
@@ -68,5 +69,6 @@ def create_app(settings: Settings | None = None, *, run_monitor: bool = True) ->
     mount_ui(app)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)  # outermost: error answers of the other layers carry the headers too
     logging.getLogger("lossweep.service").setLevel(logging.INFO)
     return app

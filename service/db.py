@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,12 +66,30 @@ def _alembic_config(connection: Connection) -> Any:
     return config
 
 
+#: Key of the PostgreSQL advisory lock held around a schema upgrade (any fixed 64-bit number of ours).
+MIGRATION_LOCK_KEY = int.from_bytes(hashlib.sha256(b"lossweep-schema-upgrade").digest()[:8], "big", signed=True)
+
+
+def _lock_for_upgrade(connection: Connection) -> None:
+    """Makes this upgrade the only one running on the database until its transaction ends: several
+    service processes sharing a database all upgrade at start-up, and the later ones must find the schema
+    already upgraded rather than race to create it. PostgreSQL: a transaction-scoped advisory lock;
+    SQLite: an exclusive transaction (the others wait on the busy timeout)."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    elif dialect == "sqlite" and not connection.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        connection.exec_driver_sql("BEGIN EXCLUSIVE")
+
+
 def upgrade(engine: Engine) -> str | None:
-    """Brings the schema to the newest migration and returns its revision. A database that 0.1.0 made
-    (its tables, no version table) is recorded as the first revision first, then upgraded."""
+    """Brings the schema to the newest migration and returns its revision, under a database lock (see
+    ``_lock_for_upgrade``). A database that 0.1.0 made (its tables, no version table) is recorded as the
+    first revision first, then upgraded."""
     from alembic import command
 
     with engine.begin() as connection:
+        _lock_for_upgrade(connection)  # before looking at the schema: a waiter then sees the upgraded one
         config = _alembic_config(connection)
         tables = set(inspect(connection).get_table_names())
         if VERSION_TABLE not in tables and Sweep.__tablename__ in tables:

@@ -53,7 +53,8 @@ def _principal(session: Session, credentials: HTTPAuthorizationCredentials | Non
                             "`lossweep token create NAME`)", loc=("header", "Authorization"), headers=_CHALLENGE)
     principal = authenticate(session, credentials.credentials)
     if principal is None:
-        raise ApiError(401, "unknown or revoked API token", loc=("header", "Authorization"), headers=_CHALLENGE)
+        raise ApiError(401, "unknown, revoked or expired API token", loc=("header", "Authorization"),
+                       headers=_CHALLENGE)
     return principal
 
 

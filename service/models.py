@@ -66,6 +66,8 @@ class Sweep(Base):
     status: Mapped[str] = mapped_column(String(16), index=True, default=SweepStatus.QUEUED.value)
     # Why the sweep is where it is, for people ("waiting: alice has 2 sweeps running", "Ray unreachable", ...).
     message: Mapped[str] = mapped_column(Text, default="")
+    # The full reason of a failure (log lines, traceback), shown to admins; ``message`` is its one line.
+    message_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     num_trials: Mapped[int | None] = mapped_column(Integer, nullable=True)
     sweep_dir: Mapped[str] = mapped_column(Text)
@@ -99,6 +101,7 @@ class ApiToken(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)  # None: never
 
 
 class IdempotencyKey(Base):

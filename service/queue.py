@@ -4,7 +4,6 @@ submission and on every monitor tick (``service.monitor``)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from datetime import UTC, datetime
@@ -13,11 +12,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from search_spaces.run.sweep_dir import write_spec_document
+from search_spaces.spec.admission import confinement_env
 from service.db import session_scope
 from service.models import FINAL_STATUSES, Sweep, SweepStatus
 from service.ray_client import RayRefused, RayUnavailable, driver_entrypoint, submission_id_for
 from service.state import ServiceState
-from trainables.data.roots import ENV as DATA_ROOTS_ENV
 
 log = logging.getLogger("lossweep.service")
 
@@ -46,9 +45,9 @@ def submit(state: ServiceState, session: Session, sweep: Sweep) -> bool:
     entrypoint = driver_entrypoint(state.settings.python_executable, spec_path, sweep.sweep_dir)
     # Every process of the job (driver, trial drivers, Train workers) sees the sweep id: the tag of the
     # trial metrics it exports to Ray (trainables/train/ray_metrics.py).
-    # The job is confined to the data roots where it opens files (trainables/data/roots.py).
+    # The job is confined to the data roots where it opens files, as the sweep was at admission.
     env = {**state.settings.job_env, "LOSSWEEP_SWEEP_ID": sweep.id,
-           DATA_ROOTS_ENV: json.dumps(state.settings.resolved_data_roots)}
+           **confinement_env(state.settings.resolved_data_roots)}
     state.ray.submit(submission_id=submission_id, entrypoint=entrypoint, metadata=job_metadata(sweep), env=env)
     now = datetime.now(UTC)
     recorded = session.execute(

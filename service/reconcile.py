@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from search_spaces.run.sweep_dir import FINAL_SWEEP_STATUSES, mark_ended, read_progress
 from service.db import session_scope
+from service.failure import failure_text, strip_control
 from service.models import FINAL_STATUSES, Sweep, SweepStatus
 from service.ray_client import FINAL_JOB_STATUSES, LIVE_JOB_STATUSES, JobInfo, RayUnavailable
 from service.state import ServiceState
@@ -29,17 +30,14 @@ def final_status(sweep: Sweep, job: JobInfo, driver_status: str | None) -> Sweep
     return SweepStatus.SUCCEEDED if job.status == "SUCCEEDED" else SweepStatus.FAILED
 
 
-def failure_message(state: ServiceState, job: JobInfo) -> str:
-    """Ray's message plus the last lines of the driver's log: usually the error itself."""
-    first = job.message.strip().splitlines()[0] if job.message.strip() else ""
-    message = f"failed: {first}" if first else "failed"
+def failure_message(state: ServiceState, job: JobInfo, sweep_dir: str = "") -> tuple[str, str]:
+    """``(reason, detail)`` of a failed job from Ray's message and the last lines of the driver's log
+    (``service.failure``): the one line its owner sees and what only admins see."""
     try:
-        lines = [line for line in state.ray.logs(job.submission_id).splitlines() if line.strip()]
+        lines = state.ray.logs(job.submission_id).splitlines()
     except RayUnavailable:
         lines = []
-    if lines:
-        message += "; last log lines: " + " | ".join(lines[-5:])
-    return message[:2000]
+    return failure_text(job.message, lines, sweep_dir)
 
 
 def refresh(state: ServiceState, sweep: Sweep) -> None:
@@ -79,7 +77,8 @@ def refresh(state: ServiceState, sweep: Sweep) -> None:
         sweep.started_at = job.start_time
     if job.status == "PENDING":
         sweep.status = SweepStatus.QUEUED.value
-        sweep.message = f"Ray job {job.submission_id} is pending: {job.message}".rstrip(": ")
+        pending = strip_control(job.message).strip().splitlines()[:1]
+        sweep.message = f"Ray job {job.submission_id} is pending: {pending[0] if pending else ''}".rstrip(": ")
     elif job.status == "RUNNING":
         sweep.status = SweepStatus.RUNNING.value
         sweep.started_at = sweep.started_at or now
@@ -96,7 +95,7 @@ def refresh(state: ServiceState, sweep: Sweep) -> None:
         elif status is SweepStatus.SUCCEEDED:
             sweep.message = "finished"
         else:
-            sweep.message = failure_message(state, job)
+            sweep.message, sweep.message_detail = failure_message(state, job, sweep.sweep_dir)
         _record_end(sweep, status)
 
 

@@ -99,9 +99,10 @@ def _nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def render_report(sweep_dir: str, fmt: str, links: dict[str, str]) -> str:
-    """The report rendered in memory: a GET never writes into the sweep dir."""
+def render_report(sweep_dir: str, fmt: str, links: dict[str, str], *, hide_location: bool = True) -> str:
+    """The report rendered in memory: a GET never writes into the sweep dir. ``hide_location``: without
+    the server's paths (for readers who are not admins)."""
     from search_spaces.reports.render import render_text
 
     with _RENDER_LOCK:
-        return render_text(sweep_dir, fmt, links=links)
+        return render_text(sweep_dir, fmt, links=links, hide_location=hide_location)

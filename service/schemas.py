@@ -70,6 +70,8 @@ class SweepPublic(BaseModel):
         default=None, description="Place among the owner's sweeps waiting for their concurrency limit (1 = next)."
     )
     sweep_dir: str | None = Field(description="Where the sweep's files live on the server (shown to admins only).")
+    message_detail: str | None = Field(
+        default=None, description="The full reason of a failure (the driver's last log lines; admins only).")
     created_at: datetime
     submitted_at: datetime | None
     started_at: datetime | None
@@ -136,6 +138,7 @@ class TokenPublic(BaseModel):
 class WhoAmI(BaseModel):
     name: str
     is_admin: bool
+    expires_at: datetime | None = Field(default=None, description="When the token stops working (null: never).")
 
 
 class Health(BaseModel):

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     # Compute caps, checked at submission (service/caps.py) before anything runs.
     max_tokens_per_trial: int = Field(default=20 * 10**9, ge=1, description="Tokens one trial may train on.")
     max_tokens_per_sweep: int = Field(default=500 * 10**9, ge=1, description="Tokens all trials of a sweep together.")
+    max_eval_tokens_per_trial: int = Field(
+        default=5 * 10**9, ge=1,
+        description="Tokens one trial may evaluate (eval_batches x batch_size x seq_len per evaluation, one "
+        "evaluation every eval_interval steps).")
+    max_eval_tokens_per_sweep: int = Field(default=100 * 10**9, ge=1,
+                                           description="Tokens all trials of a sweep together may evaluate.")
     max_model_params: int = Field(default=2 * 10**9, ge=1, description="Parameters of the model, from the spec.")
     max_activation_bytes_per_worker: int = Field(
         default=128 * 2**30,  # the paper's batch of oec-16m (oec-paper) on one 141 GB GPU fits; 10x that does not
@@ -86,6 +92,14 @@ class Settings(BaseSettings):
     max_workers_per_trial: int = Field(default=64, ge=1, description="DDP workers of one trial.")
     max_gpus_per_trial: float = Field(default=16, ge=0, description="GPUs of one trial (workers x gpus_per_worker).")
     max_concurrent_trials: int = Field(default=64, ge=1, description="A sweep's max_concurrent_trials.")
+    min_cpus_per_worker: float = Field(
+        default=0.25, ge=0,
+        description="Least resources.cpus_per_worker a sweep may ask: a smaller share packs more trial processes "
+        "on a node than it has cores.")
+    max_processes_per_node: int = Field(
+        default=64, ge=1,
+        description="Trial worker processes of one sweep that may share a node (concurrent trials x workers, "
+        "bounded by the largest node's CPUs / cpus_per_worker when the cluster is known).")
     check_cluster_fit: bool = Field(
         default=True,
         description="Refuse a sweep whose trial fits on no node of the Ray cluster as it is now (turn off for "

@@ -1,21 +1,20 @@
 """Turning a submission (a full SweepSpec, or a preset name with overrides) into a validated spec,
-with the service's own rules on top of the spec's: the trial limit and the data roots."""
+with the service's own rules on top of the spec's: the trial limit, and the sweep layer's admission
+under the service's data roots."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from typing import Any
 
 from pydantic import ValidationError
 
+from search_spaces.spec.admission import Admission, AdmissionContext, AdmissionRefused, admit
 from service.errors import ApiError, error_item, validation_error
 from service.schemas import PresetSubmission
 from service.settings import Settings
-from trainables.data.roots import escaping_files, inside_roots
 
-CORPUS_SCHEMES = ("text:", "parquet:", "shards:")
 #: Deepest nesting a submission may have (the deepest spec is ~4 levels; free-form maps add a few).
 MAX_DEPTH = 32
 #: Largest integer anywhere in a submission: what a 64-bit signed column, Arrow and Ray hold.
@@ -130,49 +129,14 @@ def count_trials(spec: Any, settings: Settings) -> int | None:
     return n
 
 
-def check_data_paths(spec_dict: dict[str, Any], settings: Settings) -> None:
-    """Refuses ``text:PATH``/``parquet:PATH``/``shards:DIR`` corpora outside the configured data roots. Paths are
-    resolved (symlinks, ``..``) before the check, so traversal out of a root is refused too, and so is a
-    directory holding a link to a file outside. The job checks every file again where it opens it
-    (``trainables.data.roots``): a file swapped for such a link after submission is refused there."""
-    roots = settings.resolved_data_roots
-    errors = []
-    for loc, value in _strings(spec_dict, ("body",)):
-        scheme = next((s for s in CORPUS_SCHEMES if value.startswith(s)), None)
-        if scheme is None:
-            continue
-        path = value[len(scheme) :]
-        if not _inside_roots(path, roots):
-            errors.append(error_item(loc, f"{value!r} is outside the allowed data roots ({', '.join(roots)}); "
-                                          "set LOSSWEEP_DATA_ROOTS to allow it"))
-        elif "://" not in path:
-            escaping = next(escaping_files(path, roots), None)
-            if escaping is not None:
-                errors.append(error_item(loc, f"{value!r} holds {escaping}, a link outside the allowed data roots "
-                                              f"({', '.join(roots)})"))
-    if errors:
-        raise ApiError(422, errors[0]["field"] + ": " + errors[0]["message"], errors=errors, code="data_path_refused")
-
-
-def _strings(obj: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
-    if isinstance(obj, str):
-        yield loc, obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _strings(v, (*loc, str(k)))
-    elif isinstance(obj, list | tuple):
-        for i, v in enumerate(obj):
-            yield from _strings(v, (*loc, i))
-
-
-def _inside_roots(path: str, roots: list[str]) -> bool:
-    if not path or "\x00" in path:
-        return False
-    if "://" in path:  # remote corpora: a plain prefix match on a normalised URI, no '..' segments
-        if any(seg in ("..", ".") for seg in path.split("://", 1)[1].split("/")):
-            return False
-        return any("://" in r and (path == r.rstrip("/") or path.startswith(r.rstrip("/") + "/")) for r in roots)
-    return inside_roots(path, roots)
+def admit_spec(spec: Any, settings: Settings) -> Admission:
+    """The sweep layer's admission of ``spec`` under this service's data roots, its refusals as a 422
+    naming each field."""
+    try:
+        return admit(spec, AdmissionContext(data_roots=settings.resolved_data_roots))
+    except AdmissionRefused as exc:
+        errors = [error_item(("body", *loc), message) for loc, message in exc.problems]
+        raise ApiError(422, errors[0]["field"] + ": " + errors[0]["message"], errors=errors, code=exc.code) from None
 
 
 def _msg(exc: BaseException) -> str:

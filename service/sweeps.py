@@ -23,7 +23,7 @@ from service.grafana import grafana_link
 from service.models import IdempotencyKey, Sweep, SweepStatus
 from service.schemas import BestSoFar, SweepDetail, SweepLinks, SweepPublic
 from service.settings import Settings
-from service.specs import check_data_paths, count_trials, resolve_submission, storable
+from service.specs import admit_spec, count_trials, resolve_submission, storable
 
 _SLUG = re.compile(r"[^a-z0-9]+")
 
@@ -91,10 +91,11 @@ def create_sweep(
     spec, preset = resolve_submission(body, settings)
     num_trials = count_trials(spec, settings)
     spec_dict = storable(spec)
-    check_caps(spec, settings)
-    if nodes is not None and settings.check_cluster_fit:
-        check_cluster_fit(spec, nodes)
-    check_data_paths(spec_dict, settings)
+    admission = admit_spec(spec, settings)  # the data roots first: no file is read before its path passes
+    fit_nodes = nodes if settings.check_cluster_fit else None
+    check_caps(admission, settings, fit_nodes)
+    if fit_nodes is not None:
+        check_cluster_fit(spec, fit_nodes)
 
     lock_owner(session, principal.name)
     waiting = session.scalar(
@@ -284,6 +285,7 @@ def sweep_public(
         cancel_requested=sweep.cancel_requested,
         queue_position=sweep.queue_position,
         sweep_dir=sweep.sweep_dir if show_paths else None,
+        message_detail=sweep.message_detail if show_paths else None,
         created_at=sweep.created_at,
         submitted_at=sweep.submitted_at,
         started_at=sweep.started_at,

@@ -112,3 +112,21 @@ def test_each_module_imports_alone(package: str) -> None:
     command = [sys.executable, "-c", _IMPORT_ALONE, ",".join(PACKAGES), *names]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+#: What the service may take from ``trainables``: the loss registry's declarations (names, coefficients).
+SERVICE_MAY_IMPORT = frozenset({"trainables.losses.registry"})
+
+
+def test_the_service_reaches_trainables_only_through_the_sweep_layer() -> None:
+    """The service admits a sweep through ``search_spaces.spec.admission``; of ``trainables`` it imports
+    nothing but the loss registry (a module imported inside a function counts too)."""
+    known = _modules()
+    found = {
+        (name, target)
+        for name, path in known.items()
+        if name.startswith("service.")
+        for target in _imports(name, path, known)
+        if target.startswith("trainables") and target not in SERVICE_MAY_IMPORT
+    }
+    assert found == set()

@@ -142,3 +142,51 @@ def test_cluster_stop_stops_the_demo_service_too(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_serve_local_ray_ends_the_head_it_started(tmp_path: Path, keep: bool) -> None:
+    """`lossweep serve --local-ray` stopped with SIGTERM stops the head it started; with --keep-ray it
+    leaves it and says how to stop it."""
+    import os
+    import signal
+    import time
+
+    import httpx
+
+    from lossweep.local_cluster import cluster_pids, read_cluster, stop_local_cluster
+    from tests.fixtures.service import free_port
+
+    home = tmp_path / "home"
+    port = free_port()
+    env = {**os.environ, "LOSSWEEP_HOME": str(home)}
+    env.pop("LOSSWEEP_DATABASE_URL", None)
+    command = [sys.executable, "-m", "lossweep.cli.main", "serve", "--local-ray", "--port", str(port),
+               "--log-level", "warning", *(["--keep-ray"] if keep else [])]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cluster = None
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        cluster = read_cluster(home)
+        assert cluster is not None and cluster_pids(cluster.temp_dir, cluster.address)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out
+        if keep:
+            assert "keeps running" in out and "lossweep cluster stop" in out
+            assert cluster_pids(cluster.temp_dir, cluster.address)
+        else:
+            assert "stopped the local Ray head" in out
+            assert cluster_pids(cluster.temp_dir, cluster.address) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if cluster is not None:
+            stop_local_cluster(cluster)

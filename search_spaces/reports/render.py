@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 
-from search_spaces.reports.report import Report, build
+from search_spaces.reports.report import Report, build, without_location
 from search_spaces.reports.report_html import to_html
 from search_spaces.reports.report_markdown import to_markdown
 from search_spaces.run import storage
@@ -21,12 +21,15 @@ def to_json(report: Report) -> str:
 WRITERS: dict[str, Callable[[Report], str]] = {"json": to_json, "md": to_markdown, "html": to_html}
 
 
-def render_text(sweep_dir: str, fmt: str, *, links: Mapping[str, str] | None = None) -> str:
+def render_text(sweep_dir: str, fmt: str, *, links: Mapping[str, str] | None = None,
+                hide_location: bool = False) -> str:
     """The report in ``fmt``, in memory: reads the sweep dir and writes nothing (a sweep without results,
-    or without a sweep dir yet, gets a report that says so)."""
+    or without a sweep dir yet, gets a report that says so). ``hide_location``: for a reader who may not
+    see where the sweep's files live on the server (``without_location``)."""
     if fmt not in FORMATS:
         raise ValueError(f"format: unknown {fmt!r}; choose from {', '.join(FORMATS)}")
-    return WRITERS[fmt](build(str(sweep_dir), links=links))
+    report = build(str(sweep_dir), links=links)
+    return WRITERS[fmt](without_location(report, str(sweep_dir)) if hide_location else report)
 
 
 def render(

@@ -7,6 +7,7 @@ writes it out. The document depends only on the sweep directory's content (no cl
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from search_spaces.reports import insights, insights_report, plots
 from search_spaces.reports.figures import figures as draw_figures
 from search_spaces.reports.figures import heatmap_terms
 from search_spaces.run import storage
-from search_spaces.run.sweep_dir import BEST_RULE, FINAL_SWEEP_STATUSES, LIVE_TRIAL_STATUSES, SweepStatus
+from search_spaces.run.sweep_dir import BEST_RULE, FINAL_SWEEP_STATUSES, HIDDEN_DIR, LIVE_TRIAL_STATUSES, SweepStatus
 from trainables.losses.registry import TERMS
 
 SCHEMA = "lossweep.report/1"
@@ -109,6 +110,25 @@ def _sweep_id(sweep_dir: str) -> str:
 # ---------------------------------------------------------------------------------------------------
 # The document
 # ---------------------------------------------------------------------------------------------------
+
+
+def without_location(report: Report, sweep_dir: str) -> Report:
+    """The report with the sweep directory's location taken out: ``sweep.dir`` is None and every text
+    that holds the directory's path (the manifest's paths, a reading problem) names it ``HIDDEN_DIR``."""
+    prefix = str(sweep_dir).rstrip("/")
+
+    def scrub(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(prefix, HIDDEN_DIR) if prefix else value
+        if isinstance(value, Mapping):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [scrub(v) for v in value]
+        return value
+
+    data = scrub(report.data)
+    data["sweep"]["dir"] = None
+    return dataclasses.replace(report, data=data)
 
 
 def build(sweep_dir: str, *, links: Mapping[str, str] | None = None) -> Report:

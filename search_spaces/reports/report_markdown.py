@@ -15,6 +15,7 @@ from search_spaces.reports.report_text import (
     TRIAL_HEADERS,
     coefficients_text,
     duration,
+    fenced,
     fmt,
     fmt_lr,
     fmt_tokens,
@@ -48,9 +49,7 @@ def _header(data: Mapping[str, Any]) -> list[str]:
         out += [
             "<details><summary>Sweep spec</summary>",
             "",
-            "```yaml",
-            yaml.safe_dump(s["spec"], sort_keys=False).rstrip(),
-            "```",
+            *fenced(yaml.safe_dump(s["spec"], sort_keys=False), "yaml"),
             "",
             "</details>",
             "",
@@ -59,9 +58,7 @@ def _header(data: Mapping[str, Any]) -> list[str]:
         out += [
             "<details><summary>Manifest</summary>",
             "",
-            "```json",
-            json.dumps(s["manifest"], indent=2, ensure_ascii=False),
-            "```",
+            *fenced(json.dumps(s["manifest"], indent=2, ensure_ascii=False), "json"),
             "",
             "</details>",
             "",
@@ -95,7 +92,7 @@ def _best(data: Mapping[str, Any]) -> list[str]:
             for name, r in records
         ],
     )
-    out += ["Best overall, to copy:", "", "```yaml", best["overall"]["yaml"].rstrip(), "```", ""]
+    out += ["Best overall, to copy:", "", *fenced(best["overall"]["yaml"], "yaml"), ""]
     return out
 
 

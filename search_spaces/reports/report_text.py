@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -139,6 +140,14 @@ def single_lr_summary(families: list[Mapping[str, Any]]) -> list[str]:
         "(no LRS; see the trial table)"
         for m, n in counts.items()
     ]
+
+
+def fenced(text: str, lang: str = "") -> list[str]:
+    """``text`` as a Markdown code block whose fence is longer than any run of backticks in it, so no line
+    of the text (a user's description holding a fence) can close the block early."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + lang, text.rstrip(), fence]
 
 
 def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:

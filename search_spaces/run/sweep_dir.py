@@ -35,6 +35,8 @@ TRIAL_RESULT_FILE = "result.json"
 TUNE_DIR = "tune"  # Tune's experiment state (what a resume restores)
 RUNS_DIR = "runs"  # the trials' Ray Train runs and checkpoints
 OPTUNA_DB = "optuna.db"  # TPE's study (SQLite); in the local cache for a remote sweep dir
+#: How the sweep directory is named to a reader who may not see where it lives on the server.
+HIDDEN_DIR = "<sweep dir>"
 #: The formats of the best-config report, each written as ``report.<format>`` (:func:`report_file`).
 REPORT_FORMATS: tuple[str, ...] = ("json", "md", "html")
 

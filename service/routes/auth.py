@@ -13,4 +13,4 @@ router = APIRouter(tags=["auth"])
 
 @router.get("/v1/me", response_model=WhoAmI, summary="Who the token acts as", responses=ERRORS)
 def whoami(principal: UserDep) -> WhoAmI:
-    return WhoAmI(name=principal.name, is_admin=principal.is_admin)
+    return WhoAmI(name=principal.name, is_admin=principal.is_admin, expires_at=principal.expires_at)

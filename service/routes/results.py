@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 import yaml
 from fastapi import APIRouter, Query
@@ -23,6 +22,8 @@ from service.results import (
 )
 from service.routes.openapi import ERRORS
 from service.schemas import BestConfig, MetricsPublic, TrialsPublic
+from service.security_headers import REPORT_CSP
+from service.single_flight import SingleFlight
 from service.sweeps import get_sweep, sweep_links
 
 router = APIRouter(prefix="/v1/sweeps/{sweep_id}", tags=["results"])
@@ -45,15 +46,15 @@ class ConfigFormat(StrEnum):
     json = "json"
 
 
-_REPORTS: dict[tuple[Any, ...], str] = {}
-_REPORTS_KEPT = 32
-_REPORTS_LOCK = threading.Lock()
+# The last few renders (matplotlib is slow), each made once however many readers ask for it at once.
+_REPORTS: SingleFlight[str] = SingleFlight(kept=32)
 _REPORT_TYPES = {"json": "application/json", "md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
-def _download(content: bytes | str, media_type: str, filename: str) -> Response:
+def _download(content: bytes | str, media_type: str, filename: str, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        content=content, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        content=content, media_type=media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', **(headers or {})},
     )
 
 
@@ -126,17 +127,14 @@ def get_report(
     # on the request, so one render serves every reader.
     links = sweep_links(sweep, state.settings, state.settings.public_url or "")
     link_map = {"trials.csv": f"{links.trials}?format=csv", "trials.parquet": f"{links.trials}?format=parquet"}
-    # Keep the last few renders (matplotlib is slow), keyed on the sweep and the files they come from.
-    key = (sweep.id, format.value, signature(sweep.sweep_dir))
-    text = _REPORTS.get(key)
-    if text is None:
-        text = render_report(sweep.sweep_dir, format.value, link_map)
-        with _REPORTS_LOCK:
-            _REPORTS[key] = text
-            while len(_REPORTS) > _REPORTS_KEPT:
-                _REPORTS.pop(next(iter(_REPORTS)))
+    # Keyed on the sweep, the version of its files and whether the reader may see server paths (admins).
+    hide = not principal.is_admin
+    key = (sweep.id, format.value, signature(sweep.sweep_dir), hide)
+    text = _REPORTS.get(key, lambda: render_report(sweep.sweep_dir, format.value, link_map, hide_location=hide))
     partial = "" if sweep.status_enum.is_final else "-partial"
-    return _download(text, _REPORT_TYPES[format.value], f"lossweep-{sweep.id}-report{partial}.{format.value}")
+    headers = {"Content-Security-Policy": REPORT_CSP} if format is ReportFormat.html else None
+    return _download(text, _REPORT_TYPES[format.value], f"lossweep-{sweep.id}-report{partial}.{format.value}",
+                     headers)
 
 
 @router.get(

@@ -404,3 +404,24 @@ def test_trial_table_shows_the_above_l0_flag_beside_a_divergence() -> None:
     assert stop_text({"status": "TERMINATED", "above_l0_step": float("nan")}) == ""
     both = {"status": "DIVERGED", "diverged_step": 80, "diverged_cause": "nonfinite_loss", "above_l0_step": 50}
     assert stop_text(both) == "80 (nonfinite_loss); above L0 at step 50"
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "ok\n```\n<img src=x onerror=alert(1)>\n",
+        "````\n<img src=x onerror=alert(1)>\n````",
+        "``` yaml\n# <script>alert(1)</script>\n~~~\n",
+        "`" * 40 + "\n<img src=x onerror=alert(1)>",
+    ],
+)
+def test_a_hostile_description_cannot_leave_the_spec_block(tmp_path: Path, description: str) -> None:
+    """A CommonMark renderer that allows raw HTML (as some Markdown viewers do) shows the spec, the
+    description included, as code: no tag of it comes out as HTML."""
+    from markdown_it import MarkdownIt
+
+    spec = SweepSpec(name="hostile", description=description, budget={"steps": 10}).model_dump(mode="json")
+    _data, md, _html = _render_all(write_sweep(tmp_path / "s", [trial("b", "baseline", 1e-3, 2.0)], spec=spec))
+    rendered = MarkdownIt("commonmark", {"html": True}).render(md)
+    assert "<img" not in rendered and "<script" not in rendered, rendered
+    assert "&lt;img" in rendered or "&lt;script" in rendered  # shown, as text

@@ -87,7 +87,7 @@ def test_auth_refusals(live_service: LiveService) -> None:
     alice, bob, root = (live_service.client(u) for u in ("alice", "bob", "root"))
     sweep = alice.post("/v1/sweeps", json={"preset": "demo"}).json()
     assert_error(bob.post(f"/v1/sweeps/{sweep['id']}/cancel"), 404, "path.sweep_id")  # not his to see
-    assert alice.get("/v1/me").json() == {"name": "alice", "is_admin": False}
+    assert alice.get("/v1/me").json() == {"name": "alice", "is_admin": False, "expires_at": None}
     cancelled = root.post(f"/v1/sweeps/{sweep['id']}/cancel")  # admins cancel anyone's sweeps
     assert cancelled.status_code == 202 and cancelled.json()["status"] == "CANCELLED"
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from search_spaces.spec.admission import AdmissionContext, admit
 from search_spaces.spec.presets import get_preset, list_presets
-from service.caps import check_caps, footprint
+from service.caps import check_caps
 from service.settings import Settings
 from tests.fixtures.service import LiveService
 from tests.service.helpers import demo_spec
@@ -56,14 +57,15 @@ def test_caps_are_settings(service_factory) -> None:  # type: ignore[no-untyped-
 
 @pytest.mark.parametrize("name", sorted(list_presets()))
 def test_every_preset_fits_the_default_caps(name: str) -> None:
-    check_caps(get_preset(name), Settings(_env_file=None))  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    check_caps(admit(get_preset(name), AdmissionContext(data_roots=settings.resolved_data_roots)), settings)
 
 
 def test_footprint_matches_the_model_and_the_budget() -> None:
     from trainables.model.presets import model_preset
 
     spec = get_preset("demo")
-    fp = footprint(spec)
-    assert fp.params == model_preset(spec.model.preset, **spec.model.overrides).num_params()
+    fp = admit(spec, AdmissionContext(data_roots=[])).footprint
+    assert fp.params == model_preset(spec.model.preset, **spec.model.overrides, vocab_size=257).num_params()
     assert fp.tokens_per_trial == spec.total_steps() * spec.data.batch_size * spec.data.seq_len
     assert fp.tokens_per_sweep == fp.tokens_per_trial * spec.num_trials()

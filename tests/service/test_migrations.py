@@ -63,7 +63,8 @@ def test_the_service_upgrades_an_old_database_at_start_up(db_url: str, service_f
     live = service_factory(database_url=db_url, tokens=False, run_monitor=False)
     live.tokens.update(OLD_TOKENS)
     alice, root = live.client("alice"), live.client("root")
-    assert alice.get("/v1/me").json() == {"name": "alice", "is_admin": False}  # old tokens still valid
+    # old tokens still valid
+    assert alice.get("/v1/me").json() == {"name": "alice", "is_admin": False, "expires_at": None}
     assert root.get("/v1/me").json()["is_admin"] is True
     listed = {s["id"]: s for s in root.get("/v1/sweeps").json()["items"]}
     assert set(listed) == {"old-done", "old-waiting", "old-cancelled"}
@@ -74,7 +75,7 @@ def test_the_service_upgrades_an_old_database_at_start_up(db_url: str, service_f
     # The old sweeps keep working: the waiting one can be cancelled, new ones submitted.
     assert alice.post("/v1/sweeps/old-waiting/cancel").json()["status"] == "CANCELLED"
     assert alice.post("/v1/sweeps", json={"preset": "demo"}).status_code == 201
-    assert current_revision(live.app.state.lossweep.engine) == "0002"
+    assert current_revision(live.app.state.lossweep.engine) == "0003"
 
 
 def test_lossweep_db_upgrade_and_the_models_match_the_migrations(db_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -84,9 +85,9 @@ def test_lossweep_db_upgrade_and_the_models_match_the_migrations(db_url: str, mo
     monkeypatch.setenv("LOSSWEEP_DATABASE_URL", db_url)
     result = CliRunner().invoke(app, ["db", "upgrade"])
     assert result.exit_code == 0, result.output
-    assert "revision 0002 (was unversioned" in result.output
+    assert "revision 0003 (was unversioned" in result.output
     again = CliRunner().invoke(app, ["db", "upgrade"])
-    assert again.exit_code == 0 and again.output.strip() == "database schema at revision 0002"
+    assert again.exit_code == 0 and again.output.strip() == "database schema at revision 0003"
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
@@ -101,7 +102,46 @@ def test_lossweep_db_upgrade_and_the_models_match_the_migrations(db_url: str, mo
 def test_a_new_database_is_created_at_the_newest_revision(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
     try:
-        assert upgrade(engine) == "0002"
+        assert upgrade(engine) == "0003"
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+_UPGRADE_WHEN_TOLD = """
+import os, sys, time
+from service.db import make_engine, upgrade
+go = sys.argv[2]
+while not os.path.exists(go):
+    time.sleep(0.01)
+engine = make_engine(sys.argv[1])
+print(upgrade(engine))
+engine.dispose()
+"""
+
+
+def test_two_processes_upgrading_at_once_both_succeed(db_url: str, tmp_path: Path) -> None:
+    """Two service processes starting together on one new database: one upgrades under the database
+    lock, the other waits for it and finds the schema upgraded; neither fails."""
+    import subprocess
+    import sys
+
+    go = tmp_path / "go"
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _UPGRADE_WHEN_TOLD, db_url, str(go)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    go.write_text("")
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-3000:]
+        assert out.strip().splitlines()[-1] == "0003", out
+    engine = make_engine(db_url)
+    try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
             assert compare_metadata(context, Base.metadata) == []

@@ -25,13 +25,14 @@ from __future__ import annotations
 import hashlib
 import os
 import sysconfig
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from trainables.data.corpus_spec import CORPUS_KINDS, CorpusError, CorpusSpec
-from trainables.data.roots import checked_path
+from trainables.data.roots import DataFileError, open_data_file, read_data_file
 
 __all__ = ["CORPUS_KINDS", "CorpusError"]  # re-exported: the corpus's errors are raised from here too
 
@@ -88,7 +89,11 @@ def _read_documents(root: Path, files: list[Path], spec: str, *, confined: bool 
     hasher = hashlib.sha256()
     for path in files:
         rel = path.relative_to(root).as_posix() if path != root else path.name
-        raw = (checked_path(path) if confined else path).read_bytes()
+        try:
+            # the standard library is the interpreter's own, outside any data roots: checked as a file only
+            raw = read_data_file(path, anywhere=not confined)
+        except DataFileError as exc:
+            raise CorpusError(f"corpus {spec!r}: {exc}") from None
         text = raw.decode("utf-8", errors="replace")
         if not text.strip():
             continue
@@ -138,28 +143,66 @@ def load_corpus(spec: str, *, column: str = "tokens") -> TextCorpus | TokenCorpu
     raise CorpusError(f"corpus {spec!r}: shard sets are opened with trainables.data.shards.open_shards")
 
 
+def parquet_files(path: Path) -> list[Path]:
+    """The files of a ``parquet:`` corpus, in corpus order."""
+    return sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+
+
+def parquet_id_bound(spec: str, column: str = "tokens", roots: Iterable[str] | None = None) -> int | None:
+    """One more than the largest token id of a ``parquet:`` corpus -- the vocabulary a run of it builds --
+    from the files' column statistics, without reading the ids; None when a file keeps no statistics."""
+    bound = 0
+    for f in parquet_files(_existing(spec.partition(":")[2], spec)):
+        import pyarrow.parquet as pq
+
+        try:
+            fh = open_data_file(f, roots)
+        except DataFileError as exc:
+            raise CorpusError(f"corpus {spec!r}: {exc}") from None
+        with fh:
+            try:
+                meta = pq.ParquetFile(fh).metadata
+            except Exception as exc:
+                raise CorpusError(f"corpus {spec!r}: {f} is not a readable parquet file ({exc})") from None
+            for group in range(meta.num_row_groups):
+                for i in range(meta.num_columns):
+                    chunk = meta.row_group(group).column(i)
+                    if chunk.path_in_schema.split(".")[0] != column:
+                        continue
+                    stats = chunk.statistics
+                    if stats is None or not stats.has_min_max:
+                        return None
+                    bound = max(bound, int(stats.max) + 1)
+    return bound or None
+
+
 def _load_parquet(path: Path, spec: str, column: str) -> TokenCorpus:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+    files = parquet_files(path)
     if not files:
         raise CorpusError(f"corpus {spec!r}: no .parquet files under {path}")
     chunks: list[np.ndarray] = []
     hasher = hashlib.sha256()
     for f in files:
-        real = checked_path(f)  # open the resolved file, never the link
         try:
-            schema = pq.read_schema(real)
-        except Exception as exc:
-            raise CorpusError(f"corpus {spec!r}: {f} is not a readable parquet file ({exc})") from None
-        if column not in schema.names:
-            raise CorpusError(
-                f"parquet file {f} has no column {column!r} (columns: {', '.join(schema.names)}); "
-                f"set the token-id column with data.column"
-            )
-        col = pq.read_table(real, columns=[column]).column(column).combine_chunks()
+            fh = open_data_file(f)  # the resolved, checked file, never the link
+        except DataFileError as exc:
+            raise CorpusError(f"corpus {spec!r}: {exc}") from None
+        with fh:
+            try:
+                schema = pq.read_schema(fh)
+            except Exception as exc:
+                raise CorpusError(f"corpus {spec!r}: {f} is not a readable parquet file ({exc})") from None
+            if column not in schema.names:
+                raise CorpusError(
+                    f"parquet file {f} has no column {column!r} (columns: {', '.join(schema.names)}); "
+                    f"set the token-id column with data.column"
+                )
+            fh.seek(0)
+            col = pq.read_table(fh, columns=[column]).column(column).combine_chunks()
         if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
             col = pc.list_flatten(col)
         if not pa.types.is_integer(col.type):

@@ -41,8 +41,9 @@ from trainables.data.shards import DEFAULT_SHARD_TOKENS, ShardError, shard_dtype
 from trainables.data.tokenizer import (
     BPETokenizer,
     ByteTokenizer,
-    hf_tokenizer_path,
     parse_tokenizer_spec,
+    read_hf_tokenizer,
+    tokenizer_from_bytes,
     train_tokenizer,
 )
 
@@ -279,19 +280,10 @@ def build_tokenizer(spec: str, units: list[Unit], field: str) -> tuple[ByteToken
                 break
     tok = train_tokenizer(spec, docs)
     if kind == "hf":  # the user's file byte for byte: its hash in the manifest is the file they hold
-        return tok, hf_tokenizer_path(spec).read_bytes()
+        return tok, read_hf_tokenizer(spec)
     with tempfile.TemporaryDirectory() as tmp:
         tok.save(Path(tmp) / "tokenizer.json")
         return tok, (Path(tmp) / "tokenizer.json").read_bytes()
-
-
-def tokenizer_from_bytes(spec: str, blob: bytes) -> ByteTokenizer | BPETokenizer:
-    kind, _ = parse_tokenizer_spec(spec)
-    if kind == "bytes":
-        return ByteTokenizer()
-    from tokenizers import Tokenizer as HFTokenizer
-
-    return BPETokenizer(HFTokenizer.from_str(blob.decode()), spec)
 
 
 class _TokenizeUnits:

@@ -82,11 +82,7 @@ def stage(uri: str, cache_dir: Path, *, manifest_name: str, member_name: Callabl
     file names a manifest may list (``member_name(root, name)`` raises on any other)."""
     MANIFEST = manifest_name
     check_uri(uri)
-    try:
-        fs, root = pafs.FileSystem.from_uri(uri)
-    except (ValueError, OSError) as exc:  # pyarrow.ArrowInvalid is a ValueError
-        raise ShardCacheError(f"shard set {uri}: cannot reach it ({exc})") from None
-    root = root.rstrip("/")
+    fs, root = _filesystem(uri)
     raw = _read_small(fs, f"{root}/{MANIFEST}", uri)
     try:
         manifest = json.loads(raw)
@@ -117,6 +113,20 @@ def stage(uri: str, cache_dir: Path, *, manifest_name: str, member_name: Callabl
             os.replace(tmp, local / MANIFEST)
         (local / LAST_USED).touch()
     return local
+
+
+def remote_manifest(uri: str, manifest_name: str) -> bytes:
+    """The manifest of the set at ``uri``, read without staging anything (bounded in size)."""
+    fs, root = _filesystem(uri)
+    return _read_small(fs, f"{root}/{manifest_name}", uri)
+
+
+def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    try:
+        fs, root = pafs.FileSystem.from_uri(uri)
+    except (ValueError, OSError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise ShardCacheError(f"shard set {uri}: cannot reach it ({exc})") from None
+    return fs, root.rstrip("/")
 
 
 def _members(manifest: dict[str, Any], uri: str) -> list[tuple[str, str]]:

@@ -29,7 +29,7 @@ import hashlib
 import json
 import mmap
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from trainables.data.corpus import CorpusError
-from trainables.data.roots import checked_path
+from trainables.data.roots import MAX_WHOLE_READ_BYTES, DataFileError, open_data_file
 
 FORMAT = "lossweep-shards"
 FORMAT_VERSION = 1
@@ -182,7 +182,9 @@ class ShardSet:
     manifest: dict[str, Any]
     train: ShardedTokens
     val: ShardedTokens
-    checked: bool = True  # False for a staged copy of a remote set (its URI was checked against the roots)
+    #: The data roots its files are opened under: None = this process's; a staged copy of a remote set
+    #: (whose URI was checked against the roots) is held to its own cache folder.
+    roots: tuple[str, ...] | None = None
 
     @property
     def vocab_size(self) -> int:
@@ -198,16 +200,17 @@ class ShardSet:
 
     def tokenizer(self) -> Any:
         """The tokenizer that made the ids (None for synthetic sets), loaded from the set's own file."""
-        from trainables.data.tokenizer import load_tokenizer, parse_tokenizer_spec
+        from trainables.data.tokenizer import parse_tokenizer_spec, tokenizer_from_bytes
 
         spec = self.tokenizer_spec
         try:
             parse_tokenizer_spec(spec)
         except ValueError:
             return None
-        with _open_member(self.path, self.manifest["tokenizer"]["file"], checked=self.checked) as fh:
-            path = Path(fh.name)
-        return load_tokenizer(spec, path)
+        name = self.manifest["tokenizer"]["file"]
+        with _open_member(self.path, name, self.roots, max_bytes=MAX_WHOLE_READ_BYTES) as fh:
+            blob = fh.read()  # from the descriptor that was checked, never reopened by name
+        return tokenizer_from_bytes(spec, blob, where=str(self.path / name))
 
 
 def _member_path(root: Path, name: object) -> Path:
@@ -216,52 +219,45 @@ def _member_path(root: Path, name: object) -> Path:
     return root / name
 
 
-def _open_member(root: Path, name: object, *, checked: bool = True) -> BinaryIO:
-    """The one place a shard set's files are opened for reading (manifest, tokenizer, shards)."""
+def _open_member(root: Path, name: object, roots: Iterable[str] | None = None,
+                 *, max_bytes: int | None = None) -> BinaryIO:
+    """The one place a shard set's files are opened for reading (manifest, tokenizer, shards): through the
+    data roots (a member linked out of them is refused, not read), regular files only."""
     path = _member_path(root, name)
-    # a member linked out of the service's data roots is refused, not read; a staged copy was checked as a URI
-    real = checked_path(path) if checked else path
+    if not path.exists() and not path.is_symlink():
+        raise ShardError(f"shard set {root}: {path.name} is missing; prepare the set again")
     try:
-        return open(real, "rb")  # the caller closes it
-    except FileNotFoundError:
-        raise ShardError(f"shard set {root}: {path.name} is missing; prepare the set again") from None
-    except OSError as exc:
-        raise ShardError(f"shard set {root}: cannot read {path.name} ({exc.strerror or exc})") from None
+        return open_data_file(path, roots, max_bytes=max_bytes)  # the caller closes it
+    except DataFileError as exc:
+        raise ShardError(f"shard set {root}: {path.name}: {str(exc).removeprefix(f'data file {path} ')}") from None
 
 
-def is_shards_spec(spec: str) -> bool:
-    return spec.startswith(SCHEME)
+def read_manifest(root: Path, roots: Iterable[str] | None = None) -> dict[str, Any]:
+    """The manifest of the shard set at ``root`` (a folder), read through the data roots; ``ShardError``
+    when it is not a lossweep shard manifest of this format version."""
+    with _open_member(root, MANIFEST, roots, max_bytes=MAX_WHOLE_READ_BYTES) as fh:
+        return _valid_manifest(fh.read(), root)
 
 
-def open_shards(spec_or_path: str | os.PathLike[str], *, cache_dir: Path | None = None) -> ShardSet:
-    """Opens a shard set (``shards:DIR`` or ``DIR``, or a URI such as ``shards:s3://bucket/set``, staged
-    into the node's shard cache first: :mod:`trainables.data.shard_cache`) in O(number of shards): reads
-    the manifest, checks that every file it names has the size it states, and maps the shards.
-    Raises ``ShardError``."""
-    text = str(spec_or_path)
-    path_str = text[len(SCHEME) :] if text.startswith(SCHEME) else text
-    if not path_str:
-        raise ShardError(f"corpus {text!r} names no folder; write it as shards:/path/to/prepared")
-    if is_uri(path_str):
-        from trainables.data.shard_cache import ShardCacheError, shard_cache_dir, stage
+def read_set_manifest(spec: str, roots: Iterable[str] | None = None) -> dict[str, Any]:
+    """The manifest of ``shards:DIR`` (through the data roots) or of ``shards:s3://…`` (read remotely,
+    nothing staged: what the service sizes a sweep from)."""
+    uri = remote_uri(spec)
+    if uri is None:
+        return read_manifest(shard_set_folder(spec), roots)
+    from trainables.data.shard_cache import ShardCacheError, remote_manifest
 
-        try:
-            root = stage(path_str, shard_cache_dir(cache_dir), manifest_name=MANIFEST, member_name=_member_path)
-        except ShardCacheError as exc:
-            raise ShardError(str(exc)) from None
-        return _open_set(root, checked=False)  # the job's own verified copy of a set checked against the roots
-    root = local_path(path_str).resolve()
-    if not root.is_dir():
-        raise ShardError(f"corpus {text!r}: {root} is not a folder; prepare one with `lossweep data prepare`")
-    return _open_set(root, checked=True)
+    try:
+        return _valid_manifest(remote_manifest(uri, MANIFEST), uri)
+    except ShardCacheError as exc:
+        raise ShardError(str(exc)) from None
 
 
-def _open_set(root: Path, *, checked: bool) -> ShardSet:
-    with _open_member(root, MANIFEST, checked=checked) as fh:
-        try:
-            manifest = json.loads(fh.read())
-        except ValueError:
-            raise ShardError(f"shard set {root}: {MANIFEST} is not JSON; prepare the set again") from None
+def _valid_manifest(raw: bytes, root: object) -> dict[str, Any]:
+    try:
+        manifest = json.loads(raw)
+    except ValueError:
+        raise ShardError(f"shard set {root}: {MANIFEST} is not JSON; prepare the set again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ShardError(f"shard set {root}: {MANIFEST} is not a lossweep shard manifest")
     if manifest.get("version") != FORMAT_VERSION:
@@ -269,6 +265,52 @@ def _open_set(root: Path, *, checked: bool) -> ShardSet:
             f"shard set {root}: format version {manifest.get('version')!r}, this lossweep reads {FORMAT_VERSION}; "
             "prepare the set again"
         )
+    return manifest
+
+
+def shard_set_folder(spec_or_path: str | os.PathLike[str]) -> Path:
+    """The local folder of ``shards:DIR`` (or ``DIR``), resolved; ``ShardError`` for a URI or a non-folder."""
+    text = str(spec_or_path)
+    path_str = text[len(SCHEME) :] if text.startswith(SCHEME) else text
+    if not path_str:
+        raise ShardError(f"corpus {text!r} names no folder; write it as shards:/path/to/prepared")
+    if is_uri(path_str):
+        raise ShardError(f"corpus {text!r} is on object storage; a trial stages it (open_shards), not a folder")
+    root = local_path(path_str).resolve()
+    if not root.is_dir():
+        raise ShardError(f"corpus {text!r}: {root} is not a folder; prepare one with `lossweep data prepare`")
+    return root
+
+
+def is_shards_spec(spec: str) -> bool:
+    return spec.startswith(SCHEME)
+
+
+def remote_uri(spec_or_path: str | os.PathLike[str]) -> str | None:
+    """The object-store URI of ``shards:s3://…`` (any pyarrow filesystem URI); None for a local set."""
+    text = str(spec_or_path)
+    path_str = text[len(SCHEME) :] if text.startswith(SCHEME) else text
+    return path_str if is_uri(path_str) else None
+
+
+def open_shards(spec_or_path: str | os.PathLike[str], *, cache_dir: Path | None = None) -> ShardSet:
+    """Opens a shard set (``shards:DIR`` or ``DIR``, or a URI such as ``shards:s3://bucket/set``, staged
+    into the node's shard cache first: :mod:`trainables.data.shard_cache`) in O(number of shards): reads
+    the manifest, checks that every file it names has the size it states, and maps the shards.
+    Raises ``ShardError``."""
+    uri = remote_uri(spec_or_path)
+    roots: tuple[str, ...] | None = None
+    if uri is not None:
+        from trainables.data.shard_cache import ShardCacheError, shard_cache_dir, stage
+
+        try:
+            root = stage(uri, shard_cache_dir(cache_dir), manifest_name=MANIFEST, member_name=_member_path)
+        except ShardCacheError as exc:
+            raise ShardError(str(exc)) from None
+        roots = (str(root),)
+    else:
+        root = shard_set_folder(spec_or_path)
+    manifest = read_manifest(root, roots)
     dtype = DTYPES.get(str(manifest.get("dtype")))
     if dtype is None:
         raise ShardError(f"shard set {root}: unknown dtype {manifest.get('dtype')!r} in {MANIFEST}")
@@ -280,7 +322,7 @@ def _open_set(root: Path, *, checked: bool) -> ShardSet:
             raise ShardError(f"shard set {root}: {MANIFEST} lists no {split} shards")
         maps: list[np.ndarray] = []
         for shard in info["shards"]:
-            with _open_member(root, shard.get("file"), checked=checked) as fh:
+            with _open_member(root, shard.get("file"), roots) as fh:
                 size = os.fstat(fh.fileno()).st_size
                 want = int(shard.get("tokens", -1)) * np_dtype.itemsize
                 if size != want or want <= 0:
@@ -297,7 +339,7 @@ def _open_set(root: Path, *, checked: bool) -> ShardSet:
                 f"{info.get('tokens')}; prepare the set again"
             )
         splits[split] = tokens
-    return ShardSet(path=root, manifest=manifest, train=splits["train"], val=splits["val"], checked=checked)
+    return ShardSet(path=root, manifest=manifest, train=splits["train"], val=splits["val"], roots=roots)
 
 
 def verify(spec_or_path: str | os.PathLike[str]) -> ShardSet:
@@ -308,7 +350,7 @@ def verify(spec_or_path: str | os.PathLike[str]) -> ShardSet:
     checks += [(s["file"], s["sha256"]) for split in SPLITS for s in m["splits"][split]["shards"]]
     for name, want in checks:
         h = hashlib.sha256()
-        with _open_member(shards.path, name, checked=shards.checked) as fh:
+        with _open_member(shards.path, name, shards.roots) as fh:
             for block in iter(lambda fh=fh: fh.read(1 << 24), b""):
                 h.update(block)
         if h.hexdigest() != want:

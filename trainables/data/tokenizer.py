@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from trainables.data.roots import read_data_file
+
 EOT = "<|endoftext|>"
 MIN_BPE_VOCAB = 257  # the 256 byte symbols + EOT
 
@@ -63,12 +65,18 @@ def hf_tokenizer_path(spec: str) -> Path:
     return Path(spec.partition(":")[2]).expanduser()
 
 
+def read_hf_tokenizer(spec: str, roots: Iterable[str] | None = None) -> bytes:
+    """The bytes of an ``hf:PATH`` tokenizer file, read through the data roots (``trainables.data.roots``:
+    ``roots``, else this process's): a regular file of bounded size, or a one-line error."""
+    return read_data_file(hf_tokenizer_path(spec), roots)
+
+
 def tokenizer_identity(spec: str) -> str:
     """The spec, plus the file's hash for ``hf:PATH``: a tokenizer file edited in place is another
     tokenizer, so caches keyed by this never serve ids of the old one."""
     if parse_tokenizer_spec(spec)[0] != "hf":
         return spec
-    return f"{spec}#sha256={hashlib.sha256(hf_tokenizer_path(spec).read_bytes()).hexdigest()}"
+    return f"{spec}#sha256={hashlib.sha256(read_hf_tokenizer(spec)).hexdigest()}"
 
 
 class ByteTokenizer:
@@ -136,15 +144,21 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path: Path, spec: str) -> BPETokenizer:
+        """A tokenizer.json this process wrote itself (a token cache entry)."""
+        return cls.from_json(path.read_bytes(), spec, where=str(path))
+
+    @classmethod
+    def from_json(cls, blob: bytes, spec: str, *, where: str) -> BPETokenizer:
+        """A tokenizer from the bytes of a tokenizer.json read from ``where`` (named in errors)."""
         from tokenizers import Tokenizer as HFTokenizer
 
         try:
-            tok = HFTokenizer.from_file(str(path))
+            tok = HFTokenizer.from_str(blob.decode("utf-8"))
         except Exception as exc:  # unreadable or not a tokenizer.json: one line naming the file
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"tokenizer {spec!r}: {path} is not a readable tokenizer.json ({first})") from None
+            raise ValueError(f"tokenizer {spec!r}: {where} is not a readable tokenizer.json ({first[:200]})") from None
         if tok.token_to_id(EOT) is None:
-            raise ValueError(f"tokenizer {spec!r}: {path} has no {EOT} token, which lossweep puts after every document")
+            raise ValueError(f"tokenizer {spec!r}: {where} has no {EOT} token, which lossweep puts after each document")
         return cls(tok, spec)
 
     @property
@@ -181,12 +195,18 @@ def train_tokenizer(spec: str, train_docs: Sequence[str]) -> ByteTokenizer | BPE
     if kind == "bytes":
         return ByteTokenizer()
     if kind == "hf":
-        return BPETokenizer.load(hf_tokenizer_path(spec), spec)
+        return BPETokenizer.from_json(read_hf_tokenizer(spec), spec, where=str(hf_tokenizer_path(spec)))
     assert size is not None
     return BPETokenizer.train(train_docs, size)
 
 
 def load_tokenizer(spec: str, path: Path) -> ByteTokenizer | BPETokenizer:
-    """The tokenizer of ``spec`` as saved at ``path`` (by ``save``)."""
+    """The tokenizer of ``spec`` as saved at ``path`` (by ``save``) in this process's own cache."""
     kind, _ = parse_tokenizer_spec(spec)
     return ByteTokenizer() if kind == "bytes" else BPETokenizer.load(path, spec)
+
+
+def tokenizer_from_bytes(spec: str, blob: bytes, *, where: str = "tokenizer.json") -> ByteTokenizer | BPETokenizer:
+    """The tokenizer of ``spec`` from the bytes of its saved file (a shard set's, a Ray Data actor's copy)."""
+    kind, _ = parse_tokenizer_spec(spec)
+    return ByteTokenizer() if kind == "bytes" else BPETokenizer.from_json(blob, spec, where=where)

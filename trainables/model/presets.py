@@ -13,7 +13,7 @@ matrix, so its total (``num_params``) is larger than the name says.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from trainables.model.config import GPT2_VOCAB, ModelConfig
@@ -81,6 +81,18 @@ def model_preset(name: str, **overrides: Any) -> ModelConfig:
     if unknown:
         raise ValueError(f"unknown model override(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return dataclasses.replace(base, **overrides)
+
+
+def model_for_data(name: str, overrides: Mapping[str, Any], data_vocab: int | None) -> ModelConfig:
+    """The model a run trains: the preset with its overrides, its vocabulary the data's (``data_vocab``,
+    ``trainables.data.vocabulary``) unless an override sets a larger one. ``data_vocab`` None (ids not
+    known before they are read): the override, else the preset's own."""
+    rest = dict(overrides)
+    vocab = rest.pop("vocab_size", None)
+    if vocab is not None and data_vocab is not None and int(vocab) < data_vocab:
+        raise ValueError(f"model_overrides.vocab_size={vocab} is smaller than the data's vocabulary ({data_vocab})")
+    chosen = vocab if vocab is not None else data_vocab
+    return model_preset(name, **rest, **({"vocab_size": int(chosen)} if chosen is not None else {}))
 
 
 def list_model_presets(vocab_size: int | None = None) -> dict[str, tuple[ModelConfig, int]]:

@@ -42,7 +42,7 @@ from trainables.model.compile import compile_enabled, graphs_compiled, maybe_com
 from trainables.model.config import ModelConfig
 from trainables.model.gpt import GPT
 from trainables.model.mfu import device_peak_flops, flops_per_token, mfu_metrics
-from trainables.model.presets import model_preset
+from trainables.model.presets import model_for_data
 from trainables.train.config import TrainConfig
 from trainables.train.divergence import DivergenceMonitor
 from trainables.train.optim import build_adamw
@@ -71,12 +71,9 @@ def apply_tf32(allow: bool) -> None:
 
 
 def resolve_model_config(config: TrainConfig, data_vocab: int) -> ModelConfig:
-    """The preset with the run's overrides; the vocabulary comes from the data unless set larger."""
-    overrides = dict(config.model_overrides)
-    vocab = overrides.pop("vocab_size", None)
-    if vocab is not None and int(vocab) < data_vocab:
-        raise ValueError(f"model_overrides.vocab_size={vocab} is smaller than the data's vocabulary ({data_vocab})")
-    return model_preset(config.model, vocab_size=int(vocab) if vocab is not None else data_vocab, **overrides)
+    """The preset with the run's overrides; the vocabulary comes from the data unless set larger (the
+    service sizes a sweep's model by the same rule, ``model_for_data``)."""
+    return model_for_data(config.model, config.model_overrides, data_vocab)
 
 
 class TrainingRun:

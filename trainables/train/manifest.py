@@ -65,7 +65,7 @@ def build_manifest(
         "git_sha": git_sha(),
         "corpus": config.data.corpus,
         "corpus_hash": corpus_hash,
-        "tokenizer": config.data.tokenizer,
+        "tokenizer": _used_tokenizer(config),
         "vocab_size": vocab_size,
         "model": model,
         "num_params": num_params,
@@ -78,6 +78,17 @@ def build_manifest(
     if extra:
         manifest.update(extra)
     return manifest
+
+
+def _used_tokenizer(config: TrainConfig) -> str | None:
+    """What the ids are in: a ``shards:`` corpus brings its own tokenizer, whatever ``data.tokenizer`` says."""
+    from trainables.data.corpus import CorpusError
+    from trainables.data.vocabulary import used_tokenizer
+
+    try:
+        return used_tokenizer(config.data.corpus, config.data.tokenizer)
+    except (CorpusError, OSError, ValueError):
+        return None  # the set cannot be opened: the run fails on it and says why; claim nothing here
 
 
 def write_manifest(path: str | os.PathLike[str], manifest: dict[str, Any]) -> Path:
