@@ -38,6 +38,7 @@ from pydantic import (
 from trainables.losses.config import LossConfig, LossConfigError
 from trainables.losses.registry import BASELINE, coefficient, method_coefficients
 from trainables.model.presets import MODEL_PRESETS, model_preset
+from trainables.train.config import DataConfig
 from trainables.train.trainer import InsufficientResourcesError, Resources, check_resources
 
 #: ``data.corpus`` of a preset that trains on a corpus the user names (a spec to run must replace it).
@@ -158,7 +159,10 @@ class DataSpec(BaseModel):
 class BudgetSpec(BaseModel):
     """How long each trial trains: ``steps`` or ``tokens`` (exactly one), warmup and evaluation cadence.
     ``scale`` (0 < scale <= 1) trains that fraction of the study: the steps (or tokens), the warmup and
-    the evaluation interval are all multiplied by it, so one setting shrinks a long study whole."""
+    the evaluation interval are all multiplied by it, so one setting shrinks a long study whole.
+    ``micro_batch``: gradient accumulation, sequences per worker per forward/backward pass; it must
+    divide ``data.batch_size / resources.workers``. The step (and the result) is the same, only the
+    memory a worker holds at once shrinks. None (default): one pass per step."""
 
     model_config = _STRICT
 
@@ -168,6 +172,7 @@ class BudgetSpec(BaseModel):
     eval_interval: int = Field(50, ge=1)
     min_lr: float = Field(1e-5, ge=0)
     scale: float = Field(1.0, gt=0, le=1)
+    micro_batch: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _one_of(self) -> BudgetSpec:
@@ -357,6 +362,10 @@ class SweepSpec(BaseModel):
                 f"data.batch_size={self.data.batch_size} is the global batch and must be divisible by "
                 f"resources.workers={self.resources.workers}"
             )
+        try:
+            self.data_config()
+        except ValueError as exc:
+            raise ValueError(f"budget.micro_batch: {exc}") from None
         if self.warmup_steps() >= self.total_steps():
             scaled = f" x budget.scale={self.budget.scale:g}" if self.budget.scale != 1 else ""
             raise ValueError(
@@ -389,6 +398,19 @@ class SweepSpec(BaseModel):
     def method_space(self, method: str) -> dict[str, Value | None]:
         """``lr`` and every coefficient of ``method``: the spec's value, or None (the method's default)."""
         return {"lr": self.lr, **{c: self.coefficients.get(c) for c in method_coefficients(method)}}
+
+    def data_config(self) -> DataConfig:
+        """The trials' ``DataConfig`` (a ValueError when ``budget.micro_batch`` does not divide a worker's batch)."""
+        data = DataConfig(
+            corpus=self.data.corpus,
+            tokenizer=self.data.tokenizer,
+            seq_len=self.data.seq_len,
+            batch_size=self.data.batch_size,
+            eval_batches=self.data.eval_batches,
+            micro_batch=self.budget.micro_batch,
+        )
+        data.micro_steps(self.data.batch_size // self.resources.workers)
+        return data
 
     def total_steps(self) -> int:
         if self.budget.steps is not None:

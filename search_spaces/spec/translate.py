@@ -14,7 +14,7 @@ from typing import Any
 from search_spaces.spec.sweep_spec import SweepSpec
 from trainables.losses.config import LossConfig
 from trainables.losses.registry import COEFFICIENTS
-from trainables.train.config import DataConfig, DivergenceConfig, OptimConfig, TrainConfig
+from trainables.train.config import DivergenceConfig, OptimConfig, TrainConfig
 from trainables.train.trainer import Resources
 
 PARAM_KEYS = ("method", "lr", *COEFFICIENTS, "seed")
@@ -41,13 +41,7 @@ class TrialPlan:
         base = TrainConfig(
             model=spec.model.preset,
             model_overrides=dict(spec.model.overrides),
-            data=DataConfig(
-                corpus=spec.data.corpus,
-                tokenizer=spec.data.tokenizer,
-                seq_len=spec.data.seq_len,
-                batch_size=spec.data.batch_size,
-                eval_batches=spec.data.eval_batches,
-            ),
+            data=spec.data_config(),
             optim=OptimConfig(warmup_steps=spec.warmup_steps()),
             divergence=DivergenceConfig(**spec.divergence.model_dump()),
             steps=spec.total_steps(),

@@ -65,6 +65,11 @@ class DataConfig(_DictMixin):
 
     ``batch_size`` is the *global* batch (sequences per optimizer step summed over all ranks), so a
     2-worker run with batch B follows the same trajectory as a 1-worker run with batch B.
+
+    ``micro_batch``: sequences per rank per forward/backward pass (gradient accumulation). Each rank
+    splits its ``batch_size / workers`` sequences into micro-batches of this size, which must divide
+    it; the optimizer step is the same as without accumulation (token-weighted, see
+    ``trainables.train.engine``), only the memory held at once shrinks. None = one pass per step.
     """
 
     corpus: str = "stdlib"  # "stdlib" | "text:PATH" | "parquet:PATH" | "shards:DIR"
@@ -73,6 +78,7 @@ class DataConfig(_DictMixin):
     seq_len: int = 128
     batch_size: int = 16
     eval_batches: int = 4  # global validation batches per evaluation
+    micro_batch: int | None = None  # sequences per rank per micro-step; None = no accumulation
     cache_dir: str | None = None  # default: $LOSSWEEP_CACHE_DIR or ~/.cache/lossweep
 
     def __post_init__(self) -> None:
@@ -82,6 +88,21 @@ class DataConfig(_DictMixin):
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
         if self.eval_batches < 1:
             raise ValueError(f"data.eval_batches must be >= 1, got {self.eval_batches}")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise ValueError(f"data.micro_batch must be >= 1, got {self.micro_batch}")
+
+    def micro_steps(self, per_rank: int) -> int:
+        """Forward/backward passes per optimizer step on a rank holding ``per_rank`` sequences of the
+        global batch (1 without accumulation); a ValueError when ``micro_batch`` does not divide
+        ``per_rank``. The one rule the engine, the spec and the CLI apply (each names its own field)."""
+        if self.micro_batch is None:
+            return 1
+        if per_rank % self.micro_batch:
+            raise ValueError(
+                f"{self.micro_batch} must divide the sequences each rank holds per step "
+                f"({per_rank}: the batch of {self.batch_size} over the workers)"
+            )
+        return per_rank // self.micro_batch
 
 
 @dataclass(frozen=True, kw_only=True)
