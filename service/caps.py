@@ -39,7 +39,8 @@ def footprint(spec: Any) -> Footprint:
     """The spec's per-trial needs. Activation memory is ``trainables.model.memory``'s estimate for one worker's
     share of the batch (b = batch_size / workers sequences of seq_len tokens, in the spec's precision):
     the activations saved for the backward pass plus the loss's float32 copy of the logits -- the part
-    of a worker's memory that grows with batch x seq_len x width."""
+    of a worker's memory that grows with batch x seq_len x width. With gradient accumulation
+    (``budget.micro_batch``) a worker holds one micro-batch of them at a time."""
     from trainables.model.memory import estimate_rank_memory
     from trainables.model.presets import model_preset
 
@@ -47,7 +48,11 @@ def footprint(spec: Any) -> Footprint:
     model = model_preset(spec.model.preset, **{**spec.model.overrides, "vocab_size": vocab})
     workers = spec.resources.workers
     estimate = estimate_rank_memory(
-        model, sequences=max(1, spec.data.batch_size // workers), seq_len=spec.data.seq_len, precision=spec.precision
+        model,
+        sequences=max(1, spec.data.batch_size // workers),
+        seq_len=spec.data.seq_len,
+        precision=spec.precision,
+        micro_batch=spec.budget.micro_batch,
     )
     activations = estimate.activations + estimate.loss_transient
     per_trial = spec.total_tokens()
@@ -81,7 +86,7 @@ def check_caps(spec: Any, settings: Settings) -> Footprint:
          "LOSSWEEP_MAX_TOKENS_PER_SWEEP"),
         (("body", "model"), fp.params, settings.max_model_params, "model parameters", "LOSSWEEP_MAX_MODEL_PARAMS"),
         (("body", "data", "batch_size"), fp.activation_bytes_per_worker, settings.max_activation_bytes_per_worker,
-         "bytes of activations per worker (batch_size/workers x seq_len x model width)",
+         "bytes of activations per worker (batch_size/workers, or budget.micro_batch, x seq_len x model width)",
          "LOSSWEEP_MAX_ACTIVATION_BYTES_PER_WORKER"),
         (("body", "resources", "workers"), fp.workers, settings.max_workers_per_trial, "workers per trial",
          "LOSSWEEP_MAX_WORKERS_PER_TRIAL"),

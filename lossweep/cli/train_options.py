@@ -34,6 +34,14 @@ TokenizerOpt = Annotated[str, typer.Option("--tokenizer", help="'bytes' or 'bpe:
 ColumnOpt = Annotated[str, typer.Option("--column", help="Token-id column of a parquet corpus.")]
 SeqLenOpt = Annotated[int, typer.Option("--seq-len", help="Tokens per sequence.")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Global batch (sequences per step over all workers).")]
+MicroBatchOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--micro-batch",
+        help="Gradient accumulation: sequences per worker per forward/backward pass; must divide "
+        "--batch-size / workers (default: the whole share in one pass). Same step, less memory.",
+    ),
+]
 StepsOpt = Annotated[int, typer.Option("--steps", help="Optimizer steps.")]
 LrOpt = Annotated[float, typer.Option("--lr", help="Peak learning rate.")]
 MinLrOpt = Annotated[float, typer.Option("--min-lr", help="Learning rate at the end of the cosine decay.")]
@@ -118,6 +126,7 @@ class RunFlags:
     column: ColumnOpt = "tokens"
     seq_len: SeqLenOpt = 128
     batch_size: BatchSizeOpt = 16
+    micro_batch: MicroBatchOpt = None
     steps: StepsOpt = 200
     lr: LrOpt = 1e-3
     min_lr: MinLrOpt = 1e-5
@@ -177,6 +186,7 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
     check(f.steps >= 1, "--steps", f"must be >= 1, got {f.steps}")
     check(f.seq_len >= 2, "--seq-len", f"must be >= 2, got {f.seq_len}")
     check(f.batch_size >= 1, "--batch-size", f"must be >= 1, got {f.batch_size}")
+    check(f.micro_batch is None or f.micro_batch >= 1, "--micro-batch", f"must be >= 1, got {f.micro_batch}")
     check(f.lr > 0, "--lr", f"must be > 0, got {f.lr}")
     check(f.min_lr >= 0, "--min-lr", f"must be >= 0, got {f.min_lr}")
     check(f.weight_decay >= 0, "--weight-decay", f"must be >= 0, got {f.weight_decay}")
@@ -207,20 +217,26 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
     except ValueError as exc:
         raise FlagError(f"--loss: {exc}") from None
     try:
+        data = DataConfig(
+            corpus=f.data,
+            tokenizer=f.tokenizer,
+            column=f.column,
+            seq_len=f.seq_len,
+            batch_size=f.batch_size,
+            eval_batches=f.eval_batches,
+            micro_batch=f.micro_batch,
+        )
+        data.micro_steps(f.batch_size)  # a necessary condition here; `train` checks each worker's share
+    except ValueError as exc:
+        raise FlagError(f"--micro-batch: {exc}") from None
+    try:
         return TrainConfig(
             model=f.preset,
             model_overrides={
                 **({"init": f.init} if f.init != "oec" else {}),
                 **({"mlp_hidden": f.mlp_hidden} if f.mlp_hidden is not None else {}),
             },
-            data=DataConfig(
-                corpus=f.data,
-                tokenizer=f.tokenizer,
-                column=f.column,
-                seq_len=f.seq_len,
-                batch_size=f.batch_size,
-                eval_batches=f.eval_batches,
-            ),
+            data=data,
             optim=OptimConfig(lr=f.lr, min_lr=f.min_lr, warmup_steps=warmup, weight_decay=f.weight_decay),
             loss=loss,
             steps=f.steps,

@@ -67,3 +67,14 @@ def test_footprint_matches_the_model_and_the_budget() -> None:
     assert fp.params == model_preset(spec.model.preset, **spec.model.overrides).num_params()
     assert fp.tokens_per_trial == spec.total_steps() * spec.data.batch_size * spec.data.seq_len
     assert fp.tokens_per_sweep == fp.tokens_per_trial * spec.num_trials()
+
+
+def test_activation_cap_counts_one_micro_batch() -> None:
+    spec = get_preset("oec-paper")
+    doc = spec.model_dump(mode="json")
+    doc["data"]["corpus"] = "stdlib"
+    whole = footprint(type(spec).model_validate(doc))
+    doc["budget"]["micro_batch"] = doc["data"]["batch_size"] // 4
+    quarter = footprint(type(spec).model_validate(doc))
+    assert quarter.activation_bytes_per_worker * 4 == whole.activation_bytes_per_worker
+    assert quarter.params == whole.params and quarter.tokens_per_trial == whole.tokens_per_trial
