@@ -66,6 +66,14 @@ MlpHiddenOpt = Annotated[
     int | None,
     typer.Option("--mlp-hidden", help="SwiGLU hidden width (default: the official 256 * ceil(int(8d/3) / 256))."),
 ]
+TieOpt = Annotated[
+    bool,
+    typer.Option(
+        "--tie-weights/--untied",
+        help="Tie the LM head to the input embedding (one tensor; the paper's soft-capping runs). "
+        "Default: untied, as the paper's main runs.",
+    ),
+]
 L0Opt = Annotated[
     str, typer.Option("--l0", help="L0: 'ln_v' (ln V, the paper's text) or 'initial' (measured before step 1).")
 ]
@@ -137,6 +145,7 @@ class RunFlags:
     tf32: Tf32Opt = True
     init: InitOpt = "oec"
     mlp_hidden: MlpHiddenOpt = None
+    tie_weights: TieOpt = False
     l0: L0Opt = "ln_v"
     sustained_evals: SustainedOpt = 0
     eval_interval: EvalIntervalOpt = None
@@ -217,6 +226,10 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
     except ValueError as exc:
         raise FlagError(f"--loss: {exc}") from None
     try:
+        loss.check_head(tied=f.tie_weights)
+    except ValueError as exc:
+        raise FlagError(f"--tie-weights: {exc}") from None
+    try:
         data = DataConfig(
             corpus=f.data,
             tokenizer=f.tokenizer,
@@ -235,6 +248,7 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
             model_overrides={
                 **({"init": f.init} if f.init != "oec" else {}),
                 **({"mlp_hidden": f.mlp_hidden} if f.mlp_hidden is not None else {}),
+                **({"tie_weights": True} if f.tie_weights else {}),
             },
             data=data,
             optim=OptimConfig(lr=f.lr, min_lr=f.min_lr, warmup_steps=warmup, weight_decay=f.weight_decay),

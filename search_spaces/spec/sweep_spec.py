@@ -366,6 +366,12 @@ class SweepSpec(BaseModel):
             self.data_config()
         except ValueError as exc:
             raise ValueError(f"budget.micro_batch: {exc}") from None
+        tied = model_preset(self.model.preset, **self.model.overrides).tie_weights
+        for method in self.methods:
+            try:
+                LossConfig.from_method(method, {}).check_head(tied=tied)
+            except LossConfigError as exc:
+                raise ValueError(f"model.overrides.tie_weights: method {method!r}: {exc}") from None
         if self.warmup_steps() >= self.total_steps():
             scaled = f" x budget.scale={self.budget.scale:g}" if self.budget.scale != 1 else ""
             raise ValueError(

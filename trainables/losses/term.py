@@ -145,7 +145,9 @@ def penalty_weight(default: float, low: float, high: float, doc: str = "λ") -> 
 class Term:
     """A loss term: its declaration and its hooks (see the module docstring). ``label`` is the name a
     report shows; ``color``/``dash`` (optional) its line in the plots; ``source`` where it came from
-    (``built-in`` or the distribution of a plugin)."""
+    (``built-in`` or the distribution of a plugin). ``separate_head``: the term needs an LM head of its
+    own, not the input embedding's tensor, and is refused on a model with ``tie_weights``. μ-loss and
+    μ-centering do not: on a tied model they act on the one shared ``[V, H]`` tensor."""
 
     name: str
     kind: Kind
@@ -156,6 +158,7 @@ class Term:
     color: str | None = None
     dash: str | tuple[float, tuple[float, ...]] | None = None
     source: str = "built-in"
+    separate_head: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name) or self.name == "baseline":

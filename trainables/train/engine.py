@@ -133,6 +133,10 @@ class TrainingRun:
             name=f"validation split of corpus {d.corpus!r}",
         )
         self.model_config = resolve_model_config(config, self.data.vocab_size)
+        try:
+            config.loss.check_head(tied=self.model_config.tie_weights)
+        except ValueError as exc:
+            raise ValueError(f"model_overrides.tie_weights: {exc}") from None
         self.vocab_size = self.model_config.vocab_size
         self.uniform_loss = math.log(self.vocab_size)
 
