@@ -338,7 +338,6 @@ class TrainingRun:
         if parts > 1 or self.world_size > 1:
             counts = torch.stack([local_counts(self.config.loss, part) for part in ys])  # [M, 1 + K]
             totals = step_totals(self.config.loss, self.reducer.sum_tensor(counts.sum(dim=0)))
-            n_total = totals.n_valid.to(torch.float32)
         rows: list[torch.Tensor] = []
         keys: list[str] = []
         for i, (x_m, y_m) in enumerate(zip(xs, ys, strict=True)):
@@ -353,7 +352,7 @@ class TrainingRun:
                     n_valid = (y_m != self._ignore_index).sum()
                     total.backward()
                 else:
-                    n_valid = counts[i, 0]
+                    n_valid, n_total = counts[i, 0], totals.n_valid.to(torch.float32)
                     share = n_valid.to(torch.float32) * self.world_size / n_total.clamp_min(1)
                     (total * torch.where(n_total > 0, share, 1.0 / parts)).backward()
             keys = [*terms, "total_loss"]
