@@ -41,7 +41,7 @@ def check_caps(admission: Admission, settings: Settings, nodes: list[dict[str, f
         (("body", "model"), fp.params, settings.max_model_params,
          f"model parameters (vocabulary {fp.vocab_size:,})", "LOSSWEEP_MAX_MODEL_PARAMS"),
         (("body", "data", "batch_size"), fp.activation_bytes_per_worker, settings.max_activation_bytes_per_worker,
-         "bytes of activations per worker (batch_size/workers x seq_len x model width)",
+         "bytes of activations per worker (batch_size/workers, or budget.micro_batch, x seq_len x model width)",
          "LOSSWEEP_MAX_ACTIVATION_BYTES_PER_WORKER"),
         (("body", "resources", "workers"), fp.workers, settings.max_workers_per_trial, "workers per trial",
          "LOSSWEEP_MAX_WORKERS_PER_TRIAL"),

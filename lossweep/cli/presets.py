@@ -17,6 +17,14 @@ def presets(
     vocab_size: Annotated[
         int | None, typer.Option(help="Vocabulary size for the parameter counts (default: each preset's own).")
     ] = None,
+    memory: Annotated[
+        bool,
+        typer.Option(
+            "--memory",
+            help="Which OEC sizes fit one rank on an 80 GB and a 141 GB GPU at the paper's batch (64 x 2048, "
+            "bf16), and in how many micro-batches (--micro-batch); a Markdown table from the memory estimate.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the sweep presets (run one with: lossweep sweep run PRESET); --models: the model presets;
@@ -26,6 +34,9 @@ def presets(
 
     if losses:
         _print_losses(as_json)
+        return
+    if memory:
+        _print_memory_fit(as_json)
         return
 
     if models:
@@ -98,6 +109,44 @@ def _print_losses(as_json: bool) -> None:
         coeffs = "\n".join(f"{k}={v['default']}" for k, v in r["coefficients"].items()) or "-"
         table.add_row(r["name"], r["kind"], coeffs, r["source"], r["summary"])
     Console().print(table)
+
+
+PAPER_BATCH, PAPER_SEQ_LEN, PAPER_WORKERS = 64, 2048, (1, 2, 4)
+
+
+def _print_memory_fit(as_json: bool) -> None:
+    from trainables.model.memory import GIB, GPU_USABLE_BYTES, estimate_rank_memory, fewest_micro_steps
+    from trainables.model.presets import MODEL_PRESETS, model_preset
+
+    rows = []
+    for name in (n for n in MODEL_PRESETS if n.startswith("oec-")):
+        cfg = model_preset(name)
+        for workers in PAPER_WORKERS:
+            sequences = PAPER_BATCH // workers
+            row = {"model": name, "workers": workers, "sequences_per_rank": sequences,
+                   "estimate_gib": estimate_rank_memory(cfg, sequences=sequences, seq_len=PAPER_SEQ_LEN).total / GIB}
+            for gpu, usable in GPU_USABLE_BYTES.items():
+                steps = fewest_micro_steps(cfg, sequences=sequences, seq_len=PAPER_SEQ_LEN, gpu_bytes=usable)
+                row[gpu] = None if steps is None else {"micro_steps": steps, "micro_batch": sequences // steps}
+            rows.append(row)  # fmt: skip
+    if as_json:
+        print(json.dumps(rows))
+        return
+
+    def cell(fit: dict[str, int] | None) -> str:
+        if fit is None:
+            return "does not fit"
+        if fit["micro_steps"] == 1:
+            return "fits in one pass"
+        return f"{fit['micro_steps']} x `micro_batch: {fit['micro_batch']}`"
+
+    gpus = list(GPU_USABLE_BYTES)
+    heads = " | ".join(f"{g} GPU" for g in gpus)
+    print(f"| model | workers | sequences per rank | estimate, one pass (GiB) | {heads} |")
+    print("|---|---|---|---|" + "---|" * len(gpus))
+    for r in rows:
+        fits = " | ".join(cell(r[g]) for g in gpus)
+        print(f"| {r['model']} | {r['workers']} | {r['sequences_per_rank']} | {r['estimate_gib']:.1f} | {fits} |")
 
 
 def register(app: typer.Typer) -> None:

@@ -170,10 +170,17 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
     except CorpusError:
         raise FlagError(f"--data: use {CORPUS_KINDS}, not {doc['data']['corpus']!r}") from None
     try:
-        doc["loss"] = LossConfig.from_cli(list(flags.loss)).to_dict()
+        loss = LossConfig.from_cli(list(flags.loss))
     except ValueError as exc:
         raise FlagError(f"--loss: {exc}") from None
     try:
-        return TrainConfig.from_dict(doc)
+        loss.check_head(tied=bool(doc.get("model_overrides", {}).get("tie_weights", False)))
     except ValueError as exc:
-        raise FlagError(str(exc)) from None
+        raise FlagError(f"--tie-weights: {exc}") from None
+    doc["loss"] = loss.to_dict()
+    try:
+        config = TrainConfig.from_dict(doc)
+        config.data.micro_steps(config.data.batch_size)  # a necessary condition here; `train` checks each worker's
+    except ValueError as exc:
+        raise FlagError(f"--micro-batch: {exc}" if "must divide" in str(exc) else str(exc)) from None
+    return config

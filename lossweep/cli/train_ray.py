@@ -275,6 +275,7 @@ _FIELD_FLAGS = {
     "Resources.cpus_per_worker": "--cpus-per-worker",
     "Resources.gpus_per_worker": "--gpus",
     "data.batch_size": "--batch-size",
+    "data.micro_batch": "--micro-batch",
     "checkpoint_interval": "--checkpoint-interval",
     "checkpoint_keep": "--checkpoint-keep",
     "config.use_gpu": "--gpu",

@@ -61,7 +61,11 @@ def footprint(spec: SweepSpec, vocabulary: DataVocabulary) -> Footprint:
     model = model_for_data(spec.model.preset, spec.model.overrides, vocabulary.vocab_size)
     workers = spec.resources.workers
     estimate = estimate_rank_memory(
-        model, sequences=max(1, spec.data.batch_size // workers), seq_len=spec.data.seq_len, precision=spec.precision
+        model,
+        sequences=max(1, spec.data.batch_size // workers),
+        seq_len=spec.data.seq_len,
+        precision=spec.precision,
+        micro_batch=spec.budget.micro_batch,  # with accumulation a worker holds one pass at a time
     )
     trials = spec.num_trials()
     per_trial = spec.total_tokens()

@@ -39,7 +39,7 @@ from search_spaces.spec.setting_fields import run_settings, section_model
 from trainables.losses.config import LossConfig, LossConfigError
 from trainables.losses.registry import BASELINE, coefficient, method_coefficients
 from trainables.model.presets import MODEL_PRESETS, model_preset
-from trainables.train.config import default_warmup
+from trainables.train.config import DataConfig, default_warmup
 from trainables.train.trainer import InsufficientResourcesError, Resources, check_resources
 
 #: ``data.corpus`` of a preset that trains on a corpus the user names (a spec to run must replace it).
@@ -359,6 +359,16 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
                 f"data.batch_size={self.data.batch_size} is the global batch and must be divisible by "
                 f"resources.workers={self.resources.workers}"
             )
+        try:
+            self.data_config()
+        except ValueError as exc:
+            raise ValueError(f"budget.micro_batch: {exc}") from None
+        tied = model_preset(self.model.preset, **self.model.overrides).tie_weights
+        for method in self.methods:
+            try:
+                LossConfig.from_method(method, {}).check_head(tied=tied)
+            except LossConfigError as exc:
+                raise ValueError(f"model.overrides.tie_weights: method {method!r}: {exc}") from None
         if self.warmup_steps() >= self.total_steps():
             scaled = f" x budget.scale={self.budget.scale:g}" if self.budget.scale != 1 else ""
             raise ValueError(
@@ -391,6 +401,13 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
     def method_space(self, method: str) -> dict[str, Value | None]:
         """``lr`` and every coefficient of ``method``: the spec's value, or None (the method's default)."""
         return {"lr": self.lr, **{c: self.coefficients.get(c) for c in method_coefficients(method)}}
+
+    def data_config(self) -> DataConfig:
+        """The trials' batching as a ``DataConfig`` (a ValueError when ``budget.micro_batch`` does not divide
+        a worker's batch)."""
+        data = DataConfig(batch_size=self.data.batch_size, micro_batch=self.budget.micro_batch)
+        data.micro_steps(self.data.batch_size // self.resources.workers)
+        return data
 
     def total_steps(self) -> int:
         if self.budget.steps is not None:

@@ -125,6 +125,19 @@ def test_budget_in_steps_or_tokens() -> None:
     assert "not both" in msg
 
 
+def test_micro_batch_must_divide_each_workers_batch() -> None:
+    data = {"data": {"batch_size": 8}}
+    _, message = _error({**data, "budget": {**BASE["budget"], "micro_batch": 3}})
+    assert message.startswith("Value error, budget.micro_batch: 3 must divide")
+    # 8 sequences over 2 workers is 4 per worker: 8 divides the batch but not a worker's share
+    _, message = _error({**data, "budget": {**BASE["budget"], "micro_batch": 8}, "resources": {"workers": 2}})
+    assert "budget.micro_batch" in message and "(4:" in message
+    loc, message = _error({**data, "budget": {**BASE["budget"], "micro_batch": 0}})
+    assert loc == "budget.micro_batch" and "greater than or equal to 1" in message
+    spec = SweepSpec.model_validate({**BASE, **data, "budget": {**BASE["budget"], "micro_batch": 2}})
+    assert spec.data_config().micro_batch == 2 and spec.data_config().micro_steps(8) == 4
+
+
 def test_num_trials_per_search() -> None:
     spec = SweepSpec.model_validate(
         {**BASE, "methods": ["baseline", "z_loss", "simreg"], "lr": [1e-3, 1e-2],

@@ -78,3 +78,15 @@ def test_summary_reads_progress_and_the_best_trial(tmp_path: Path) -> None:
                                            "best": best_record(row)})  # fmt: skip
     out = summary(str(tmp_path))
     assert out["status"] == "SUCCEEDED" and out["best"]["step"] == 8 and out["best"]["config_hash"] == "h"
+
+
+def test_presets_memory_table_is_the_one_in_the_docs() -> None:
+    out = runner.invoke(app, ["presets", "--memory"])
+    assert out.exit_code == 0, out.output
+    docs = (Path(__file__).parents[2] / "docs" / "gpu.md").read_text()
+    table = [line for line in out.output.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 5 * 3  # header, rule, five sizes x (1, 2, 4) workers
+    assert "\n".join(table) in docs  # docs/gpu.md shows the command's output, not a hand-typed copy
+    rows = json.loads(runner.invoke(app, ["presets", "--memory", "--json"]).output)
+    one_gpu_16m = next(r for r in rows if r["model"] == "oec-16m" and r["workers"] == 1)
+    assert one_gpu_16m["80 GB"] == {"micro_steps": 2, "micro_batch": 32} and one_gpu_16m["estimate_gib"] > 79

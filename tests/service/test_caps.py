@@ -69,3 +69,15 @@ def test_footprint_matches_the_model_and_the_budget() -> None:
     assert fp.params == model_preset(spec.model.preset, **spec.model.overrides, vocab_size=257).num_params()
     assert fp.tokens_per_trial == spec.total_steps() * spec.data.batch_size * spec.data.seq_len
     assert fp.tokens_per_sweep == fp.tokens_per_trial * spec.num_trials()
+
+
+def test_activation_cap_counts_one_micro_batch() -> None:
+    spec = get_preset("oec-paper")
+    doc = spec.model_dump(mode="json")
+    doc["data"]["corpus"] = "stdlib"
+    context = AdmissionContext(data_roots=[])
+    whole = admit(type(spec).model_validate(doc), context).footprint
+    doc["budget"]["micro_batch"] = doc["data"]["batch_size"] // 4
+    quarter = admit(type(spec).model_validate(doc), context).footprint
+    assert quarter.activation_bytes_per_worker * 4 == whole.activation_bytes_per_worker
+    assert quarter.params == whole.params and quarter.tokens_per_trial == whole.tokens_per_trial

@@ -78,3 +78,16 @@ def test_deeply_nested_overrides(live_service: LiveService) -> None:
     assert body["errors"][0]["field"].startswith("body.model.overrides.n_layer"), body
     assert "nested deeper" in body["message"]
     assert alice.get("/v1/sweeps").json()["total"] == 0
+
+
+def test_micro_batch_that_does_not_divide_a_workers_batch(live_service: LiveService) -> None:
+    alice = live_service.client("alice")
+    spec = demo_spec(alice)
+    workers = spec["resources"]["workers"]
+    per_worker = spec["data"]["batch_size"] // workers
+    spec["budget"] = {**spec["budget"], "micro_batch": per_worker + 1}
+    body = assert_error(post_raw(alice, json.dumps(spec)), 422)
+    assert "budget.micro_batch" in body["message"], body
+    spec["budget"]["micro_batch"] = 0
+    assert_error(post_raw(alice, json.dumps(spec)), 422, "body.budget.micro_batch")
+    assert alice.get("/v1/sweeps").json()["total"] == 0  # nothing stored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from pathlib import Path
@@ -211,3 +212,32 @@ def test_tf32_is_the_configs_setting_for_every_entry_point(data_cfg: DataConfig,
             assert torch.backends.cuda.matmul.allow_tf32 is allow and torch.backends.cudnn.allow_tf32 is allow
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+class _StepWatchingReducer:
+    """Two ranks that hold the same numbers, recording every host-side (float) reduction."""
+
+    def __init__(self) -> None:
+        self.host_reductions = 0
+
+    def reduce(self, values: dict[str, float], op: str = "mean") -> dict[str, float]:
+        self.host_reductions += 1
+        return {k: float(v) * (2 if op == "sum" else 1) for k, v in values.items()}
+
+    def sum_tensor(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor * 2
+
+
+@pytest.mark.parametrize("method", ["baseline", "simreg"])
+def test_ddp_loss_scale_stays_on_the_device(data_cfg: DataConfig, dataset: Dataset, method: str) -> None:
+    """Deferred mode (what a GPU run uses): a DDP step with micro-batches reduces nothing on the host;
+    the step's valid tokens (and SimReg's anchors) that weigh the loss are summed as a tensor."""
+    reducer = _StepWatchingReducer()
+    cfg = _config(dataclasses.replace(data_cfg, micro_batch=2), method)
+    run = TrainingRun(cfg, dataset=dataset, rank=0, world_size=2, reducer=reducer, sync_each_step=False)
+    before = reducer.host_reductions
+    for _ in range(2):
+        run.train_step()
+    assert reducer.host_reductions == before  # nothing left the device for the loss scale
+    row = run.report()  # the window's metrics come over here, in one reduction
+    assert reducer.host_reductions > before and math.isfinite(row["train_loss"])

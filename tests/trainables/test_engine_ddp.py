@@ -1,8 +1,9 @@
 """Two DDP processes (gloo) with global batch B follow the one-process run with batch B.
 
 Exactly, for every term: the ranks combine by valid-token weights (the engine's loss scale and
-``combine_ranks``), SimReg all-reduces its anchor count (ranks hold different numbers of anchors, so
-a per-rank anchor mean would weigh them wrongly), and soft-capping is a per-token transform."""
+``combine_ranks``), SimReg weighs each rank by the step's anchor count (ranks hold different numbers
+of anchors, so a per-rank anchor mean would weigh them wrongly), and soft-capping is a per-token
+transform."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from trainables.model.memory import (
     GIB,
     PROCESS_OVERHEAD_BYTES,
     estimate_rank_memory,
+    fewest_micro_steps,
     gpus_per_worker_for,
     trials_per_gpu,
 )
@@ -55,3 +56,23 @@ def test_packing() -> None:
     for count in (1, 2, 3, 7, 11):
         share = gpus_per_worker_for(count)
         assert count * share <= 1.0 and share > 1.0 / count - 1e-6
+
+
+def test_micro_batch_holds_one_pass_of_activations() -> None:
+    cfg = model_preset("oec-16m")
+    whole = estimate_rank_memory(cfg, sequences=64, seq_len=2048)
+    half = estimate_rank_memory(cfg, sequences=64, seq_len=2048, micro_batch=32)
+    assert half.states == whole.states  # weights, gradients and AdamW state do not shrink
+    assert half.activations * 2 == whole.activations and half.loss_transient * 2 == whole.loss_transient
+    assert half.activations == estimate_rank_memory(cfg, sequences=32, seq_len=2048).activations
+    with pytest.raises(ValueError, match="micro_batch"):
+        estimate_rank_memory(cfg, sequences=8, seq_len=8, micro_batch=0)
+
+
+def test_fewest_micro_steps_is_the_first_divisor_that_fits() -> None:
+    cfg = model_preset("oec-16m")
+    fits = {m: estimate_rank_memory(cfg, sequences=64, seq_len=2048, micro_batch=64 // m).total for m in (1, 2, 4)}
+    assert fewest_micro_steps(cfg, sequences=64, seq_len=2048, gpu_bytes=fits[1]) == 1
+    assert fewest_micro_steps(cfg, sequences=64, seq_len=2048, gpu_bytes=fits[1] - 1) == 2
+    assert fewest_micro_steps(cfg, sequences=64, seq_len=2048, gpu_bytes=fits[2] - 1) == 4
+    assert fewest_micro_steps(cfg, sequences=64, seq_len=2048, gpu_bytes=GIB) is None  # not even one sequence

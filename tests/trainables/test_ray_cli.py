@@ -47,6 +47,7 @@ def test_train_json_on_ray(ray_cluster: LocalCluster, tmp_path: Path) -> None:
     ("args", "flag"),
     [
         (["--workers", "3", "--batch-size", "4"], "--batch-size"),
+        (["--workers", "2", "--batch-size", "8", "--micro-batch", "8"], "--micro-batch"),
         (["--workers", "0"], "--workers"),
         (["--eval-interval", "10", "--checkpoint-interval", "15"], "--checkpoint-interval"),
         (["--gpus", "-1"], "--gpus"),

@@ -161,3 +161,27 @@ def test_lean_and_plain_trainers_give_the_same_losses_and_mark_the_start(
     assert marks["startup_s"] == pytest.approx(marks["first_step"] - marks["fit_called"])
     assert marks["end_s"] == pytest.approx(marks["fit_returned"] - marks["last_report"])
     assert finals[True]["startup"]["startup_s"] == marks["startup_s"]
+
+
+def test_ray_workers_with_micro_batches_follow_one_pass(ray_connected: Any, data_cache: str, tmp_path: Path) -> None:
+    """Gradient accumulation through Ray Train's DDP: 2 workers x 2 passes of 1 sequence per step follow
+    the 1-process, 1-pass run; the manifest records the setting."""
+    import dataclasses
+
+    from trainables.train.engine import TrainingRun
+
+    config = _config(data_cache, steps=10)
+    expected: list[dict[str, Any]] = []
+    TrainingRun(config).run(expected.append)
+    accumulated = dataclasses.replace(config, data=dataclasses.replace(config.data, micro_batch=1))
+    progress = tmp_path / "progress.jsonl"
+    fit(accumulated, Resources(workers=2), name="ddp-accumulation", storage_path=tmp_path / "runs",
+        manifest_dir=tmp_path / "manifest", progress_file=progress)  # fmt: skip
+    got = _reports(progress)
+    assert [r["step"] for r in got] == [r["step"] for r in expected] == [5, 10]
+    for mine, ref in zip(got, expected, strict=True):
+        assert mine["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-4), mine["step"]
+        assert mine["val_loss"] == pytest.approx(ref["val_loss"], rel=1e-4), mine["step"]
+        assert mine["tokens"] == ref["tokens"]
+    manifest = json.loads((tmp_path / "manifest" / "manifest.json").read_text())
+    assert manifest["config"]["data"]["micro_batch"] == 1 and manifest["world_size"] == 2

@@ -64,6 +64,8 @@ def test_train_local_learns_below_the_unigram_entropy(tmp_path: Path) -> None:
         (["--sustained-evals", "-1"], "--sustained-evals: must be >= 0"),
         (["--mlp-hidden", "0"], "--mlp-hidden: must be >= 1"),
         (["--batch-size", "100000", "--steps", "1"], "fewer than one batch"),
+        (["--batch-size", "8", "--micro-batch", "3"], "--micro-batch: 3 must divide the sequences each rank holds"),
+        (["--micro-batch", "0"], "--micro-batch: must be >= 1"),
     ],
 )
 def test_bad_flags_give_one_line_and_exit_2(args: list[str], message: str, tmp_path: Path,

@@ -8,15 +8,43 @@ through ``after_step_`` after each optimizer step. The engine knows no term by n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from trainables.losses.config import LossConfig, TermConfig
-from trainables.losses.cross_entropy import cross_entropy_and_log_z, valid_mean
+from trainables.losses.cross_entropy import IGNORE_INDEX, cross_entropy_and_log_z, valid_mean
 from trainables.losses.term import TermInputs
+
+
+@dataclasses.dataclass(frozen=True)
+class StepTotals:
+    """What the parts of one optimizer step (ranks, micro-batches) count together: valid tokens and,
+    for each penalty with a ``count`` hook, its units (``term.Term.counter``)."""
+
+    n_valid: Tensor  # [] valid tokens of the whole step
+    counts: Mapping[str, Tensor]  # term name -> [] its count over the whole step
+
+
+def _counted(config: LossConfig) -> list[TermConfig]:
+    return [tc for tc in config.of_kind("penalty") if tc.term.counter() is not None]
+
+
+def local_counts(config: LossConfig, labels: Tensor) -> Tensor:
+    """``[1 + K]`` (long): this part's valid tokens, then the count of each of the K configured penalties
+    that have a ``count`` hook; summed over the parts of a step, ``step_totals`` reads it. No host sync."""
+    n_valid = (labels != IGNORE_INDEX).sum()
+    counts = [tc.term.counter()(labels, **tc.params) for tc in _counted(config)]
+    return torch.stack([n_valid, *(c.to(n_valid.dtype) for c in counts)])
+
+
+def step_totals(config: LossConfig, summed: Tensor) -> StepTotals:
+    """The ``StepTotals`` of ``local_counts`` summed over every part of a step."""
+    names = [tc.name for tc in _counted(config)]
+    return StepTotals(n_valid=summed[0], counts={name: summed[1 + i] for i, name in enumerate(names)})
 
 
 def total_loss(
@@ -26,6 +54,7 @@ def total_loss(
     labels: Tensor,
     hidden: Tensor | None = None,
     w_out: Tensor | None = None,
+    totals: StepTotals | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """``CE + Σ weight · penalty`` and its metrics.
 
@@ -33,16 +62,26 @@ def total_loss(
     ``hidden`` ``[B, T, H]`` (needed by SimReg), ``w_out`` ``[V, H]`` (needed by μ-loss).
     Returns ``(total, metrics)``; ``metrics`` holds detached 0-d tensors (no host sync here):
     ``train_loss`` (plain CE), ``total_loss``, ``term_<name>`` (unweighted value of each penalty),
-    ``log_z_mean`` and ``log_z_sq_mean`` (over valid tokens).
+    ``log_z_mean`` and ``log_z_sq_mean`` (over valid tokens). ``totals``: the whole step's counts when
+    this call computes one part of it (``TermInputs.n_valid_total``/``count_total``).
     """
     ce, log_z, valid, n_valid = cross_entropy_and_log_z(logits, labels)
     inputs = TermInputs(
-        logits=logits, labels=labels, hidden=hidden, w_out=w_out, log_z=log_z, valid=valid, n_valid=n_valid
+        logits=logits,
+        labels=labels,
+        hidden=hidden,
+        w_out=w_out,
+        log_z=log_z,
+        valid=valid,
+        n_valid=n_valid,
+        n_valid_total=totals.n_valid if totals is not None else None,
     )
     total = ce
     metrics: dict[str, Tensor] = {"train_loss": ce.detach()}
     for tc in config.of_kind("penalty"):
-        value, term_metrics = tc.term.penalty(inputs, **tc.params)
+        counted = totals.counts.get(tc.name) if totals is not None else None
+        term_inputs = inputs if counted is None else dataclasses.replace(inputs, count_total=counted)
+        value, term_metrics = tc.term.penalty(term_inputs, **tc.params)
         total = total + tc.weight * value
         metrics.update(term_metrics)
     lz = log_z.detach()

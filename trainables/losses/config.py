@@ -145,6 +145,16 @@ class LossConfig:
         """The configured terms of one kind (``penalty``, ``logit_transform``, ``after_step``), in order."""
         return tuple(t for t in self.terms if t.term.kind == kind)
 
+    def check_head(self, *, tied: bool) -> None:
+        """A ``LossConfigError`` when the model's LM head is tied to its input embedding and a configured
+        term needs an output matrix of its own (``Term.separate_head``); callers name their field."""
+        needy = [t.name for t in self.terms if t.term.separate_head]
+        if tied and needy:
+            raise LossConfigError(
+                f"loss term {needy[0]!r} needs a separate output matrix and cannot train a model with "
+                "tie_weights: untie the head or drop the term"
+            )
+
     def describe(self) -> str:
         """Human-readable, e.g. ``simreg(weight=0.1, temperature=0.1, causal=false, normalize=true)+mu_centering``."""
         return "+".join(t.describe() for t in self.terms) or BASELINE

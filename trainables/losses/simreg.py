@@ -15,8 +15,9 @@ restricted to ``s < t`` when ``causal``), and
 Anchors with an empty ``P(t)`` are skipped; the result is the mean of ``ℓ_t`` over all anchors of
 the batch (every anchor weighs the same), and a zero that still carries a graph when there is none.
 
-Under DDP "the batch" is the global batch: the training term all-reduces the anchor count (and the
-valid-token count), so 2 workers optimise exactly the 1-worker objective (see ``term``).
+Under DDP and gradient accumulation "the batch" is the whole optimizer step: the engine counts the
+step's anchors beforehand (``count``, all ranks and micro-batches) and each part is weighed by its
+share of them, so 2 workers or 4 micro-batches optimise exactly the one-pass objective (``_part_factor``).
 
 Cost: ``2·B·T²·H`` FLOPs forward. Memory is bounded by ``chunk_budget``: the ``[B, T, T]``
 similarity matrix is processed in blocks of anchor rows ``[B, c, T]`` with ``B·c·T <= budget``. A
@@ -172,26 +173,47 @@ def _simreg_and_count(
         return _SupCon.apply(z, labels.long(), float(temperature), bool(causal), int(chunk_budget))
 
 
-def _global_batch_factor(count: Tensor, n_valid: Tensor) -> Tensor | None:
-    """Under DDP (an initialised process group of more than one rank), ``c_r · N / (C · n_r)`` for this
-    rank's anchors ``c_r`` and valid tokens ``n_r`` out of all ranks' ``C`` and ``N``; None otherwise.
+def count(labels: Tensor, *, causal: bool = False, **_: object) -> Tensor:
+    """Anchors of ``labels`` ``[B, T]``: valid positions with a positive in their sequence (an earlier one
+    when ``causal``), as ``simreg_loss`` counts them; a 0-d long tensor, from the labels alone and
+    without a host sync (the ``count`` hook of ``term.Term``).
 
-    The engine combines ranks by valid-token weights (``trainables.train.reduce.combine_ranks``: each rank's
-    loss is scaled by ``n_r · W / N`` before DDP averages the gradients, and metrics are averaged with
-    weights ``n_r``). Multiplying this rank's anchor mean by the factor makes its share of that weighted
-    sum ``Σ_{anchors of r} ℓ / C``: the sum over ranks is the mean over ALL anchors of the global batch,
-    what one process holding the whole batch computes, whatever the ranks' anchor counts.
+    A stable sort by ``(sequence, label)`` puts equal labels of a sequence next to each other in
+    position order: an anchor equals its predecessor there (causal: a later occurrence), or either
+    neighbour (not causal: any label seen twice). Ignored positions get distinct negative keys.
     """
-    import torch.distributed as dist
+    B, T = labels.shape
+    labels = labels.long()
+    valid = labels != IGNORE_INDEX
+    flat = torch.arange(B * T, device=labels.device).view(B, T)
+    span = labels.max().clamp_min(0) + 1  # a tensor: no host sync
+    keys = torch.where(valid, (flat // T) * span + labels, -1 - flat).flatten()
+    ordered = keys.sort(stable=True).values
+    same_prev = torch.zeros_like(ordered, dtype=torch.bool)
+    same_prev[1:] = ordered[1:] == ordered[:-1]
+    if causal:
+        return same_prev.sum()
+    same_next = torch.zeros_like(same_prev)
+    same_next[:-1] = same_prev[1:]
+    return (same_prev | same_next).sum()
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+
+def _part_factor(count: Tensor, inputs: TermInputs) -> Tensor | None:
+    """When ``inputs`` is one part of a step (a DDP rank's share, a micro-batch), ``c · N / (C · n)`` for
+    this part's anchors ``c`` and valid tokens ``n`` out of the step's ``C`` and ``N``; None for a whole batch.
+
+    The engine weighs each part's loss by ``n / N`` (``trainables.train.engine``; DDP's average and the
+    valid-token weights of ``trainables.train.reduce.combine_ranks`` together amount to it). Multiplying
+    this part's anchor mean by the factor makes its share ``Σ_{anchors of the part} ℓ / C``: the sum over
+    parts is the mean over ALL anchors of the step, what one pass over the whole batch computes,
+    whatever the parts' anchor counts. The contrast set stays within each sequence, and a part holds
+    whole sequences, so every ``ℓ_t`` is the one of the whole batch.
+    """
+    if inputs.count_total is None or inputs.n_valid_total is None:
         return None
-    counts = torch.stack([count.double(), n_valid.double()])
-    dist.all_reduce(counts)  # one call: [C, N]
-    total_anchors, total_valid = counts[0], counts[1]
-    if float(total_anchors) == 0:
-        return None
-    return (count.double() * total_valid / (total_anchors * n_valid.double().clamp_min(1))).float()
+    c, n = count.double(), inputs.n_valid.double().clamp_min(1)
+    total_c, total_n = inputs.count_total.double(), inputs.n_valid_total.double()
+    return torch.where(total_c > 0, c * total_n / (total_c.clamp_min(1) * n), 0.0).float()
 
 
 def penalty(
@@ -205,8 +227,8 @@ def penalty(
     if inputs.hidden is None:
         raise ValueError("loss term 'simreg' needs hidden (the final hidden states [B, T, H])")
     budget = DEFAULT_CHUNK_BUDGET if chunk_budget is None else chunk_budget
-    value, count = _simreg_and_count(inputs.hidden, inputs.labels, temperature, causal, normalize, budget)
-    factor = _global_batch_factor(count, inputs.n_valid)
+    value, anchors = _simreg_and_count(inputs.hidden, inputs.labels, temperature, causal, normalize, budget)
+    factor = _part_factor(anchors, inputs)
     if factor is not None:
         value = value * factor.to(value.device)
     return value, {"term_simreg": value.detach()}

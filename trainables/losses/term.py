@@ -11,6 +11,12 @@ coefficients and labels without loading torch; its hooks live in the module name
 - ``kind="after_step"``: ``after_step(model, **params)``, run under no_grad after each optimizer step
   (μ-centering); ``model.w_out`` is the output embedding ``[V, H]``.
 
+A penalty that averages over something other than valid tokens (SimReg: its anchors) may also define
+``count(labels, **params) -> Tensor``, the number of those units in a batch (a 0-d long tensor computed
+from the labels alone). The engine sums it over the whole optimizer step (every rank and micro-batch)
+before any backward pass and hands the total in as ``TermInputs.count_total``, so that a step split
+over ranks or micro-batches averages over the same units as one pass over the whole batch.
+
 Each coefficient has a flat name ``<term>_<coefficient>`` (``simreg_temperature``); float coefficients are
 what a sweep spec's ``coefficients:`` searches over, bool and int ones are settings of the term.
 """
@@ -43,6 +49,10 @@ class TermInputs:
     ``log_z`` is the per-token logsumexp of the logits computed once together with cross entropy
     (float32, shape ``[N]`` over the flattened ``B*T`` tokens, 0 at ignored tokens); ``valid`` the
     ``[N]`` mask of tokens whose label is not -100 and ``n_valid`` its count as a 0-d tensor.
+
+    When one optimizer step is computed in parts (DDP ranks, micro-batches), ``n_valid_total`` is the
+    valid tokens of the whole step and ``count_total`` the term's own ``count`` summed over it; the
+    engine weighs each part's loss by ``n_valid / n_valid_total``. Both are None for a single pass.
     """
 
     logits: Tensor  # [B, T, V] as produced by the head (transformed if configured)
@@ -52,6 +62,8 @@ class TermInputs:
     log_z: Tensor  # [N] float32
     valid: Tensor  # [N] bool
     n_valid: Tensor  # [] long
+    n_valid_total: Tensor | None = None  # [] valid tokens of the whole step (all parts)
+    count_total: Tensor | None = None  # [] this term's count over the whole step (all parts)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -133,7 +145,9 @@ def penalty_weight(default: float, low: float, high: float, doc: str = "λ") -> 
 class Term:
     """A loss term: its declaration and its hooks (see the module docstring). ``label`` is the name a
     report shows; ``color``/``dash`` (optional) its line in the plots; ``source`` where it came from
-    (``built-in`` or the distribution of a plugin)."""
+    (``built-in`` or the distribution of a plugin). ``separate_head``: the term needs an LM head of its
+    own, not the input embedding's tensor, and is refused on a model with ``tie_weights``. μ-loss and
+    μ-centering do not: on a tied model they act on the one shared ``[V, H]`` tensor."""
 
     name: str
     kind: Kind
@@ -144,6 +158,7 @@ class Term:
     color: str | None = None
     dash: str | tuple[float, tuple[float, ...]] | None = None
     source: str = "built-in"
+    separate_head: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name) or self.name == "baseline":
@@ -210,6 +225,13 @@ class Term:
                 f"loss term {self.name!r} ({self.source}): {self.implementation} has no function {HOOKS[self.kind]!r}"
             )
         return function
+
+    def counter(self) -> Any | None:
+        """The penalty's ``count`` hook (see the module docstring), or None when it averages over valid tokens."""
+        if self.kind != "penalty":
+            return None
+        function = getattr(self.module(), "count", None)
+        return function if callable(function) else None
 
     def penalty(self, inputs: TermInputs, **params: Any) -> tuple[Tensor, dict[str, Tensor]]:
         return self.hook()(inputs, **params)

@@ -43,7 +43,14 @@ class ModelConfig:
         ),
     )
     qk_norm: bool = True
-    tie_weights: bool = False
+    tie_weights: bool = field(
+        default=False,
+        metadata=setting(
+            "Tie the LM head to the input embedding (one tensor; the paper's soft-capping runs). "
+            "Default: untied, as the paper's main runs.",
+            flag="--tie-weights/--untied",
+        ),
+    )
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
     init: Init = field(

@@ -19,6 +19,9 @@ Bytes of one rank, training a ``ModelConfig`` on ``tokens = sequences x seq_len`
 - **overhead** a fixed 1 GiB per process (CUDA context, cuBLAS and NCCL workspaces) and 10 % on
   top of the rest for the caching allocator's fragmentation. Both are assumptions, not measurements.
 
+Gradient accumulation (``micro_batch``) shrinks the activations and the loss transient to one
+micro-batch's tokens: the passes run one after another and the gradients accumulate in place.
+
 Not counted: SimReg's similarity blocks (chunked, bounded by its ``chunk_budget``), soft-capping's
 extra logit-sized tensors, ``torch.compile``'s fusion (it usually saves less, not more).
 """
@@ -31,6 +34,8 @@ from dataclasses import dataclass
 from trainables.model.config import ModelConfig
 
 GIB = 1024**3
+#: Usable memory of the GPUs the docs' tables size for (a little under the nominal size: the driver keeps some).
+GPU_USABLE_BYTES = {"80 GB": 79 * GIB, "141 GB": 139 * GIB}
 PROCESS_OVERHEAD_BYTES = 1 * GIB
 FRAGMENTATION = 1.10
 
@@ -52,14 +57,18 @@ class MemoryEstimate:
         return self.total / GIB
 
 
-def estimate_rank_memory(cfg: ModelConfig, *, sequences: int, seq_len: int, precision: str = "bf16") -> MemoryEstimate:
+def estimate_rank_memory(
+    cfg: ModelConfig, *, sequences: int, seq_len: int, precision: str = "bf16", micro_batch: int | None = None
+) -> MemoryEstimate:
     """The estimate for one rank holding ``sequences`` sequences of ``seq_len`` tokens per step
-    (the global batch divided by the workers)."""
+    (the global batch divided by the workers), ``micro_batch`` of them per pass (None: all at once)."""
     if precision not in _LAYER:
         raise ValueError(f"precision must be one of {', '.join(_LAYER)}, got {precision!r}")
     if sequences < 1 or seq_len < 1:
         raise ValueError(f"sequences and seq_len must be >= 1, got {sequences} and {seq_len}")
-    tokens = sequences * seq_len
+    if micro_batch is not None and micro_batch < 1:
+        raise ValueError(f"micro_batch must be >= 1, got {micro_batch}")
+    tokens = min(sequences, micro_batch or sequences) * seq_len  # what one pass holds
     per_c, per_h = _LAYER[precision]
     per_token = cfg.n_layer * (per_c * cfg.n_embd + per_h * cfg.hidden_dim) + 6 * cfg.n_embd
     per_token += _LOGITS[precision] * cfg.vocab_size
@@ -80,3 +89,18 @@ def gpus_per_worker_for(count: int) -> float:
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     return math.floor(1e6 / count) / 1e6  # rounded down, so count x the share never exceeds 1
+
+
+def fewest_micro_steps(
+    cfg: ModelConfig, *, sequences: int, seq_len: int, gpu_bytes: int, precision: str = "bf16"
+) -> int | None:
+    """The fewest passes (micro-batches dividing ``sequences``) in which one rank's step fits in
+    ``gpu_bytes``; None when even one sequence per pass does not fit."""
+    for steps in range(1, sequences + 1):
+        if sequences % steps:
+            continue
+        est = estimate_rank_memory(cfg, sequences=sequences, seq_len=seq_len, precision=precision,
+                                   micro_batch=sequences // steps)  # fmt: skip
+        if est.total <= gpu_bytes:
+            return steps
+    return None

@@ -71,6 +71,11 @@ class DataConfig(_DictMixin):
 
     ``batch_size`` is the *global* batch (sequences per optimizer step summed over all ranks), so a
     2-worker run with batch B follows the same trajectory as a 1-worker run with batch B.
+
+    ``micro_batch``: sequences per rank per forward/backward pass (gradient accumulation). Each rank
+    splits its ``batch_size / workers`` sequences into micro-batches of this size, which must divide
+    it; the optimizer step is the same as without accumulation (token-weighted, see
+    ``trainables.train.engine``), only the memory held at once shrinks. None = one pass per step.
     """
 
     corpus: str = field(
@@ -97,10 +102,33 @@ class DataConfig(_DictMixin):
         default=4,
         metadata=setting("Validation batches per evaluation.", ge=1, spec="data", flag="--eval-batches"),
     )
+    micro_batch: int | None = field(
+        default=None,
+        metadata=setting(
+            "Gradient accumulation: sequences per worker per forward/backward pass; must divide the batch "
+            "each worker holds (default: the whole share in one pass). Same step, less memory.",
+            ge=1,
+            spec="budget",
+            flag="--micro-batch",
+        ),
+    )
     cache_dir: str | None = None  # default: $LOSSWEEP_CACHE_DIR or ~/.cache/lossweep
 
     def __post_init__(self) -> None:
         check(self, "data.")
+
+    def micro_steps(self, per_rank: int) -> int:
+        """Forward/backward passes per optimizer step on a rank holding ``per_rank`` sequences of the
+        global batch (1 without accumulation); a ValueError when ``micro_batch`` does not divide
+        ``per_rank``. The one rule the engine, the spec and the CLI apply (each names its own field)."""
+        if self.micro_batch is None:
+            return 1
+        if per_rank % self.micro_batch:
+            raise ValueError(
+                f"{self.micro_batch} must divide the sequences each rank holds per step "
+                f"({per_rank}: the batch of {self.batch_size} over the workers)"
+            )
+        return per_rank // self.micro_batch
 
 
 @dataclass(frozen=True, kw_only=True)

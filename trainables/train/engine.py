@@ -6,13 +6,15 @@ every metric that is reported or decides anything is reduced across ranks first,
 (``trainables.train.reduce.combine_ranks``: means weighted by valid-token counts, maxima for extremes and
 time), so all ranks report identical rows and stop at the same step.
 
-Under DDP the objective is the 1-process one exactly: each rank's loss is scaled by
-``n_r · W / N`` (its valid tokens, the world size, all valid tokens) before backward, so DDP's
-gradient average is the token-weighted mean over the whole global batch even when ranks hold
-different numbers of valid tokens; SimReg all-reduces its anchor count the same way
-(``trainables/losses/simreg.py``).
+Under DDP and with gradient accumulation (``DataConfig.micro_batch``) the objective is the one-pass
+one exactly: the step's valid tokens ``N`` are counted first over every rank and micro-batch (one
+all-reduce of a small tensor that never leaves the device), and each pass's loss is scaled by
+``n · W / N`` (its valid tokens, the world size) before backward, so DDP's gradient average is the
+token-weighted mean over the whole global batch even when ranks and passes hold different numbers
+of valid tokens; DDP all-reduces gradients on the last pass only (``no_sync``). SimReg averages over
+its anchors, counted the same way (``trainables/losses/simreg.py``).
 
-One optimizer step: forward -> CE + terms -> backward -> clip (1.0) -> [divergence check on the
+One optimizer step: [forward -> CE + terms -> backward] per micro-batch -> clip (1.0) -> [divergence check on the
 reduced loss and gradient norm] -> AdamW step -> zero_grad -> [after-step terms: μ-centering]. The
 loss terms come in through their hooks (``losses.combine``): no term is known here by name. Same seed ⇒ same initial
 weights and the same batches for every method (the paired design of a sweep).
@@ -27,6 +29,7 @@ until that report, which is wasted time, not a different result; no checkpoint i
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -127,6 +130,10 @@ class TrainingRun:
             name=f"validation split of corpus {d.corpus!r}",
         )
         self.model_config = resolve_model_config(config, self.data.vocab_size)
+        try:
+            config.loss.check_head(tied=self.model_config.tie_weights)
+        except ValueError as exc:
+            raise ValueError(f"model_overrides.tie_weights: {exc}") from None
         self.vocab_size = self.model_config.vocab_size
         self.uniform_loss = math.log(self.vocab_size)
 
@@ -153,6 +160,10 @@ class TrainingRun:
         self.step = 0
         self.tokens = 0
         self.tokens_per_step = d.batch_size * d.seq_len
+        try:
+            self.micro_steps = d.micro_steps(self.sampler.local_batch)
+        except ValueError as exc:
+            raise ValueError(f"data.micro_batch: {exc}") from None
         self.diverged_step = -1
         self.diverged_cause = ""
         self.last_lr = self.schedule.lr_at(0)
@@ -193,19 +204,10 @@ class TrainingRun:
         self.model.train()
         x, y = self.sampler.batch(self.step)  # (b, T) each, this rank's shard
         x, y = to_device(x, self.device), to_device(y, self.device)
-        n_valid = (y != self._ignore_index).sum()  # this rank's valid tokens
-        scale = self._loss_scale(n_valid)
-        hidden, logits = self.model(x)  # (b, T, C), (b, T, V)
-        total, terms = self._total_loss(
-            self.config.loss, logits=logits, labels=y, hidden=hidden, w_out=self.module.w_out
-        )
-        (total if scale is None else total * scale).backward()
+        keys, values = self._forward_backward(x, y)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.config.optim.grad_clip)
-
-        keys = [*terms, "total_loss", "grad_norm"]
-        stacked = torch.stack(
-            [*(terms[k].float() for k in terms), total.detach().float(), grad_norm.float(), n_valid.float()]
-        )
+        keys = [*keys, "grad_norm"]
+        stacked = torch.cat([values[:-1], grad_norm.float().reshape(1), values[-1:]])  # [*keys, n_valid]
         compiling = self.compiled and graphs_compiled() > graphs
         if not self.sync_each_step:
             return self._step_deferred(step, keys, stacked, t0, compiling)
@@ -312,15 +314,54 @@ class TrainingRun:
             self._accumulate(values)
         return None
 
-    def _loss_scale(self, n_valid: torch.Tensor) -> float | None:
-        """``n_r · W / N``: DDP averages the ranks' gradients, so scaling each rank's (valid-token mean)
-        loss by this makes the average the mean over all valid tokens of the global batch. None with
-        one process (nothing to scale, no host sync)."""
-        if self.world_size == 1:
-            return None
-        n_r = float(n_valid)
-        n = self.reducer.reduce({"n_valid": n_r}, "sum")["n_valid"]
-        return n_r * self.world_size / n if n > 0 else 1.0
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[str], torch.Tensor]:
+        """Forward and backward passes over this rank's share of the step, ``micro_steps`` of them, with
+        DDP's gradient all-reduce only on the last (``no_sync`` before it). Returns the metric names and
+        ``[*values, n_valid]`` on the device: this rank's token-weighted means over its passes and its
+        valid tokens (no host sync).
+
+        The objective is the one-pass one exactly: with the step's valid tokens ``N`` counted
+        beforehand over every rank and pass (one on-device all-reduce), each pass's loss (a mean over
+        its ``n`` valid tokens) is scaled by ``n · W / N`` before backward, so the accumulated gradient,
+        once DDP averages it over the ``W`` ranks, is the mean over all valid tokens of the global
+        batch; penalties that average over other units get their step totals too (``combine.StepTotals``).
+        With one rank and one pass nothing is scaled."""
+        from trainables.losses.combine import local_counts, step_totals
+
+        parts = self.micro_steps
+        size = x.shape[0] // parts  # whole sequences per pass: SimReg's contrast set stays within one
+        xs, ys = x.split(size), y.split(size)
+        totals = None
+        if parts > 1 or self.world_size > 1:
+            counts = torch.stack([local_counts(self.config.loss, part) for part in ys])  # [M, 1 + K]
+            totals = step_totals(self.config.loss, self.reducer.sum_tensor(counts.sum(dim=0)))
+        rows: list[torch.Tensor] = []
+        keys: list[str] = []
+        for i, (x_m, y_m) in enumerate(zip(xs, ys, strict=True)):
+            last = i == parts - 1
+            sync = contextlib.nullcontext() if last or not hasattr(self.model, "no_sync") else self.model.no_sync()
+            with sync:
+                hidden, logits = self.model(x_m)  # (b, T, C), (b, T, V)
+                total, terms = self._total_loss(
+                    self.config.loss, logits=logits, labels=y_m, hidden=hidden, w_out=self.module.w_out, totals=totals
+                )
+                if totals is None:
+                    n_valid = (y_m != self._ignore_index).sum()
+                    total.backward()
+                else:
+                    n_valid, n_total = counts[i, 0], totals.n_valid.to(torch.float32)
+                    share = n_valid.to(torch.float32) * self.world_size / n_total.clamp_min(1)
+                    (total * torch.where(n_total > 0, share, 1.0 / parts)).backward()
+            keys = [*terms, "total_loss"]
+            rows.append(torch.stack([*(terms[k].float() for k in terms), total.detach().float(), n_valid.float()]))
+        if parts == 1:
+            return keys, rows[0]
+        matrix = torch.stack(rows)  # [M, K + 1]: each pass's means and its valid tokens
+        weights, n_rank = matrix[:, -1], matrix[:, -1].sum()
+        weighted = (matrix[:, :-1] * weights.unsqueeze(1)).sum(dim=0) / n_rank.clamp_min(1)
+        # no valid token on this rank: plain means over its passes (what one pass would report)
+        means = torch.where(n_rank > 0, weighted, matrix[:, :-1].mean(dim=0))
+        return keys, torch.cat([means, n_rank.reshape(1)])
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()

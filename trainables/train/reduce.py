@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 ReduceOp = Literal["mean", "sum", "max", "min"]
 
@@ -19,6 +22,11 @@ ReduceOp = Literal["mean", "sum", "max", "min"]
 class Reducer(Protocol):
     def reduce(self, values: Mapping[str, float], op: ReduceOp = "mean") -> dict[str, float]:
         """The element-wise reduction of ``values`` over all ranks (every rank passes the same keys)."""
+        ...
+
+    def sum_tensor(self, tensor: Tensor) -> Tensor:
+        """The element-wise sum of ``tensor`` over all ranks, on its own device: no host sync (on
+        NCCL the all-reduce is queued on the GPU's stream like any kernel)."""
         ...
 
 
@@ -29,6 +37,9 @@ class IdentityReducer:
         if op not in ("mean", "sum", "max", "min"):
             raise ValueError(f"unknown reduce op {op!r}")
         return {k: float(v) for k, v in values.items()}
+
+    def sum_tensor(self, tensor: Tensor) -> Tensor:
+        return tensor
 
 
 class TorchDistReducer:
@@ -61,6 +72,13 @@ class TorchDistReducer:
             t /= self.world_size
         return dict(zip(keys, t.tolist(), strict=True))
 
+    def sum_tensor(self, tensor: Tensor) -> Tensor:
+        import torch.distributed as dist
+
+        out = tensor.clone()
+        dist.all_reduce(out)
+        return out
+
 
 class NanSafeMaxReducer:
     """A ``Reducer`` whose "max" keeps a NaN from any rank (NaN compares false under MAX on some
@@ -77,6 +95,9 @@ class NanSafeMaxReducer:
         top = self.inner.reduce(clean, "max")
         flags = self.inner.reduce(bad, "max")
         return {k: (math.nan if flags[k] > 0 else top[k]) for k in values}
+
+    def sum_tensor(self, tensor: Tensor) -> Tensor:
+        return self.inner.sum_tensor(tensor)
 
 
 _WEIGHT = "\x00weight"  # cannot collide with a metric name

@@ -79,6 +79,10 @@ def validate(config: TrainConfig, resources: Resources) -> None:
         raise ValueError(
             f"data.batch_size={batch} is the global batch and must be divisible by workers={resources.workers}"
         )
+    try:
+        config.data.micro_steps(batch // resources.workers)
+    except ValueError as exc:
+        raise ValueError(f"data.micro_batch: {exc}") from None
     if config.checkpoint_interval and config.checkpoint_interval % config.eval_interval:
         raise ValueError(
             f"checkpoint_interval={config.checkpoint_interval} must be a multiple of eval_interval="
