@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from search_spaces.run.sweep_dir import best_trial, report_file
+from search_spaces.run.sweep_dir import best_trial, finite_float, report_file
 from search_spaces.spec.sweep_spec import SweepSpec
 from search_spaces.spec.translate import TrialPlan, trial_params
 
@@ -26,7 +26,8 @@ def best_config(sweep_dir: str, spec: SweepSpec) -> dict[str, Any] | None:
     row = best_trial(rows)
     if row is None:
         return None
-    params = trial_params(row)
+    # trials.parquet holds NaN for the coefficients a trial's method does not have
+    params = {k: v for k, v in trial_params(row).items() if finite_float(v) is not None or isinstance(v, str)}
     params.setdefault("method", spec.methods[0])
     config = TrialPlan.from_spec(spec).config(params)
     return {
