@@ -105,3 +105,42 @@ def test_record_tracking_merges_and_refuses_unknown_statuses(tmp_path: Path) -> 
         "status": "failed", "error": "boom", "parent_run_id": "abc"}  # fmt: skip
     with pytest.raises(ValueError, match="not a tracker status"):
         record_tracking(str(tmp_path), "wandb", status="broken")
+
+
+def test_sweep_run_refuses_a_tracker_without_its_client_before_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from lossweep.cli.main import app
+
+    monkeypatch.setitem(tracking.CLIENT_MODULES, "mlflow", "lossweep_no_such_mlflow_client")
+    out = CliRunner().invoke(app, ["sweep", "run", "demo", "--out", str(tmp_path / "sweep"),
+                                   "--set", "tracking.mlflow.tracking_uri=http://127.0.0.1:5000"],
+                             env={"COLUMNS": "200"})  # fmt: skip
+    assert out.exit_code == 2, out.output
+    message = " ".join(out.output.replace("│", " ").split())
+    assert "tracking.mlflow" in message and "pip install 'lossweep[mlflow]'" in message
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_wandb_online_without_a_key_marks_the_tracker_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("wandb")
+    from search_spaces.run.tracking.trial_record import TrialRecords
+    from search_spaces.run.tracking.wandb_bridge import WandbBridge
+    from search_spaces.spec.tracking_spec import WandbTracking
+
+    for name in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    sweep_dir = str(tmp_path / "sweep")
+    Path(sweep_dir).mkdir()
+    records = TrialRecords(SweepSpec().model_dump(mode="json"), "sweep")
+    guard = Guarded("wandb", sweep_dir, WandbBridge(WandbTracking(project="p"), records, sweep_dir))
+    guard.setup(stop=None, num_samples=1, total_num_samples=1)
+    state = read_tracking(sweep_dir)["wandb"]
+    assert state["status"] == "failed" and state["error"]
+    assert capsys.readouterr().err.count("tracking.wandb failed") == 1
