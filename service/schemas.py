@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from search_spaces.run.sweep_dir import TRIAL_STATUSES
+from search_spaces.run.sweep_dir import TRACKER_STATUSES, TRIAL_STATUSES
 from service.models import SweepStatus
 
 
@@ -32,6 +32,13 @@ class BestSoFar(BaseModel):
     method: str | None = None
     val_loss: float | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrackerState(BaseModel):
+    """How one experiment tracker (docs/tracking.md) is receiving the sweep."""
+
+    status: str = Field(description="One of: " + ", ".join(TRACKER_STATUSES) + ".")
+    error: str | None = Field(default=None, description="Why it failed (credentials masked); the sweep goes on.")
 
 
 class SweepLinks(BaseModel):
@@ -63,6 +70,9 @@ class SweepPublic(BaseModel):
     tokens: int | None = None
     elapsed_s: float | None = None
     eta_s: float | None = None
+    tracking: dict[str, TrackerState] = Field(
+        default_factory=dict, description="The experiment trackers the sweep reports to, by name, and their state."
+    )
     ray_submission_id: str | None = Field(description="The Ray job's submission id.")
     ray_job_status: str | None
     cancel_requested: bool

@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from search_spaces.spec.tracking_spec import TrackingSpec
+
 
 def lossweep_home() -> Path:
     """The per-user state/data directory: ``$LOSSWEEP_HOME`` or ``~/.lossweep``."""
@@ -70,6 +72,12 @@ class Settings(BaseSettings):
     data_roots: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Directories (or URI prefixes) that text:/parquet: corpora may come from; default <home>/data.",
+    )
+    tracking: TrackingSpec | None = Field(
+        default=None,
+        description="The tracking section a sweep gets when its submission has none (JSON, as a spec's tracking:), "
+        'e.g. {"mlflow": {"tracking_uri": "http://mlflow:5000"}}. Credentials go in the Ray cluster\'s environment '
+        "(job_env), never here (docs/tracking.md).",
     )
     public_read: bool = Field(default=False, description="Allow GET requests without a token.")
     max_trials_per_sweep: int = Field(default=500, ge=1)

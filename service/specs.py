@@ -96,7 +96,17 @@ def resolve_submission(body: Any, settings: Settings) -> tuple[Any, str | None]:
             raise validation_error(exc) from exc
         except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError, RecursionError) as exc:
             raise ApiError(422, f"invalid sweep spec: {_msg(exc)}", loc=("body",)) from exc
+    if settings.tracking is not None and not _names_tracking(body):
+        spec = spec.model_copy(update={"tracking": settings.tracking})
     return spec, preset
+
+
+def _names_tracking(body: dict[str, Any]) -> bool:
+    """Whether a submission sets the spec's tracking section itself (else the service's default applies)."""
+    overrides = body.get("overrides") if "preset" in body else None
+    if isinstance(overrides, dict):
+        return any(str(key).split(".")[0] == "tracking" for key in overrides)
+    return "tracking" in body
 
 
 def storable(spec: Any) -> dict[str, Any]:

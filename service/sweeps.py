@@ -21,7 +21,7 @@ from service.caps import check_caps, check_cluster_fit
 from service.errors import ApiError
 from service.grafana import grafana_link
 from service.models import IdempotencyKey, Sweep, SweepStatus
-from service.schemas import BestSoFar, SweepDetail, SweepLinks, SweepPublic
+from service.schemas import BestSoFar, SweepDetail, SweepLinks, SweepPublic, TrackerState
 from service.settings import Settings
 from service.specs import admit_spec, count_trials, resolve_submission, storable
 
@@ -262,6 +262,19 @@ def _num(progress: dict[str, Any] | None, key: str) -> Any:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def _tracking(progress: dict[str, Any] | None) -> dict[str, TrackerState]:
+    raw = (progress or {}).get("tracking")
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for name, state in raw.items():
+        try:
+            out[str(name)] = TrackerState.model_validate(state)
+        except ValueError:
+            continue
+    return out
+
+
 def sweep_public(
     sweep: Sweep, settings: Settings, base_url: str, *, detail: bool = False, show_paths: bool = False
 ) -> SweepPublic:
@@ -280,6 +293,7 @@ def sweep_public(
         tokens=_num(progress, "tokens"),
         elapsed_s=_num(progress, "elapsed_s"),
         eta_s=_num(progress, "eta_s") if not sweep.status_enum.is_final else None,
+        tracking=_tracking(progress),
         ray_submission_id=sweep.ray_submission_id,
         ray_job_status=sweep.ray_job_status,
         cancel_requested=sweep.cancel_requested,

@@ -12,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.service",
     "tests.fixtures.loss_plugin",
     "tests.fixtures.browser",
+    "tests.fixtures.trackers",
 ]
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

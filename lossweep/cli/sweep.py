@@ -165,6 +165,12 @@ def run_command(
     from search_spaces.run.sweep_dir import write_spec_document
 
     spec = load_spec_arg(spec_arg, sets)
+    from search_spaces.run.tracking import TrackerNotInstalledError, check_clients
+
+    try:
+        check_clients(spec)  # before a cluster or a sweep dir is made for a driver that would refuse it
+    except TrackerNotInstalledError as exc:
+        raise typer.BadParameter(str(exc), param_hint="SPEC") from None
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     sweep_dir = storage.normalize(out or Path("sweeps") / f"{spec.name}-{stamp}")
     storage.makedirs(sweep_dir)

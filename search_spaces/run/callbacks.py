@@ -29,6 +29,9 @@ from search_spaces.run.sweep_dir import (
     TrialStatus,
     best_record,
     best_trial,
+    final_trial_status,
+    read_tracking,
+    tracking_summary,
 )
 from search_spaces.run.sweep_dir import finite_float as _finite
 from search_spaces.spec.sweep_spec import SweepSpec
@@ -154,12 +157,7 @@ class SweepResultsCallback(Callback):
         last = trial.last_result or {}
         if last:
             self._update(row, last)
-        if _finite(last.get("diverged")):
-            row["status"] = TrialStatus.DIVERGED
-        elif row.get("steps") is not None and int(row["steps"]) < self.spec.total_steps():
-            row["status"] = TrialStatus.STOPPED
-        else:
-            row["status"] = TrialStatus.TERMINATED
+        row["status"] = final_trial_status({"step": row.get("steps"), **last}, self.spec.total_steps())
         self.flush(force=True)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -229,13 +227,20 @@ class SweepResultsCallback(Callback):
             list(self.rows.values()),
             status=status,
             elapsed_s=self.elapsed_before + time.time() - self.t0,
+            tracking=read_tracking(self.sweep_dir),
         )
 
 
 def build_progress(
-    sweep_id: str, spec: SweepSpec, rows: list[dict[str, Any]], *, status: str, elapsed_s: float
+    sweep_id: str,
+    spec: SweepSpec,
+    rows: list[dict[str, Any]],
+    *,
+    status: str,
+    elapsed_s: float,
+    tracking: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """progress.json's document from the trial rows (docs/sweep-dir.md)."""
+    """progress.json's document from the trial rows and tracking.json (docs/sweep-dir.md)."""
     counts = {s: 0 for s in TRIAL_STATUSES}
     for row in rows:
         status_of = str(row.get("status") or TrialStatus.PENDING)
@@ -262,5 +267,6 @@ def build_progress(
         "tokens": int(sum(int(r.get("tokens") or 0) for r in rows)),
         "elapsed_s": round(elapsed_s, 3),
         "eta_s": None if eta is None else round(eta, 1),
+        "tracking": tracking_summary(tracking or {}),
         "updated_at": _utc_now(),
     }

@@ -4,9 +4,10 @@ algorithm and scheduler a spec asks for, and the ``Tuner`` (new, or restored fro
 Search: grid and random specs expand to an explicit trial list (``search_spaces.spec.spaces``) handed to
 Tune's default ``BasicVariantGenerator`` as one ``grid_search`` axis, so the list (and what already
 ran) is part of Tune's experiment state and ``Tuner.restore`` never repeats a finished trial. TPE
-uses ``OptunaSearch`` over the define-by-run space with a seeded ``TPESampler`` and an SQLite RDB
-storage in the sweep dir (``optuna.db``, study ``lossweep-<sweep id>``; for a remote sweep dir the
-database lives in the local cache, as SQLite cannot live on an object store).
+uses ``OptunaSearch`` (its trials labelled for optuna-dashboard: ``labelled_optuna``) over the define-by-run
+space with a seeded ``TPESampler`` and an SQLite RDB storage in the sweep dir (``optuna.db``, study
+``lossweep-<sweep id>``; for a remote sweep dir the database lives in the local cache, as SQLite cannot
+live on an object store), or the RDB URL in ``$LOSSWEEP_OPTUNA_STORAGE``.
 
 Early stopping: ASHA on the worker-reported ``tokens`` counter (``training_iteration`` restarts at 1
 after a restore). Diverged trials stop themselves: the loop reports ``diverged=1`` with a finite
@@ -16,6 +17,7 @@ sentinel and returns, whatever the scheduler.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -70,7 +72,15 @@ def make_trainable(plan: TrialPlan, sweep_dir: str, *, lean: bool = True) -> Cal
     return lossweep_trial
 
 
+#: An RDB URL (e.g. PostgreSQL) for every sweep's Optuna study instead of the sweep dir's SQLite file.
+OPTUNA_STORAGE_ENV = "LOSSWEEP_OPTUNA_STORAGE"
+
+
 def optuna_storage_url(sweep_dir: str, sweep_id: str) -> str:
+    """Where the sweep's Optuna study lives: ``$LOSSWEEP_OPTUNA_STORAGE`` when set, else ``optuna.db`` in
+    the sweep dir (in the local cache for a remote sweep dir: SQLite cannot live on an object store)."""
+    if os.environ.get(OPTUNA_STORAGE_ENV):
+        return os.environ[OPTUNA_STORAGE_ENV]
     if storage.is_uri(sweep_dir):
         cache = default_cache_root() / "optuna"
         cache.mkdir(parents=True, exist_ok=True)
@@ -85,10 +95,13 @@ def search_setup(spec: SweepSpec, sweep_dir: str, sweep_id: str) -> tuple[Any, d
     if spec.search.algorithm in ("grid", "random"):
         return None, {"params": tune.grid_search(explicit_trials(spec))}, 1
     import optuna
-    from ray.tune.search.optuna import OptunaSearch
+
+    from search_spaces.run.labelled_optuna import LabelledOptunaSearch
 
     sampler = optuna.samplers.TPESampler(seed=spec.search.seed, n_startup_trials=spec.search.startup_trials)
-    search = OptunaSearch(
+    search = LabelledOptunaSearch(
+        sweep_id=sweep_id,
+        default_method=spec.methods[0],
         space=define_by_run(spec),
         metric=spec.objective.metric,
         mode=spec.objective.mode,

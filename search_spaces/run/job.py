@@ -26,8 +26,10 @@ from search_spaces.run.sweep_dir import (
     TRIALS_DIR,
     TUNE_DIR,
     SweepStatus,
+    read_tracking,
     write_spec_document,
 )
+from search_spaces.run.tracking import TrackerNotInstalledError, check_clients
 from search_spaces.spec.sweep_spec import SweepSpec
 
 
@@ -58,7 +60,10 @@ def finalize(sweep_dir: str, sweep_id: str, spec: SweepSpec, status: str) -> dic
         rows = []
     rows = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows]
     previous = results.read_progress(sweep_dir) or {}
-    progress = build_progress(sweep_id, spec, rows, status=status, elapsed_s=float(previous.get("elapsed_s") or 0.0))
+    progress = build_progress(
+        sweep_id, spec, rows, status=status, elapsed_s=float(previous.get("elapsed_s") or 0.0),
+        tracking=read_tracking(sweep_dir),
+    )
     results.write_progress(sweep_dir, progress)
     return progress
 
@@ -95,6 +100,7 @@ def run(
 
     from search_spaces.run.callbacks import SweepResultsCallback
     from search_spaces.run.driver import build_tuner
+    from search_spaces.run.tracking import tracking_callbacks
 
     sweep_dir = storage.normalize(sweep_dir)
     sweep_id = storage.basename(sweep_dir)
@@ -121,7 +127,8 @@ def run(
         runtime_env = {"env_vars": {"RAY_ADDRESS": target}} if target and "://" not in target else None
         ray.init(address=address, logging_level="WARNING", runtime_env=runtime_env)
     callback = SweepResultsCallback(sweep_dir, spec, sweep_id)
-    tuner, resumed = build_tuner(spec, sweep_dir, sweep_id, [callback])
+    trackers = tracking_callbacks(spec, sweep_dir, sweep_id)
+    tuner, resumed = build_tuner(spec, sweep_dir, sweep_id, [callback, *trackers])
     verb = "resuming" if resumed else "starting"
     print(f"lossweep: {verb} sweep {sweep_id} ({spec.num_trials()} trials) in {sweep_dir}", flush=True)
     status = SweepStatus.FAILED
@@ -154,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         print(f"error: invalid sweep spec {args.spec}:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        check_clients(spec)
+    except TrackerNotInstalledError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         progress = run(spec, args.sweep_dir, address=args.address, spec_file=args.spec)

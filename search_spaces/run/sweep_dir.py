@@ -37,6 +37,9 @@ RUNS_DIR = "runs"  # the trials' Ray Train runs and checkpoints
 OPTUNA_DB = "optuna.db"  # TPE's study (SQLite); in the local cache for a remote sweep dir
 #: How the sweep directory is named to a reader who may not see where it lives on the server.
 HIDDEN_DIR = "<sweep dir>"
+#: The experiment trackers' state (tracking.json): per tracker its status, the error that stopped it and
+#: the ids of its runs, so a restarted driver resumes the same runs (docs/tracking.md).
+TRACKING_FILE = "tracking.json"
 #: The formats of the best-config report, each written as ``report.<format>`` (:func:`report_file`).
 REPORT_FORMATS: tuple[str, ...] = ("json", "md", "html")
 
@@ -78,6 +81,23 @@ ELIGIBLE_FOR_BEST: tuple[str, ...] = tuple(
 )
 SWEEP_STATUSES: tuple[str, ...] = tuple(s.value for s in SweepStatus)
 FINAL_SWEEP_STATUSES = frozenset(SWEEP_STATUSES) - {SweepStatus.RUNNING.value}
+
+#: A tracker's ``status`` in tracking.json and progress.json: it is receiving the sweep, or it broke
+#: (its ``error`` says why) and the sweep goes on without it.
+TRACKER_STATUSES: tuple[str, ...] = ("ok", "failed")
+
+
+def final_trial_status(last_result: Mapping[str, Any], total_steps: int) -> TrialStatus:
+    """The final status of a trial that returned, from its last report: ``DIVERGED`` when it says
+    ``diverged=1``, ``STOPPED`` when it ended (ASHA) before the budget's ``total_steps``, else ``TERMINATED``.
+    (A trial that raised is ``ERROR``.)"""
+    if finite_float(last_result.get("diverged")):
+        return TrialStatus.DIVERGED
+    steps = finite_float(last_result.get("step"))
+    if steps is not None and int(steps) < total_steps:
+        return TrialStatus.STOPPED
+    return TrialStatus.TERMINATED
+
 
 # ------------------------------------------------------------------------------------ best trial
 BEST_RULE = (
@@ -212,6 +232,28 @@ def read_progress(sweep_dir: str) -> dict[str, Any] | None:
 
 def write_progress(sweep_dir: str, progress: Mapping[str, Any]) -> None:
     storage.write_text(path(sweep_dir, PROGRESS_FILE), json.dumps(dict(progress), indent=2, default=str))
+
+
+def read_tracking(sweep_dir: str) -> dict[str, dict[str, Any]]:
+    """tracking.json: tracker name → its state (``status``, ``error``, run ids…); empty when none ran."""
+    return read_json(path(sweep_dir, TRACKING_FILE)) or {}
+
+
+def record_tracking(sweep_dir: str, tracker: str, **state: Any) -> dict[str, Any]:
+    """Merges ``state`` into the tracker's entry of tracking.json (one writer: the sweep driver); returns
+    the entry."""
+    if state.get("status", "ok") not in TRACKER_STATUSES:
+        raise ValueError(f"{state['status']!r} is not a tracker status ({', '.join(TRACKER_STATUSES)})")
+    doc = read_tracking(sweep_dir)
+    entry = {"status": "ok", "error": None, **doc.get(tracker, {}), **state}
+    doc[tracker] = entry
+    storage.write_text(path(sweep_dir, TRACKING_FILE), json.dumps(doc, indent=2, default=str))
+    return entry
+
+
+def tracking_summary(doc: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What progress.json (and so the service's ``/v1``) says of each tracker: its status and error."""
+    return {name: {"status": entry.get("status"), "error": entry.get("error")} for name, entry in doc.items()}
 
 
 def write_spec_document(sweep_dir: str, spec: Mapping[str, Any]) -> str:

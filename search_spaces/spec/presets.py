@@ -250,6 +250,7 @@ def apply_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> SweepSpec:
         if not parts or any(not p for p in parts):
             raise KeyError(f"override key {dotted!r} is not a dotted path such as budget.steps")
         node: Any = doc
+        fresh = False  # node is an optional section the spec left unset: its model names the keys it takes
         for depth, part in enumerate(parts):
             last = depth == len(parts) - 1
             here = tuple(parts[:depth])
@@ -264,13 +265,14 @@ def apply_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> SweepSpec:
                 continue
             if not isinstance(node, dict):
                 raise KeyError(f"override {dotted!r}: {'.'.join(here)} is a value, not a section")
-            if part not in node and here not in _FREE_MAPS:
+            if part not in node and here not in _FREE_MAPS and not fresh:
                 where = ".".join(here) or "the spec"
                 raise KeyError(f"unknown key {dotted!r}: {where} has no {part!r} (known: {', '.join(node)})")
             if last:
                 node[part] = value
             else:
-                if node.get(part) is None:
+                fresh = node.get(part) is None
+                if fresh:
                     node[part] = {}
                 node = node[part]
         # The budget is steps *or* tokens: setting one clears the other.

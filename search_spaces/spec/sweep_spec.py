@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from search_spaces.spec.setting_fields import run_settings, section_model
+from search_spaces.spec.tracking_spec import TrackingSpec
 from trainables.losses.config import LossConfig, LossConfigError
 from trainables.losses.registry import BASELINE, coefficient, method_coefficients
 from trainables.model.presets import MODEL_PRESETS, model_preset
@@ -276,7 +277,10 @@ _TopLevelSettings = section_model(
 class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
     """A sweep: methods × learning rates × coefficients × seeds, searched by grid, random or TPE."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra={"examples": [_EXAMPLE]})
+    # Errors never echo the input: a refused tracking field may hold a credential (tracking_spec.py).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, hide_input_in_errors=True, json_schema_extra={"examples": [_EXAMPLE]}
+    )
 
     name: str = Field("sweep", min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
@@ -294,6 +298,7 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
     divergence: DivergenceSpec = Field(default_factory=DivergenceSpec)  # type: ignore[valid-type]
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)  # experiment trackers (docs/tracking.md)
 
     # ------------------------------------------------------------------ fields
     @field_validator("methods")
