@@ -22,7 +22,13 @@ from ray.tune import Callback
 
 from search_spaces.run import results
 from search_spaces.run.ray_metrics import export_progress
-from search_spaces.run.sweep_dir import FINAL_TRIAL_STATUSES, TRIAL_STATUSES, best_trial
+from search_spaces.run.sweep_dir import (
+    FINAL_TRIAL_STATUSES,
+    SEARCH_STAGE,
+    TRIAL_STATUSES,
+    best_trial,
+    stage_of,
+)
 from search_spaces.run.sweep_dir import finite_float as _finite
 from search_spaces.spec.sweep_spec import SweepSpec
 from search_spaces.spec.translate import TrialPlan, trial_params
@@ -36,11 +42,25 @@ def _utc_now() -> str:
 
 
 class SweepResultsCallback(Callback):
-    def __init__(self, sweep_dir: str, spec: Mapping[str, Any], sweep_id: str, *, min_interval_s: float = 1.0):
+    """``stage`` tags the rows of the trials this Tune run starts (the rows of an earlier stage are kept);
+    ``total_trials`` is the sweep's trial count once it is known exactly (the confirm stage's is)."""
+
+    def __init__(
+        self,
+        sweep_dir: str,
+        spec: Mapping[str, Any],
+        sweep_id: str,
+        *,
+        min_interval_s: float = 1.0,
+        stage: str = SEARCH_STAGE,
+        total_trials: int | None = None,
+    ):
         self.sweep_dir = sweep_dir
         self.spec_doc = dict(spec)
         self.sweep_id = sweep_id
         self.min_interval_s = min_interval_s
+        self.stage = stage
+        self.total_trials = total_trials
         self._reset()
 
     def _reset(self) -> None:
@@ -81,6 +101,7 @@ class SweepResultsCallback(Callback):
         finished = set()
         for rec in old.to_dict("records"):
             row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
+            row["stage"] = stage_of(row)
             if row.get("status") not in FINAL_TRIAL_STATUSES:
                 row.update(status="PENDING", final_val_loss=None, best_val_loss=None, best_step=None, steps=None,
                            tokens=None, wall_time_s=None, diverged_step=None, diverged_cause=None,
@@ -103,7 +124,8 @@ class SweepResultsCallback(Callback):
         row = self.rows.get(tid)
         if row is None:
             params = trial_params(trial.config)
-            row = {"trial_id": tid, "status": "PENDING", "method": params.get("method", self.spec.methods[0])}
+            row = {"trial_id": tid, "status": "PENDING", "method": params.get("method", self.spec.methods[0]),
+                   "stage": self.stage}  # fmt: skip
             row["lr"] = params.get("lr")
             for name in COEFFICIENTS:
                 row[name] = params.get(name)
@@ -227,17 +249,27 @@ class SweepResultsCallback(Callback):
             list(self.rows.values()),
             status=status,
             elapsed_s=self.elapsed_before + time.time() - self.t0,
+            stage=self.stage,
+            total_trials=self.total_trials,
         )
 
 
 def build_progress(
-    sweep_id: str, spec: SweepSpec, rows: list[dict[str, Any]], *, status: str, elapsed_s: float
+    sweep_id: str,
+    spec: SweepSpec,
+    rows: list[dict[str, Any]],
+    *,
+    status: str,
+    elapsed_s: float,
+    stage: str = SEARCH_STAGE,
+    total_trials: int | None = None,
 ) -> dict[str, Any]:
-    """progress.json's document from the trial rows (docs/sweep-dir.md)."""
+    """progress.json's document from the trial rows (docs/sweep-dir.md); ``total_trials`` replaces the
+    spec's count (an upper bound for a confirm stage) once the exact count is known."""
     counts = {s: 0 for s in TRIAL_STATUSES}
     for row in rows:
         counts[str(row.get("status") or "PENDING")] = counts.get(str(row.get("status") or "PENDING"), 0) + 1
-    total = max(spec.num_trials(), len(rows))
+    total = max(spec.num_trials() if total_trials is None else total_trials, len(rows))
     counts["PENDING"] += max(0, total - len(rows))
     best = None
     r = best_trial(rows)
@@ -257,6 +289,7 @@ def build_progress(
         "sweep_id": sweep_id,
         "name": spec.name,
         "status": status,
+        "stage": stage,
         "counts": counts,
         "total_trials": total,
         "best": best,

@@ -43,6 +43,19 @@ ELIGIBLE_FOR_BEST: tuple[str, ...] = ("TERMINATED", "STOPPED", "RUNNING")
 SWEEP_STATUSES: tuple[str, ...] = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 FINAL_SWEEP_STATUSES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
 
+#: A trial's ``stage`` in trials.parquet: the search picks configurations; the confirm stage re-trains
+#: the best of every method on fresh seeds, and the verdicts and the best configuration come from it.
+SEARCH_STAGE = "search"
+CONFIRM_STAGE = "confirm"
+TRIAL_STAGES: tuple[str, ...] = (SEARCH_STAGE, CONFIRM_STAGE)
+
+
+def stage_of(row: Mapping[str, Any]) -> str:
+    """A trial row's stage; rows written before stages existed are search trials."""
+    value = row.get("stage")
+    return value if value in TRIAL_STAGES else SEARCH_STAGE
+
+
 # ------------------------------------------------------------------------------------ best trial
 BEST_RULE = (
     "lowest best validation CE (minimum over the trial's evaluations, without any penalty term) among "

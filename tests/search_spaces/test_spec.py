@@ -223,3 +223,31 @@ def test_the_study_specs_in_the_docs_are_valid_sweeps() -> None:
     for path in studies:
         spec = load_spec(path)
         assert spec.name == path.stem and spec.num_trials() == len(spec.methods) * len(spec.seeds)
+
+
+CONFIRM: dict[str, Any] = {"methods": ["baseline", "mu_centering"], "seeds": [0, 1]}
+
+
+def test_confirm_stage_counts_its_trials() -> None:
+    spec = SweepSpec.model_validate({**BASE, **CONFIRM, "lr": [1e-3, 1e-2], "confirm": {"seeds": [10, 11, 12]}})
+    assert spec.confirm is not None and spec.confirm.top_k == 1
+    assert spec.search_trials() == 2 * 2 * 2
+    assert spec.confirm_trials() == 2 * 1 * 3
+    assert spec.num_trials() == 8 + 6
+
+
+@pytest.mark.parametrize(
+    ("confirm", "extra", "field", "needle"),
+    [
+        ({"seeds": [1, 5]}, {}, "confirm", "[1] are also search seeds"),
+        ({"seeds": [5], "top_k": 0}, {}, "confirm.top_k", "greater than or equal to 1"),
+        ({"seeds": [5]}, {"methods": ["baseline"]}, "confirm", "one method"),
+        ({"seeds": []}, {}, "confirm.seeds", "at least 1"),
+        ({"seeds": [5, 5]}, {}, "confirm.seeds", "distinct"),
+    ],
+)
+def test_confirm_stage_errors_name_the_field(
+    confirm: dict[str, Any], extra: dict[str, Any], field: str, needle: str
+) -> None:
+    loc, msg = _error({**CONFIRM, **extra, "confirm": confirm})
+    assert loc == field and needle in msg
