@@ -167,25 +167,19 @@ def seeds_needed(effect: float, sd: float, target: float = POWER, alpha: float =
     if sd == 0:
         return 2
     ratio = abs(effect) / sd
-
-    def detects(n: int) -> bool:  # the MDE falls with n: detected from the first n whose MDE <= |effect|
-        return _unit_mde(n, target, alpha) <= ratio
-
-    low = 2
-    if detects(low):
-        return low
-    high = 4  # double until detected, then bisect
-    while not detects(high):
-        if high >= MAX_SEEDS:
+    # Start from the normal approximation n = ((z_{1-α/2} + z_power) / ratio)²; the t-test needs a few more.
+    z = float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(target))
+    approx = (z / ratio) ** 2
+    if approx > MAX_SEEDS:
+        return None
+    n = max(2, math.floor(approx))
+    while n > 2 and power(effect, sd, n - 1, alpha) >= target:
+        n -= 1
+    while power(effect, sd, n, alpha) < target:
+        n += 1
+        if n > MAX_SEEDS:
             return None
-        low, high = high, min(2 * high, MAX_SEEDS)
-    while high - low > 1:
-        mid = (low + high) // 2
-        if detects(mid):
-            high = mid
-        else:
-            low = mid
-    return high
+    return n
 
 
 def stratified_bootstrap(
