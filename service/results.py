@@ -79,9 +79,16 @@ def best_trial(df: Any) -> dict[str, Any] | None:
 
 
 def best_config(sweep_id: str, sweep_dir: str) -> dict[str, Any]:
-    row = best_trial(trials_frame(sweep_dir))
-    if row is None:
+    """The best configuration and its own interval over seeds (``search_spaces.analysis.confirm.best_evidence``:
+    from the confirm stage when the sweep has one)."""
+    from search_spaces.analysis.confirm import best_evidence
+    from search_spaces.analysis.trial_frame import measured_source
+
+    frame = trials_frame(sweep_dir)
+    evidence = best_evidence(frame) if len(frame) else None
+    if evidence is None:
         raise ApiError(404, f"sweep {sweep_id} has no finished, non-diverged trial yet", loc=("path", "sweep_id"))
+    row = next(r for r in records(frame) if str(r.get("trial_id")) == evidence["trial_id"])
     params = {"lr": row.get("lr")}
     params.update({k: row[k] for k in COEFFICIENTS if row.get(k) is not None and not _nan(row[k])})
     trial_id = str(row.get("trial_id"))
@@ -89,9 +96,13 @@ def best_config(sweep_id: str, sweep_dir: str) -> dict[str, Any]:
         "sweep_id": sweep_id,
         "trial_id": trial_id,
         "method": str(row.get("method")),
-        "val_loss": float(row["best_val_loss"]),
+        "val_loss": float(row["best_val_loss"]) if row.get("best_val_loss") is not None else None,
         "step": int(row["best_step"]) if row.get("best_step") is not None else None,
         "params": params,
+        "stage": evidence["stage"],
+        "measured": measured_source(frame),
+        "interval": evidence["interval"],
+        "rule": evidence["rule"],
         "train_config": trial_train_config(sweep_dir, trial_id),
     }
 

@@ -30,7 +30,7 @@ from search_spaces.analysis.trial_frame import (
     sweep_l0,
     trial_params,
 )
-from search_spaces.run.sweep_dir import BEST_RULE, best_key
+from search_spaces.run.sweep_dir import BEST_RULE, CONFIRM_STAGE, SEARCH_STAGE, best_key
 
 SELECTION_RULE = (
     f"per method, the top_k distinct configurations (learning rate and coefficients) of the search stage, "
@@ -149,3 +149,32 @@ def best_interval(trials: pd.DataFrame, params: Mapping[str, Any], method: str) 
         if config_key(_config_of(row, columns)) == wanted and l0 is not None:
             losses.setdefault(seed_of(row), capped_final(row, l0))
     return stats.t_interval(np.asarray(list(losses.values()), dtype=np.float64)).to_dict()
+
+
+BEST_EVIDENCE_RULE = (
+    "with a confirm stage: the confirmed configuration with the lowest mean measured loss over the confirm seeds; "
+    "without one: the best trial (best-trial rule) and the spread of its configuration over the search seeds"
+)
+
+
+def best_evidence(trials: pd.DataFrame) -> dict[str, Any] | None:
+    """The best configuration with its own interval (:data:`BEST_EVIDENCE_RULE`): ``stage``, ``trial_id`` (a
+    trial that ran it: the best of its runs under the best-trial rule), ``method``, ``params`` and
+    ``interval`` (n, mean, sd, low, high of the measured loss over seeds). None when there is none yet."""
+    trials = normalize_trials(trials)
+    rows = trials.to_dict("records")
+    confirmed = confirm_comparison(trials)["best"]
+    if confirmed is not None:
+        ids = set(confirmed["trial_ids"].values())
+        ranked = sorted((k, r) for r in rows if r["trial_id"] in ids and (k := best_key(r)) is not None)
+        row = ranked[0][1] if ranked else next(r for r in rows if r["trial_id"] in ids)
+        interval = {k: confirmed[k] for k in ("n", "mean", "sd", "low", "high")}
+        return {"stage": CONFIRM_STAGE, "trial_id": str(row["trial_id"]), "method": confirmed["method"],
+                "params": confirmed["params"], "interval": interval, "rule": BEST_EVIDENCE_RULE}  # fmt: skip
+    ranked = sorted((k, r) for r in search_trials(trials).to_dict("records") if (k := best_key(r)) is not None)
+    if not ranked:
+        return None
+    row = ranked[0][1]
+    params = trial_params(row, hyperparameter_columns(trials))
+    return {"stage": SEARCH_STAGE, "trial_id": str(row["trial_id"]), "method": str(row["method"]), "params": params,
+            "interval": best_interval(trials, params, str(row["method"])), "rule": BEST_EVIDENCE_RULE}  # fmt: skip

@@ -424,7 +424,8 @@ def _confirm_sweep_trials() -> list[dict]:
 
 def test_confirm_stage_gives_the_verdicts_and_the_intervals(tmp_path: Path) -> None:
     spec = {"name": "confirmed", "budget": {"steps": 100, "eval_interval": 20}, "lr": [1e-3, 1e-2],
-            "methods": ["baseline", "mu_centering"], "seeds": [0, 1], "confirm": {"seeds": [10, 11, 12, 13]}}  # fmt: skip
+            "methods": ["baseline", "mu_centering"], "seeds": [0, 1],
+            "confirm": {"seeds": [10, 11, 12, 13]}}  # fmt: skip
     sweep = write_sweep(tmp_path / "confirmed", _confirm_sweep_trials(), spec=spec)
     paths = render(str(sweep))
     data = json.loads(Path(paths["json"]).read_text())

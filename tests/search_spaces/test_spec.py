@@ -158,12 +158,19 @@ def test_every_preset_validates_and_counts() -> None:
         "oec-lr-sensitivity", "oec-lambda-robustness", "simreg-tpe", "all-methods-tpe", "oec-paper", "demo"
     }  # fmt: skip
     counts = {name: get_preset(name).num_trials() for name in names}
-    assert counts["oec-lr-sensitivity"] == 5 * 7
+    assert counts["oec-lr-sensitivity"] == 5 * 7 + 5 * 3  # the search, then each method's best on 3 fresh seeds
     assert counts["oec-lambda-robustness"] == 2 * 4 * 7
     assert get_preset("oec-lr-sensitivity").lr == OEC_LR_GRID
     assert get_preset("simreg-tpe").scheduler.name == "asha"
     assert get_preset("all-methods-tpe").search.algorithm == "tpe"
     assert all(description for description in names.values())
+    # Presets that compare methods: the same learning rates (or the same TPE trials) for every method,
+    # baseline included, then a confirm stage on seeds the search never used.
+    for name in ("oec-lr-sensitivity", "oec-paper", "demo", "all-methods-tpe"):
+        spec = get_preset(name)
+        assert "baseline" in spec.methods and spec.confirm is not None
+        assert not set(spec.confirm.seeds) & set(spec.seeds)
+        assert spec.search.algorithm == "grid" or spec.search.num_samples % len(spec.methods) == 0
 
 
 def test_presets_take_a_scale() -> None:
@@ -184,7 +191,7 @@ def test_set_overrides() -> None:
     spec = apply_overrides(get_preset("demo"), sets)
     assert spec.budget.steps is None and spec.budget.tokens == 20000
     assert spec.model.overrides == {"n_layer": 1}
-    assert spec.num_trials() == (2 + 2 * 2 + 2 + 2) * 2
+    assert spec.num_trials() == (2 + 2 * 2 + 2 + 2) * 2 + 4 * 2  # and each method's best on 2 confirm seeds
     assert apply_overrides(spec, {"seeds.1": 7}).seeds == [0, 7]
 
 

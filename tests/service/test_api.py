@@ -292,9 +292,12 @@ def test_results_of_a_sweep(live_service: LiveService) -> None:
     best = alice.get(f"/v1/sweeps/{sid}/best-config", params={"format": "json"}).json()
     assert best["trial_id"] == "t1" and best["method"] == "z_loss"  # the diverged trial is excluded
     assert best["params"] == {"lr": 1e-3, "z_loss_weight": 1e-4} and best["val_loss"] == pytest.approx(2.40)
+    # Its own interval over the seeds that ran it (one here: no interval, said as null, never invented).
+    assert best["stage"] == "search" and best["interval"]["n"] == 1 and best["interval"]["low"] is None
     as_yaml = alice.get(f"/v1/sweeps/{sid}/best-config")
     assert as_yaml.headers["content-type"].startswith("application/yaml")
     assert as_yaml.text.startswith(f"# Best configuration of sweep {sid}")
+    assert "over 1 seed(s) of the search stage" in as_yaml.text
     assert yaml.safe_load(as_yaml.text)  # parses
 
     for fmt, media in (("json", "application/json"), ("md", "text/markdown"), ("html", "text/html")):
