@@ -151,6 +151,16 @@ def test_invalid_submissions_name_the_field(live_service: LiveService) -> None:
     spec["methods"] = ["baseline", "not_a_method"]
     body = assert_error(alice.post("/v1/sweeps", json=spec), 422)
     assert any(e["field"].startswith("body.methods") for e in body["errors"]), body
+    # The confirm stage: fresh seeds only, top_k >= 1, and something to compare.
+    bad_confirms = (
+        ({"seeds": [0]}, {}, "body.confirm"),
+        ({"seeds": [7], "top_k": 0}, {}, "body.confirm.top_k"),
+        ({"seeds": [7]}, {"methods": ["baseline"]}, "body.confirm"),
+    )
+    for confirm, extra, field in bad_confirms:
+        spec = {**demo_spec(alice), **extra, "seeds": [0], "confirm": confirm}
+        body = assert_error(alice.post("/v1/sweeps", json=spec), 422)
+        assert [e["field"] for e in body["errors"]] == [field], body
     assert alice.get("/v1/sweeps").json()["total"] == 0  # nothing stored
 
 
