@@ -52,8 +52,9 @@ def _run_until_confirm_starts(spec_path: Path, sweep_dir: Path, env: dict[str, s
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)  # the driver's own session: nothing else is touched
         driver.wait(timeout=30)
-    search = results.read_trials(sweep_dir)
-    assert (search["stage"] == SEARCH_STAGE).sum() == 2 and set(search["status"]) == {"TERMINATED"}
+    trials = results.read_trials(sweep_dir)
+    search = trials[trials["stage"] == SEARCH_STAGE]
+    assert len(search) == 2 and set(search["status"]) == {"TERMINATED"}
     return {t: (sweep_dir / "trials" / t / "manifest.json").stat().st_mtime_ns for t in search["trial_id"]}
 
 
