@@ -65,7 +65,8 @@ def _arm_env(arm: str) -> None:
 
 def _phase_spec(trials: int) -> SweepSpec:
     doc = get_preset("demo").model_dump(mode="json")
-    doc.update(name="bench-phases", methods=["baseline"], lr=[3e-3], seeds=list(range(trials)), max_concurrent_trials=1)
+    doc.update(name="bench-phases", methods=["baseline"], lr=[3e-3], seeds=list(range(trials)), max_concurrent_trials=1,
+               confirm=None)
     doc["coefficients"] = {}
     return SweepSpec.model_validate(doc)
 

@@ -78,11 +78,26 @@ def best_trial(df: Any) -> dict[str, Any] | None:
 
 
 def best_config(sweep_id: str, sweep_dir: str) -> dict[str, Any]:
-    row = best_trial(trials_frame(sweep_dir))
-    if row is None:
+    """The best configuration and its own interval over seeds (``search_spaces.analysis.confirm.best_evidence``:
+    from the confirm stage when the sweep has one)."""
+    from search_spaces.analysis.confirm import best_evidence
+    from search_spaces.analysis.trial_frame import measured_source
+
+    frame = trials_frame(sweep_dir)
+    evidence = best_evidence(frame) if len(frame) else None
+    if evidence is None:
         raise ApiError(404, f"sweep {sweep_id} has no finished, non-diverged trial yet", loc=("path", "sweep_id"))
-    record = best_record(row)
-    return {"sweep_id": sweep_id, **record, "train_config": trial_train_config(sweep_dir, record["trial_id"])}
+    row = next(r for r in records(frame) if str(r.get("trial_id")) == evidence["trial_id"])
+    record = best_record(row)  # the sweep dir's one best record, plus the evidence of its interval
+    return {
+        "sweep_id": sweep_id,
+        **record,
+        "stage": evidence["stage"],
+        "measured": measured_source(frame),
+        "interval": evidence["interval"],
+        "rule": evidence["rule"],
+        "train_config": trial_train_config(sweep_dir, record["trial_id"]),
+    }
 
 
 def trial_train_config(sweep_dir: str, trial_id: str) -> dict[str, Any] | None:

@@ -128,13 +128,25 @@ class MetricsPublic(BaseModel):
     rows: list[dict[str, Any]]
 
 
+class IntervalPublic(BaseModel):
+    n: int = Field(description="Seeds that ran the configuration.")
+    mean: float | None = Field(description="Mean measured loss over those seeds (nats).")
+    sd: float | None = Field(description="Sample standard deviation over seeds; null with one seed.")
+    low: float | None = Field(description="Lower end of the 95% t-interval of the mean; null with one seed.")
+    high: float | None = Field(description="Upper end of the 95% t-interval of the mean; null with one seed.")
+
+
 class BestConfig(BaseModel):
     sweep_id: str
     trial_id: str
     method: str
-    val_loss: float
+    val_loss: float | None
     step: int | None
     params: dict[str, Any] = Field(description="The method's coefficients and the learning rate.")
+    stage: str = Field(description="`confirm` when the configuration was re-trained on fresh seeds, else `search`.")
+    measured: str = Field(description="What the interval measures: test CE where recorded, else validation CE.")
+    interval: IntervalPublic = Field(description="The configuration's own interval over its seeds.")
+    rule: str = Field(description="How the best configuration was chosen.")
     train_config: dict[str, Any] | None = Field(description="The trial's resolved TrainConfig, when recorded.")
 
 

@@ -101,9 +101,13 @@ def _print_tables(out: dict[str, Any]) -> None:
         fmt,
         fmt_lr,
         fmt_tokens,
+        interval_text,
         method_name,
+        p_text,
+        power_text,
         seed_speedup_text,
         single_lr_summary,
+        speedup_targets_rows,
     )
 
     # Pipes get 80 columns by default, too narrow for these tables; a real terminal keeps its width.
@@ -113,6 +117,7 @@ def _print_tables(out: dict[str, Any]) -> None:
     console.print(f"[bold]Trials:[/bold] {counts}")
 
     best = out["best"]
+    rules = out["statistics"]
     table = Table(title="Best configuration", caption=escape(f"rule: {best['rule']}"), caption_justify="left")
     for column in ("", "val CE", "step", "lr", "coefficients", "seed", "status", "trial"):
         table.add_column(column, justify="right" if column in ("val CE", "step", "lr", "seed") else "left")
@@ -132,15 +137,14 @@ def _print_tables(out: dict[str, Any]) -> None:
 
     lrs = out["lr_sensitivity"]
     table = Table(title="Learning-rate sensitivity", caption=escape(lrs["rule"]), caption_justify="left")
-    for column in ("method", "coefficients", "K", "LRS", "± seeds", "diverged", "largest stable LR", "note"):
-        table.add_column(column, justify="right" if column in ("K", "LRS", "± seeds", "diverged") else "left")
+    for column in ("method", "coefficients", "K", "LRS [95% CI]", "diverged", "largest stable LR", "note"):
+        table.add_column(column, justify="right" if column in ("K", "LRS [95% CI]", "diverged") else "left")
     for f in [f for f in lrs["families"] if f["K"] >= 2 or f["lrs"] is not None]:
         table.add_row(
             method_name(f["method"]),
             format_coefficients(f["coefficients"]),
             str(f["K"]),
-            fmt(f["lrs"], 3),
-            fmt(f["lrs_seed_std"], 3),
+            interval_text(f["lrs"], f["lrs_low"], f["lrs_high"], 3),
             str(f["diverged"]),
             fmt_lr(f["largest_stable_lr"]) if f["largest_stable_lr"] is not None else "none",
             escape(f["note"]),
@@ -175,22 +179,34 @@ def _print_tables(out: dict[str, Any]) -> None:
             )
         console.print(table)
 
+    confirm = out["confirm"]
+    if confirm["configs"]:
+        table = Table(title="Confirmed on fresh seeds", caption=escape(f"{confirm['rule']}. {rules['verdict']}."),
+                      caption_justify="left")  # fmt: skip
+        for column in ("configuration", "n", f"{out['measured']} [95% CI]", "Δ vs baseline [95% CI]", "p", "verdict",
+                       "power"):  # fmt: skip
+            table.add_column(column)
+        for c in confirm["configs"]:
+            d = c["comparison"] or {}
+            table.add_row(
+                escape(c["label"]), str(c["n"]), interval_text(c["mean"], c["low"], c["high"]),
+                interval_text(d.get("mean"), d.get("low"), d.get("high"), signed=True) if d else "reference",
+                p_text(d.get("p")) if d else "", d.get("verdict", ""), power_text(d) if d else "",
+            )  # fmt: skip
+        console.print(table)
+
     deltas = out["paired_deltas"]
     if deltas["rows"]:
-        table = Table(title="Paired against baseline", caption=escape(deltas["rule"]), caption_justify="left")
-        for column in ("method", "lr", "pairs", "Δ val CE", "± seeds", "method", "baseline", "diverged"):
-            table.add_column(column, justify="left" if column == "method" else "right")
+        caption = f"{deltas['rule']}. {rules['verdict']}. {rules['power']}."
+        table = Table(title="Paired against baseline", caption=escape(caption), caption_justify="left")
+        for column in ("method", "lr", "n", f"Δ {out['measured']} [95% CI]", "p", "verdict", "power"):
+            table.add_column(column, justify="left" if column in ("method", "verdict", "power") else "right")
         for d in deltas["rows"]:
             table.add_row(
-                d["label"],
-                fmt_lr(d["lr"]),
-                str(d["n_pairs"]),
-                f"{d['delta_mean']:+.4f}",
-                fmt(d["delta_std"], 3),
-                fmt(d["method_mean"]),
-                fmt(d["baseline_mean"]),
-                str(d["diverged"]),
-            )
+                escape(d["label"]), fmt_lr(d["lr"]), str(d["n_pairs"]),
+                interval_text(d["delta_mean"], d["delta_low"], d["delta_high"], signed=True), p_text(d["p"]),
+                d["verdict"], power_text(d),
+            )  # fmt: skip
         console.print(table)
 
     speed = out["speedup"]
@@ -214,6 +230,15 @@ def _print_tables(out: dict[str, Any]) -> None:
                 f"{m['speedup']:.2f}x" if m["speedup"] is not None else "–",
                 seed_speedup_text(m),
             )
+        console.print(table)
+    targets = speedup_targets_rows(speed)
+    if targets:
+        table = Table(title="Speed-up at several targets", caption=escape(speed["targets_rule"]),
+                      caption_justify="left")  # fmt: skip
+        for column in ("method", "target (% of budget)", "seed pairs", "speed-up [95% CI]"):
+            table.add_column(column)
+        for row in targets:
+            table.add_row(*(escape(c) for c in row))
         console.print(table)
     for line in best["missing"] + speed["missing"]:
         console.print(f"[yellow]missing:[/yellow] {escape(line)}")

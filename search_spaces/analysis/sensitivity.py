@@ -30,7 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from search_spaces.analysis import stats
 from search_spaces.analysis.best import best_configs
+from search_spaces.analysis.confirm import confirm_comparison
 from search_spaces.analysis.paper_reference import paper_comparison
 from search_spaces.analysis.speedup import SPEEDUP_RULE, convergence_speedup
 from search_spaces.analysis.trial_frame import (
@@ -42,9 +44,11 @@ from search_spaces.analysis.trial_frame import (
     hyperparameter_columns,
     l0_of,
     lr_sensitivity_value,
+    measured_source,
     method_order,
     normalize_trials,
     records,
+    search_trials,
     seed_of,
     sort_methods,
     status_counts,
@@ -68,8 +72,15 @@ LRS_RULE = (
 )
 STABLE_RULE = "largest learning rate at which no finished trial of the family diverged"
 DELTA_RULE = (
-    "final validation CE of the method minus the baseline's, paired on the same seed and learning rate "
-    "(diverged = ln V); negative means the method is better; spread = sample std over seeds"
+    "measured loss of the method minus the baseline's, paired on the same seed and learning rate "
+    "(diverged = L0); negative means the method is better; mean, sample SD, 95% t-interval and paired-t p over "
+    "the seed pairs"
+)
+CELL_RULE = "per cell (method, coefficients, learning rate): n seeds, mean, sample SD and 95% t-interval"
+LRS_CI_RULE = (
+    "95% percentile bootstrap interval of LRS: the seeds of each learning-rate cell are resampled with "
+    "replacement within that cell (2000 resamples, fixed seed); the LRS difference against the baseline "
+    "resamples the seed pairs (method and baseline on the same seed) of each cell"
 )
 
 
@@ -112,26 +123,44 @@ def _lr_curve(group: pd.DataFrame, l0: float) -> pd.DataFrame:
         seeds: dict[int, list[float]] = {}
         for r, loss in zip(at_lr, losses, strict=True):
             seeds.setdefault(seed_of(r), []).append(loss)
+        per_seed = {s: float(np.mean(v)) for s, v in seeds.items()}
+        cell = stats.t_interval(list(per_seed.values()))
         rows.append(
             {
                 "lr": lr,
                 "loss": float(np.mean(losses)),
                 "n": len(at_lr),
                 "diverged": sum(r["status"] == "DIVERGED" for r in at_lr),
-                "seeds": {s: float(np.mean(v)) for s, v in seeds.items()},
+                "seeds": per_seed,
+                "sd": cell.sd,
+                "low": cell.low,
+                "high": cell.high,
             }
         )
-    return pd.DataFrame(rows, columns=["lr", "loss", "n", "diverged", "seeds"])
+    return pd.DataFrame(rows, columns=["lr", "loss", "n", "diverged", "seeds", "sd", "low", "high"])
+
+
+def _lrs_interval(cells: Sequence[Sequence[float]], l0: float) -> tuple[float, float] | None:
+    """:data:`LRS_CI_RULE` for one family: ``cells`` holds each learning rate's per-seed losses."""
+    arrays = [np.asarray(c, dtype=np.float64) for c in cells]
+
+    def lrs_of(drawn: Sequence[np.ndarray]) -> np.ndarray:
+        means = np.stack([a[i].mean(axis=1) for a, i in zip(arrays, drawn, strict=True)], axis=1)
+        return stats.lr_sensitivity_rows(means, l0)
+
+    return stats.stratified_bootstrap([len(a) for a in arrays], lrs_of)
 
 
 def lr_sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per family (method + fixed coefficients) with its LRS and largest stable LR.
 
-    Columns: ``method, coefficients (dict), label, K, lrs, lrs_seed_std, n_seeds, diverged,
-    largest_stable_lr, l0, lrs_grid (list), losses (list), complete, note``.
-    ``lrs`` is None when fewer than two learning rates have finished (``note`` says why).
+    Columns: ``method, coefficients (dict), label, K, lrs, lrs_low, lrs_high, lrs_seed_std, n_seeds,
+    diverged, largest_stable_lr, l0, lrs_grid (list), losses (list), cells (list), complete, note``.
+    ``lrs`` is None when fewer than two learning rates have finished (``note`` says why); ``lrs_low`` and
+    ``lrs_high`` are its bootstrap interval (:data:`LRS_CI_RULE`), None without two seeds in some cell;
+    ``cells`` holds each learning rate's seeds and t-interval (:data:`CELL_RULE`). Search-stage trials only.
     """
-    trials = normalize_trials(trials)
+    trials = search_trials(normalize_trials(trials))
     fallback_vocab = vocab_size_of(trials)
     rows: list[dict[str, Any]] = []
     for (method, coefficients), group in _families(trials).items():
@@ -143,6 +172,8 @@ def lr_sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
             "label": method if not coeffs else f"{method} ({format_coefficients(coeffs)})",
             "K": 0,
             "lrs": None,
+            "lrs_low": None,
+            "lrs_high": None,
             "lrs_seed_std": None,
             "n_seeds": 0,
             "diverged": int(group["status"].eq("DIVERGED").sum()),
@@ -150,6 +181,7 @@ def lr_sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
             "l0": l0,
             "lrs_grid": [],
             "losses": [],
+            "cells": [],
             "diverged_lrs": [],
             "complete": bool(group["status"].isin(FINISHED).all()),
             "note": "",
@@ -162,6 +194,12 @@ def lr_sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
         row["K"] = len(curve)
         row["lrs_grid"] = [float(x) for x in curve["lr"]] if len(curve) else []
         row["losses"] = [float(x) for x in curve["loss"]] if len(curve) else []
+        row["cells"] = [
+            {"lr": float(c["lr"]), "n": len(c["seeds"]), "mean": float(np.mean(list(c["seeds"].values()))),
+             "sd": c["sd"], "low": c["low"], "high": c["high"], "diverged": int(c["diverged"]),
+             "seeds": {str(s): v for s, v in sorted(c["seeds"].items())}}
+            for c in curve.to_dict("records")
+        ]  # fmt: skip
         if len(curve):
             row["diverged_lrs"] = [float(x) for x in curve.loc[curve["diverged"] > 0, "lr"]]
             stable = curve[curve["diverged"] == 0]
@@ -172,6 +210,9 @@ def lr_sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
             row["note"] = f"needs >= 2 finished learning rates with the same coefficients, has {len(curve)}"
         else:
             row["lrs"] = lr_sensitivity_value(row["losses"], l0)
+            interval = _lrs_interval([list(d.values()) for d in curve["seeds"]], l0)
+            if interval is not None:
+                row["lrs_low"], row["lrs_high"] = interval
             per_seed = [
                 lr_sensitivity_value([d[s] for d in curve["seeds"]], l0)
                 for s in row_seeds(curve)
@@ -196,6 +237,8 @@ LRS_COLUMNS = [
     "label",
     "K",
     "lrs",
+    "lrs_low",
+    "lrs_high",
     "lrs_seed_std",
     "n_seeds",
     "diverged",
@@ -203,6 +246,7 @@ LRS_COLUMNS = [
     "l0",
     "lrs_grid",
     "losses",
+    "cells",
     "diverged_lrs",
     "complete",
     "note",
@@ -239,8 +283,8 @@ def row_seeds(curve: pd.DataFrame) -> list[int]:
 def lambda_robustness(trials: pd.DataFrame) -> pd.DataFrame:
     """LRS per coefficient value, for methods with exactly one coefficient (z-loss, μ-loss, soft-cap).
 
-    Columns: ``method, coefficient, value, K, lrs, diverged, largest_stable_lr``. Methods swept at a
-    single coefficient value appear with that one row.
+    Columns: ``method, coefficient, value, K, lrs, lrs_low, lrs_high, n_seeds, diverged, largest_stable_lr``
+    (the interval as in :data:`LRS_CI_RULE`). Methods swept at a single coefficient value appear with that one row.
     """
     trials = normalize_trials(trials)
     table = lr_sensitivity(trials)
@@ -257,11 +301,16 @@ def lambda_robustness(trials: pd.DataFrame) -> pd.DataFrame:
                 "value": value,
                 "K": rec["K"],
                 "lrs": rec["lrs"],
+                "lrs_low": rec["lrs_low"],
+                "lrs_high": rec["lrs_high"],
+                "n_seeds": rec["n_seeds"],
                 "diverged": rec["diverged"],
                 "largest_stable_lr": rec["largest_stable_lr"],
             }
         )
-    columns = ["method", "coefficient", "value", "K", "lrs", "diverged", "largest_stable_lr"]
+    columns = [
+        "method", "coefficient", "value", "K", "lrs", "lrs_low", "lrs_high", "n_seeds", "diverged", "largest_stable_lr"
+    ]  # fmt: skip
     rows.sort(key=lambda r: (method_order(r["method"]), r["method"], r["coefficient"], r["value"]))
     return pd.DataFrame(rows, columns=columns)
 
@@ -282,7 +331,7 @@ def grid_matrix(
     Returns ``{"rows": [...], "cols": [...], "values": [[...]], "diverged": [[...]], "counts": [[...]]}``
     (``None`` where a cell is empty).
     """
-    trials = normalize_trials(trials)
+    trials = search_trials(normalize_trials(trials))
     if reduce not in ("mean", "min"):
         raise ValueError(f"reduce must be 'mean' or 'min', got {reduce!r}")
     subset = trials[trials["status"].isin(FINISHED)]
@@ -322,63 +371,135 @@ def grid_matrix(
 # ---------------------------------------------------------------------------------------------------
 
 
-def paired_deltas(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per family and LR: mean and spread of (method − baseline) final validation CE, paired on seed and LR.
+DELTA_COLUMNS = [
+    "method", "label", "lr", "n_pairs", "delta_mean", "delta_std", "delta_low", "delta_high", "p", "verdict",
+    "mde", "seeds_needed", "method_mean", "baseline_mean", "diverged", "pairs",
+]  # fmt: skip
 
-    Columns: ``method, label, lr, n_pairs, delta_mean, delta_std, method_mean, baseline_mean, diverged``.
-    """
-    trials = normalize_trials(trials)
-    columns = [
-        "method",
-        "label",
-        "lr",
-        "n_pairs",
-        "delta_mean",
-        "delta_std",
-        "method_mean",
-        "baseline_mean",
-        "diverged",
-    ]
-    finished = trials[trials["status"].isin(FINISHED)]
-    baseline = finished[finished["method"] == "baseline"]
-    if baseline.empty:
-        return pd.DataFrame(columns=columns)
-    l0 = sweep_l0(trials)
-    if l0 is None:
-        return pd.DataFrame(columns=columns)
+
+def _baseline_by_cell(finished: pd.DataFrame, l0: float) -> dict[tuple[float, int], float]:
     base: dict[tuple[float, int], list[float]] = {}
-    for r in baseline.to_dict("records"):
+    for r in finished[finished["method"] == "baseline"].to_dict("records"):
         base.setdefault((float_key(r["lr"]), seed_of(r)), []).append(capped_final(r, l0))
+    return {key: float(np.mean(v)) for key, v in base.items()}
+
+
+def _method_pairs(
+    group: pd.DataFrame, base: dict[tuple[float, int], float], l0: float
+) -> dict[float, dict[int, tuple[float, float, bool]]]:
+    """learning rate → seed → (method loss, baseline loss, diverged) of one family, paired on seed and LR."""
+    by_lr: dict[float, dict[int, tuple[float, float, bool]]] = {}
+    for r in group.to_dict("records"):
+        key = (float_key(r["lr"]), seed_of(r))
+        if key in base:
+            by_lr.setdefault(key[0], {}).setdefault(key[1], (capped_final(r, l0), base[key], r["status"] == "DIVERGED"))
+    return by_lr
+
+
+def paired_deltas(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per family and LR: (method − baseline) measured loss, paired on seed and LR, with its interval,
+    paired-t p, verdict and power (:mod:`search_spaces.analysis.stats`). Search-stage trials only.
+
+    Columns: :data:`DELTA_COLUMNS` (``pairs``: seed → [method, baseline] losses, for plots of every seed).
+    """
+    trials = search_trials(normalize_trials(trials))
+    finished = trials[trials["status"].isin(FINISHED)]
+    l0 = sweep_l0(trials)
+    if l0 is None or not finished["method"].eq("baseline").any():
+        return pd.DataFrame(columns=DELTA_COLUMNS)
+    base = _baseline_by_cell(finished, l0)
     rows = []
     for (method, coefficients), group in _families(finished).items():
         if method == "baseline":
             continue
         coeffs = dict(coefficients)
         label = method if not coeffs else f"{method} ({format_coefficients(coeffs)})"
-        by_lr: dict[float, list[tuple[float, float, bool]]] = {}
-        for r in group.to_dict("records"):
-            key = (float_key(r["lr"]), seed_of(r))
-            if key not in base:
-                continue
-            b = float(np.mean(base[key]))
-            by_lr.setdefault(key[0], []).append((capped_final(r, l0), b, r["status"] == "DIVERGED"))
+        by_lr = _method_pairs(group, base, l0)
         for lr in sorted(by_lr):
             pairs = by_lr[lr]
-            deltas = [m - b for m, b, _ in pairs]
+            ms, bs = [m for m, _, _ in pairs.values()], [b for _, b, _ in pairs.values()]
+            c = stats.paired_difference(ms, bs)
             rows.append(
                 {
                     "method": method,
                     "label": label,
                     "lr": lr,
-                    "n_pairs": len(pairs),
-                    "delta_mean": float(np.mean(deltas)),
-                    "delta_std": float(np.std(deltas, ddof=1)) if len(deltas) >= 2 else None,
-                    "method_mean": float(np.mean([m for m, _, _ in pairs])),
-                    "baseline_mean": float(np.mean([b for _, b, _ in pairs])),
-                    "diverged": int(sum(d for _, _, d in pairs)),
+                    "n_pairs": c.n,
+                    "delta_mean": c.mean,
+                    "delta_std": c.sd,
+                    "delta_low": c.low,
+                    "delta_high": c.high,
+                    "p": c.p,
+                    "verdict": c.verdict,
+                    "mde": c.mde,
+                    "seeds_needed": c.seeds_needed,
+                    "method_mean": float(np.mean(ms)),
+                    "baseline_mean": float(np.mean(bs)),
+                    "diverged": int(sum(d for _, _, d in pairs.values())),
+                    "pairs": {str(s): [m, b] for s, (m, b, _) in sorted(pairs.items())},
                 }
             )
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=DELTA_COLUMNS)
+
+
+LRS_DIFF_COLUMNS = ["method", "label", "lrs", "baseline_lrs", "lrs_delta", "lrs_delta_low", "lrs_delta_high",
+                    "verdict", "K", "n_pairs"]  # fmt: skip
+
+
+def lrs_differences(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per family: LRS − the baseline's LRS over the learning rates both ran, with a bootstrap interval over
+    the seed pairs of each cell (:data:`LRS_CI_RULE`) and its verdict (:data:`stats.VERDICT_RULE`, on that
+    interval). Search-stage trials only; families sharing fewer than two learning rates are left out."""
+    trials = search_trials(normalize_trials(trials))
+    finished = trials[trials["status"].isin(FINISHED)]
+    l0 = sweep_l0(trials)
+    if l0 is None or not finished["method"].eq("baseline").any():
+        return pd.DataFrame(columns=LRS_DIFF_COLUMNS)
+    base = _baseline_by_cell(finished, l0)
+    rows = []
+    for (method, coefficients), group in _families(finished).items():
+        if method == "baseline":
+            continue
+        by_lr = _method_pairs(group, base, l0)
+        if len(by_lr) < 2:
+            continue
+        cells = [np.asarray([(m, b) for m, b, _ in by_lr[lr].values()], dtype=np.float64) for lr in sorted(by_lr)]
+
+        def lrs_delta(drawn: Sequence[np.ndarray], cells: list[np.ndarray] = cells) -> np.ndarray:
+            means = np.stack([c[i].mean(axis=1) for c, i in zip(cells, drawn, strict=True)], axis=1)  # (B, K, 2)
+            return stats.lr_sensitivity_rows(means[..., 0], l0) - stats.lr_sensitivity_rows(means[..., 1], l0)
+
+        delta = float(lrs_delta([np.arange(len(c))[None, :] for c in cells])[0])
+        interval = stats.stratified_bootstrap([len(c) for c in cells], lrs_delta)
+        low, high = interval if interval is not None else (None, None)
+        n_pairs = min(len(c) for c in cells)
+        coeffs = dict(coefficients)
+        rows.append(
+            {
+                "method": method,
+                "label": method if not coeffs else f"{method} ({format_coefficients(coeffs)})",
+                "lrs": lr_sensitivity_value([float(c[:, 0].mean()) for c in cells], l0),
+                "baseline_lrs": lr_sensitivity_value([float(c[:, 1].mean()) for c in cells], l0),
+                "lrs_delta": delta,
+                "lrs_delta_low": low,
+                "lrs_delta_high": high,
+                "verdict": stats.verdict(low, high, n_pairs),
+                "K": len(cells),
+                "n_pairs": n_pairs,
+            }
+        )
+    return pd.DataFrame(rows, columns=LRS_DIFF_COLUMNS)
+
+
+def statistics_rules() -> dict[str, str]:
+    """Every rule the intervals and verdicts follow, as the reports state them."""
+    return {
+        "cells": CELL_RULE,
+        "verdict": stats.VERDICT_RULE,
+        "power": stats.MDE_RULE,
+        "lrs_interval": LRS_CI_RULE,
+        "confidence": f"{stats.CONFIDENCE:.0%}",
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -396,8 +517,12 @@ def analyze(trials: pd.DataFrame, metrics: pd.DataFrame | None = None) -> dict[s
             "best": best_configs(trials),
             "lr_sensitivity": {"rule": LRS_RULE, "stable_rule": STABLE_RULE, "families": records(lrs)},
             "paper": paper_comparison(lrs),
+            "measured": measured_source(trials),
+            "statistics": statistics_rules(),
             "lambda_robustness": records(lambda_robustness(trials)) if len(trials) else [],
             "paired_deltas": {"rule": DELTA_RULE, "rows": records(paired_deltas(trials)) if len(trials) else []},
+            "lrs_differences": records(lrs_differences(trials)) if len(trials) else [],
+            "confirm": confirm_comparison(trials),
             "speedup": convergence_speedup(trials, metrics)
             if len(trials)
             else {"rule": SPEEDUP_RULE, "baseline": None, "methods": [], "missing": ["no trials"]},

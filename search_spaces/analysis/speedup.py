@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from search_spaces.analysis import stats
 from search_spaces.analysis.best import best_configs
 from search_spaces.analysis.trial_frame import (
     float_key,
@@ -30,6 +31,15 @@ SEED_SPEEDUP_RULE = (
     "per seed: the same ratio between the trials that repeat the best baseline configuration and the "
     "method's best configuration on that seed, the target being that seed's baseline final validation CE; "
     "mean and sample std over the seeds where the method reached it"
+)
+#: The budget fractions whose baseline loss is a speed-up target.
+TARGET_FRACTIONS: tuple[float, ...] = (0.5, 0.75, 1.0)
+TARGETS_RULE = (
+    "per seed pair (the best baseline and the method's best configuration on one seed) and per target: the "
+    "baseline's validation CE at 50%, 75% and 100% of its budget; speed-up = tokens the baseline needs to reach "
+    "it / tokens the method needs; a seed whose method never reaches the target is censored at the budget (its "
+    "speed-up is at most baseline tokens / budget, counted at that bound, so an interval with censored seeds is "
+    "an upper bound); mean and 95% t-interval over the seed pairs"
 )
 
 def tokens_to_reach(curve: pd.DataFrame, target: float) -> float | None:
@@ -99,11 +109,47 @@ def _seed_speedups(
         )
     values = [float(p["speedup"]) for p in per_seed if p["speedup"] is not None]
     return {
+        "targets": _targets(metrics, base_runs, method_runs),
         "per_seed": per_seed,
         "seeds_reached": len(values),
         "speedup_mean": float(np.mean(values)) if values else None,
         "speedup_std": float(np.std(values, ddof=1)) if len(values) >= 2 else None,
     }
+
+
+def _loss_at(curve: pd.DataFrame, tokens: float) -> float:
+    ordered = curve.sort_values("tokens", kind="mergesort")
+    return float(np.interp(tokens, ordered["tokens"].astype(float), ordered["val_loss"].astype(float)))
+
+
+def _targets(
+    metrics: pd.DataFrame, base_runs: Mapping[int, str], method_runs: Mapping[int, str]
+) -> list[dict[str, Any]]:
+    """:data:`TARGETS_RULE` for one method."""
+    out = []
+    for fraction in TARGET_FRACTIONS:
+        seeds: list[dict[str, Any]] = []
+        for seed in sorted(set(base_runs) & set(method_runs)):
+            base_curve = _val_curve(metrics, base_runs[seed]).dropna()
+            curve = _val_curve(metrics, method_runs[seed]).dropna()
+            if base_curve.empty or curve.empty:
+                continue
+            budget = float(base_curve["tokens"].max())
+            target = _loss_at(base_curve, fraction * budget)
+            base_tokens = tokens_to_reach(base_curve, target)
+            tokens = tokens_to_reach(curve, target)
+            censored = tokens is None
+            reached_at = float(curve["tokens"].max()) if censored else tokens
+            if not base_tokens or not reached_at:
+                continue
+            seeds.append({"seed": seed, "target_val_loss": target, "baseline_tokens": base_tokens,
+                          "tokens": tokens, "censored": censored, "speedup": base_tokens / reached_at})  # fmt: skip
+        interval = stats.t_interval([s["speedup"] for s in seeds])
+        out.append(
+            {"fraction": fraction, **interval.to_dict(), "censored": sum(s["censored"] for s in seeds),
+             "upper_bound": any(s["censored"] for s in seeds), "seeds": seeds}
+        )  # fmt: skip
+    return out
 
 
 def convergence_speedup(trials: pd.DataFrame, metrics: pd.DataFrame | None) -> dict[str, Any]:
@@ -113,6 +159,7 @@ def convergence_speedup(trials: pd.DataFrame, metrics: pd.DataFrame | None) -> d
     out: dict[str, Any] = {
         "rule": SPEEDUP_RULE,
         "seed_rule": SEED_SPEEDUP_RULE,
+        "targets_rule": TARGETS_RULE,
         "baseline": None,
         "methods": [],
         "missing": [],

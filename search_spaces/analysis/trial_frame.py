@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from search_spaces.run.sweep_dir import CONFIRM_STAGE, TrialStatus, finite_float, stage_of
 from search_spaces.run.sweep_dir import TRIAL_STATUSES as STATUSES
-from search_spaces.run.sweep_dir import TrialStatus, finite_float
 from trainables.losses.registry import COEFFICIENTS, method_rank
 
 # Trials whose final validation CE is the end of their full budget: the only ones LRS may compare.
@@ -62,6 +62,9 @@ _REQUIRED_COLUMNS: dict[str, str] = {
     "above_l0_step": "float64",
     "l0": "float64",
     "vocab_size": "float64",
+    "test_ce": "float64",
+    "test_ce_se": "float64",
+    "stage": "object",
 }
 
 
@@ -75,6 +78,20 @@ def normalize_trials(trials: pd.DataFrame) -> pd.DataFrame:
     for column in missing:
         out[column] = pd.Series([None] * len(out), index=out.index, dtype=_REQUIRED_COLUMNS[column])
     return out
+
+
+def search_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials of the search stage (all of them in a sweep without a confirm stage)."""
+    if "stage" not in trials.columns:
+        return trials
+    return trials[[stage_of(r) != CONFIRM_STAGE for r in trials.to_dict("records")]]
+
+
+def confirm_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials of the confirm stage (none in a sweep without one)."""
+    if "stage" not in trials.columns:
+        return trials.iloc[0:0]
+    return trials[[stage_of(r) == CONFIRM_STAGE for r in trials.to_dict("records")]]
 
 
 def hyperparameter_columns(trials: pd.DataFrame) -> list[str]:
@@ -140,10 +157,34 @@ def seed_of(row: Mapping[str, Any]) -> int:
     return -1 if value is None or pd.isna(value) else int(value)
 
 
+MEASURE_RULE = (
+    "measured loss of a trial = its final test CE (test split, evaluated once at the end) when it has one, "
+    "else its final validation CE"
+)
+
+
+def measured_loss(row: Mapping[str, Any]) -> float | None:
+    """The loss every table and comparison measures a trial by (:data:`MEASURE_RULE`)."""
+    test = finite_float(row.get("test_ce"))
+    return test if test is not None else finite_float(row.get("final_val_loss"))
+
+
+def measured_source(trials: pd.DataFrame) -> str:
+    """What the measured losses of ``trials`` are: ``test CE``, ``validation CE`` or ``test CE where measured,
+    else validation CE`` (for the captions of tables and plots)."""
+    if "test_ce" not in trials.columns or not len(trials):
+        return "validation CE"
+    has_test = pd.to_numeric(trials["test_ce"], errors="coerce").notna()
+    if has_test.all():
+        return "test CE"
+    return "test CE where measured, else validation CE" if has_test.any() else "validation CE"
+
+
 def capped_final(row: Mapping[str, Any], l0: float) -> float:
+    """The measured loss capped at ``l0``; a DIVERGED trial counts as ``l0``."""
     if row.get("status") == "DIVERGED":
         return l0
-    value = finite_float(row.get("final_val_loss"))
+    value = measured_loss(row)
     return l0 if value is None else min(value, l0)
 
 

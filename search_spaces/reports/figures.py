@@ -31,6 +31,8 @@ def heatmap_terms() -> list[tuple[str, tuple[str, ...]]]:
 
 def figures(data: Mapping[str, Any], lrs_table: pd.DataFrame, trials: pd.DataFrame) -> list[plots.Plot]:
     figures: list[plots.Plot] = []
+    if data["confirm"]["configs"]:
+        figures.append(plots.confirm_plot(data["confirm"]["configs"]))
     l0 = data["sweep"]["l0"]
     primary = analysis.primary_families(lrs_table) if len(lrs_table) else []
     lines = [_searched_points(f, trials, l0) if f["K"] < 2 else f for f in primary]

@@ -179,6 +179,7 @@ def lr_sensitivity_plot(families: Sequence[Mapping[str, Any]], *, l0: float | No
                 lrs = fam.get("lrs")
                 label = fam["label"] + (f" · LRS {lrs:.3f}" if lrs is not None else "")
                 ax.plot(xs, ys, marker="o", ms=4.5, color=color, label=label, **line_style(fam["method"]))
+                _seed_spread(ax, fam.get("cells") or [], color, top)
                 diverged = set(fam.get("diverged_lrs", ()))
                 div = [(x, y if top is None else top) for x, y in zip(xs, ys, strict=True) if x in diverged]
                 _diverged_marks(ax, div, color, size=110)
@@ -223,11 +224,59 @@ def lr_sensitivity_plot(families: Sequence[Mapping[str, Any]], *, l0: float | No
         f"method ({plotted} lines); crosses mark learning rates where a run diverged."
     )
     caption = (
-        "Final validation CE (no penalty terms) against the peak learning rate, mean over seeds. Flat is robust: "
-        "LRS in the legend is the mean excess over each method's best LR. ✕ = diverged, counted as the loss of a "
-        "uniform predictor, ln V."
+        "Final loss (no penalty terms) against the peak learning rate: the line is the mean over seeds, each dot "
+        "one seed, the shaded band the 95% t-interval of the mean (two or more seeds). Flat is robust: LRS in the "
+        "legend is the mean excess over each method's best LR. ✕ = diverged, counted as the loss of a uniform "
+        "predictor, ln V."
     )
     return Plot("lr-sensitivity", caption, alt, lambda: _render(draw(), "lr-sensitivity", alt))
+
+
+def _seed_spread(ax: Any, cells: Sequence[Mapping[str, Any]], color: str, top: float | None) -> None:
+    """Every seed of each learning-rate cell as a dot and the cell's 95% t-interval as a band."""
+    band = [(c["lr"], c["low"], c["high"]) for c in cells if c.get("low") is not None and c.get("high") is not None]
+    if len(band) >= 2:
+        xs, lows, highs = zip(*band, strict=True)
+        clip = (lambda v: min(v, top)) if top is not None else (lambda v: v)
+        ax.fill_between(xs, [clip(v) for v in lows], [clip(v) for v in highs], color=color, alpha=0.15, lw=0)
+    for c in cells:
+        values = [v if top is None else min(v, top) for v in (c.get("seeds") or {}).values()]
+        if len(values) >= 2:
+            ax.scatter([c["lr"]] * len(values), values, s=10, color=color, alpha=0.55, zorder=3, linewidths=0)
+
+
+def confirm_plot(configs: Sequence[Mapping[str, Any]]) -> Plot:
+    """The confirm stage: one row per confirmed configuration, every seed a dot, the mean and its 95%
+    t-interval a bar (rows of :func:`search_spaces.analysis.confirm.confirm_comparison`)."""
+
+    def draw() -> Figure:
+        with rc_context(_RC):
+            fig = _figure(width=8.2, height=1.2 + 0.45 * len(configs))
+            ax = fig.add_subplot()
+            for row, c in enumerate(configs):
+                color = method_color(c["method"], index=row)
+                seeds = list((c.get("seeds") or {}).values())
+                ax.scatter(seeds, [row] * len(seeds), s=18, color=color, alpha=0.6, zorder=3, linewidths=0)
+                if c.get("low") is not None and c.get("high") is not None:
+                    ax.errorbar(c["mean"], row, xerr=[[c["mean"] - c["low"]], [c["high"] - c["mean"]]], fmt="|",
+                                color=color, capsize=4, lw=2, ms=12)  # fmt: skip
+                elif c.get("mean") is not None:
+                    ax.plot([c["mean"]], [row], marker="|", ms=12, color=color)
+            ax.set_yticks(range(len(configs)), [c["label"] for c in configs])
+            ax.invert_yaxis()
+            ax.set_xlabel("final loss on the confirm seeds (nats)")
+            ax.set_title("Confirmed on fresh seeds", loc="left")
+        return fig
+
+    alt = (
+        f"Dot plot of {len(configs)} confirmed configurations: each seed's final loss as a dot, the mean and its "
+        "95% confidence interval as a bar."
+    )
+    caption = (
+        "The best configuration of every method re-trained on seeds the search never used: each dot one seed, the "
+        "bar the mean and its 95% t-interval. Overlapping bars are not a test: the paired verdicts are in the table."
+    )
+    return Plot("confirm", caption, alt, lambda: _render(draw(), "confirm", alt))
 
 
 def _searched(ax: Any, fam: Mapping[str, Any], color: str, top: float | None) -> None:

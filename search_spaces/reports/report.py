@@ -18,6 +18,7 @@ import yaml
 from search_spaces.analysis import paper_reference, trial_frame
 from search_spaces.analysis import sensitivity as analysis
 from search_spaces.analysis.best import best_configs
+from search_spaces.analysis.confirm import confirm_comparison
 from search_spaces.analysis.speedup import SPEEDUP_RULE, convergence_speedup
 from search_spaces.reports import insights, insights_report, plots
 from search_spaces.reports.figures import figures as draw_figures
@@ -196,6 +197,9 @@ def build_from(
     missing += heat_missing
 
     deltas = trial_frame.records(analysis.paired_deltas(trials)) if len(trials) else []
+    lrs_diffs = trial_frame.records(analysis.lrs_differences(trials)) if len(trials) else []
+    confirm = confirm_comparison(trials)
+    missing += confirm["missing"]
     speedup = (
         convergence_speedup(trials, metrics)
         if len(trials)
@@ -246,7 +250,11 @@ def build_from(
             "paper": paper,
         },
         "lambda_robustness": {"rows": lam_rows, "heatmaps": heatmaps},
+        "measured": trial_frame.measured_source(trials),
+        "statistics": analysis.statistics_rules(),
         "paired_deltas": {"rule": analysis.DELTA_RULE, "rows": deltas},
+        "lrs_differences": lrs_diffs,
+        "confirm": confirm,
         "speedup": speedup,
         "curves": curves,
         "importance": insights.param_importance(trials, l0),

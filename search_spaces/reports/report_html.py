@@ -20,10 +20,14 @@ from search_spaces.reports.report_text import (
     fmt,
     fmt_lr,
     fmt_tokens,
+    interval_text,
     method_name,
+    p_text,
+    power_text,
     resources_text,
     seed_speedup_text,
     single_lr_summary,
+    speedup_targets_rows,
     status_line,
     stop_text,
 )
@@ -64,6 +68,8 @@ th, td { padding:6px 10px; text-align:left; border-bottom:1px solid var(--line);
 th { background:#fafbfd; position:sticky; top:0; font-weight:600; }
 td.num, th.num { text-align:right; }
 tr.diverged td { color:var(--bad); }
+.verdict.better { color:var(--good, #1f8a4c); font-weight:600; } .verdict.worse { color:var(--bad); font-weight:600; }
+.verdict.unresolved { color:#666; }
 tr.best td { background:#eef6ff; }
 figure { margin:16px 0 20px; background:var(--card); border:1px solid var(--line); border-radius:10px;
   padding:14px 14px 8px; }
@@ -170,6 +176,7 @@ def _header(data: Mapping[str, Any]) -> str:
     toc = "".join(
         f'<a href="#{a}">{t}</a>'
         for a, t in (
+            *((("confirm", "Confirmed"),) if data["confirm"]["configs"] else ()),
             ("best", "Best configuration"),
             ("lrs", "LR sensitivity"),
             ("lambda", "λ robustness"),
@@ -239,11 +246,7 @@ def _lrs(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
         return "".join(out)
     rows, classes = [], []
     for f in [f for f in families if f["K"] >= 2 or f["lrs"] is not None]:
-        lrs = (
-            "–"
-            if f["lrs"] is None
-            else fmt(f["lrs"], 3) + (f" ± {fmt(f['lrs_seed_std'], 3)}" if f["lrs_seed_std"] is not None else "")
-        )
+        lrs = interval_text(f["lrs"], f["lrs_low"], f["lrs_high"], 3)
         rows.append(
             [
                 escape(method_name(f["method"])),
@@ -260,7 +263,7 @@ def _lrs(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
     out.append("<h3>LRS per method</h3>")
     if rows:
         table = _table(
-            ["method", "coefficients", "K (LRs)", "LRS", "seeds", "diverged", "largest stable LR", "note"],
+            ["method", "coefficients", "K (LRs)", "LRS [95% CI]", "seeds", "diverged", "largest stable LR", "note"],
             rows,
             numeric=(2, 3, 4, 5, 6),
             classes=classes,
@@ -271,8 +274,23 @@ def _lrs(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
     out.extend(f'<p class="muted">{escape(line)}</p>' for line in single_lr_summary(families))
     out.append(
         f'<p class="rule">{escape(section["rule"])}. Largest stable LR: {escape(section["stable_rule"])}. '
-        "± is the standard deviation of per-seed LRS.</p>"
+        f'Interval: {escape(data["statistics"]["lrs_interval"])}.</p>'
     )
+    diffs = data.get("lrs_differences") or []
+    if diffs:
+        lrows = [
+            [escape(d["label"]), str(d["K"]), str(d["n_pairs"]), fmt(d["lrs"], 3), fmt(d["baseline_lrs"], 3),
+             interval_text(d["lrs_delta"], d["lrs_delta_low"], d["lrs_delta_high"], 3, signed=True),
+             _verdict(d["verdict"])]
+            for d in diffs
+        ]  # fmt: skip
+        out.append(
+            "<h3>LRS against baseline</h3>"
+            + '<div class="table-wrap">'
+            + _table(["method", "K", "seed pairs", "LRS", "baseline LRS", "ΔLRS [95% CI]", "verdict"], lrows,
+                     numeric=(1, 2, 3, 4, 5))
+            + "</div>"
+        )
     paper = section.get("paper")
     if paper and paper.get("rows"):
         sizes = list(paper_reference.PAPER_LRS)
@@ -297,34 +315,79 @@ def _lrs(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
     deltas = data["paired_deltas"]["rows"]
     if deltas:
         drows = [
-            [
-                escape(d["label"]),
-                fmt_lr(d["lr"]),
-                str(d["n_pairs"]),
-                _signed(d["delta_mean"]) + (f" ± {fmt(d['delta_std'], 3)}" if d["delta_std"] is not None else ""),
-                fmt(d["method_mean"]),
-                fmt(d["baseline_mean"]),
-                str(d["diverged"]),
-            ]
+            [escape(d["label"]), fmt_lr(d["lr"]), str(d["n_pairs"]),
+             interval_text(d["delta_mean"], d["delta_low"], d["delta_high"], signed=True), escape(p_text(d["p"])),
+             _verdict(d["verdict"]), escape(power_text(d)), fmt(d["method_mean"]), fmt(d["baseline_mean"]),
+             str(d["diverged"])]
             for d in deltas
-        ]
+        ]  # fmt: skip
+        counts = {v: sum(d["verdict"] == v for d in deltas) for v in dict.fromkeys(d["verdict"] for d in deltas)}
+        summary = ", ".join(f"{n} {v}" for v, n in counts.items())
         out.append(
             "<h3>Paired against baseline</h3>"
             f'<p class="rule">{escape(data["paired_deltas"]["rule"])}.</p>'
-            "<details><summary>Deltas per learning rate "
-            f'({len(drows)} rows)</summary><div class="table-wrap tall">'
+            + _evidence_rules(data)
+            + f"<details open><summary>Deltas per learning rate ({len(drows)} rows: {escape(summary)})</summary>"
+            '<div class="table-wrap tall">'
             + _table(
-                ["method", "lr", "pairs", "Δ val CE", "method", "baseline", "diverged"],
+                ["method", "lr", "n", f"Δ {data['measured']} [95% CI]", "p", "verdict", "power", "method",
+                 "baseline", "diverged"],
                 drows,
-                numeric=(1, 2, 3, 4, 5, 6),
+                numeric=(1, 2, 3, 4, 7, 8, 9),
             )
             + "</div></details>"
         )
     return "".join(out)
 
 
-def _signed(value: float | None) -> str:
-    return "–" if value is None else f"{value:+.4f}"
+def _verdict(verdict: str) -> str:
+    cls = {"better": "better", "worse": "worse"}.get(verdict, "unresolved")
+    return f'<span class="verdict {cls}">{escape(verdict)}</span>'
+
+
+def _evidence_rules(data: Mapping[str, Any]) -> str:
+    rules = data["statistics"]
+    return (
+        f'<p class="rule">Verdict: {escape(rules["verdict"])}.</p>'
+        f'<p class="rule">Power: {escape(rules["power"])}.</p>'
+    )
+
+
+def _confirm(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
+    section = data["confirm"]
+    if not section["configs"]:
+        return ""
+    rows = []
+    for c in section["configs"]:
+        cmp = c["comparison"] or {}
+        rows.append(
+            [escape(c["label"]), str(c["n"]), interval_text(c["mean"], c["low"], c["high"]),
+             interval_text(cmp.get("mean"), cmp.get("low"), cmp.get("high"), signed=True) if cmp else "reference",
+             escape(p_text(cmp.get("p"))) if cmp else "", _verdict(cmp["verdict"]) if cmp else "",
+             escape(power_text(cmp)) if cmp else ""]
+        )  # fmt: skip
+    best = section.get("best")
+    best_line = (
+        f"<p>Best confirmed configuration: <b>{escape(best['label'])}</b>, "
+        f"{interval_text(best['mean'], best['low'], best['high'])} over {best['n']} seeds.</p>"
+        if best
+        else ""
+    )
+    return (
+        '<h2 id="confirm">Confirmed on fresh seeds</h2>'
+        f'<p class="rule">Selection: {escape(section["selection_rule"])}.</p>'
+        f'<p class="rule">Measurement: {escape(section["rule"])}.</p>'
+        + _evidence_rules(data)
+        + best_line
+        + _figure(plots.get("confirm"))
+        + '<div class="table-wrap">'
+        + _table(
+            ["configuration", "n", f"{data['measured']} [95% CI]", "Δ vs baseline [95% CI]", "p", "verdict", "power"],
+            rows,
+            numeric=(1, 2, 3, 4),
+        )
+        + "</div>"
+    )
 
 
 def _lambda(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
@@ -407,6 +470,18 @@ def _speedup(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
         out.append('<div class="table-wrap">' + _table(headers, rows, numeric=(2, 3)) + "</div>")
         if any(len(m.get("per_seed") or []) >= 2 for m in s["methods"]):
             out.append(f'<p class="rule">Over seeds: {escape(s["seed_rule"])}.</p>')
+    targets = speedup_targets_rows(s)
+    if targets:
+        out.append(
+            "<h3>Speed-up at several targets</h3>"
+            f'<p class="rule">{escape(s["targets_rule"])}.</p><div class="table-wrap">'
+            + _table(
+                ["method", "target (baseline's CE at % of budget)", "seed pairs", "speed-up [95% CI]"],
+                [[escape(c) for c in row] for row in targets],
+                numeric=(2, 3),
+            )
+            + "</div>"
+        )
     return "".join(out)
 
 
@@ -473,6 +548,7 @@ def to_html(report: Report) -> str:
         [
             _header(data),
             _missing(data["missing"]),
+            _confirm(data, plots),
             _best(data),
             _lrs(data, plots),
             _lambda(data, plots),

@@ -19,11 +19,15 @@ from search_spaces.reports.report_text import (
     fmt,
     fmt_lr,
     fmt_tokens,
+    interval_text,
     md_table,
     method_name,
+    p_text,
+    power_text,
     resources_text,
     seed_speedup_text,
     single_lr_summary,
+    speedup_targets_rows,
     status_line,
     stop_text,
 )
@@ -103,13 +107,13 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
     if not families:
         return [*out, "No finished trials yet.", ""]
     out += md_table(
-        ["method", "coefficients", "K", "LRS", "seeds", "diverged", "largest stable LR", "note"],
+        ["method", "coefficients", "K", "LRS [95% CI]", "seeds", "diverged", "largest stable LR", "note"],
         [
             [
                 method_name(f["method"]),
                 trial_frame.format_coefficients(f["coefficients"]),
                 f["K"],
-                fmt(f["lrs"], 3) + (f" ± {fmt(f['lrs_seed_std'], 3)}" if f["lrs_seed_std"] is not None else ""),
+                interval_text(f["lrs"], f["lrs_low"], f["lrs_high"], 3),
                 f["n_seeds"],
                 f["diverged"],
                 fmt_lr(f["largest_stable_lr"]) if f["largest_stable_lr"] is not None else "none",
@@ -140,25 +144,60 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
                 for r in paper["rows"]
             ],
         )
+    out += [f"LRS interval: {data['statistics']['lrs_interval']}.", ""]
+    diffs = data.get("lrs_differences") or []
+    if diffs:
+        out += ["### LRS against baseline", ""]
+        out += md_table(
+            ["method", "K", "seed pairs", "LRS", "baseline LRS", "ΔLRS [95% CI]", "verdict"],
+            [
+                [d["label"], d["K"], d["n_pairs"], fmt(d["lrs"], 3), fmt(d["baseline_lrs"], 3),
+                 interval_text(d["lrs_delta"], d["lrs_delta_low"], d["lrs_delta_high"], 3, signed=True), d["verdict"]]
+                for d in diffs
+            ],
+        )  # fmt: skip
     deltas = data["paired_deltas"]["rows"]
     if deltas:
-        out += ["### Paired against baseline", "", f"{data['paired_deltas']['rule']}.", ""]
+        out += ["### Paired against baseline", "", f"{data['paired_deltas']['rule']}.", *_evidence_rules(data)]
         out += md_table(
-            ["method", "lr", "pairs", "Δ val CE", "method", "baseline", "diverged"],
+            ["method", "lr", "n", f"Δ {data['measured']} [95% CI]", "p", "verdict", "power", "method", "baseline",
+             "diverged"],
             [
-                [
-                    d["label"],
-                    fmt_lr(d["lr"]),
-                    d["n_pairs"],
-                    (f"{d['delta_mean']:+.4f}" if d["delta_mean"] is not None else "–")
-                    + (f" ± {fmt(d['delta_std'], 3)}" if d["delta_std"] is not None else ""),
-                    fmt(d["method_mean"]),
-                    fmt(d["baseline_mean"]),
-                    d["diverged"],
-                ]
+                [d["label"], fmt_lr(d["lr"]), d["n_pairs"],
+                 interval_text(d["delta_mean"], d["delta_low"], d["delta_high"], signed=True), p_text(d["p"]),
+                 d["verdict"], power_text(d), fmt(d["method_mean"]), fmt(d["baseline_mean"]), d["diverged"]]
                 for d in deltas
             ],
-        )
+        )  # fmt: skip
+    return out
+
+
+def _evidence_rules(data: Mapping[str, Any]) -> list[str]:
+    rules = data["statistics"]
+    return ["", f"Verdict: {rules['verdict']}.", "", f"Power: {rules['power']}.", ""]
+
+
+def _confirm(data: Mapping[str, Any]) -> list[str]:
+    section = data["confirm"]
+    if not section["configs"]:
+        return []
+    out = ["## Confirmed on fresh seeds", "", f"Selection: {section['selection_rule']}.", "",
+           f"Measurement: {section['rule']}.", *_evidence_rules(data)]  # fmt: skip
+    rows = []
+    for c in section["configs"]:
+        cmp = c["comparison"] or {}
+        rows.append(
+            [c["label"], c["n"], interval_text(c["mean"], c["low"], c["high"]),
+             interval_text(cmp.get("mean"), cmp.get("low"), cmp.get("high"), signed=True) if cmp else "reference",
+             p_text(cmp.get("p")) if cmp else "", cmp.get("verdict", ""), power_text(cmp) if cmp else ""]
+        )  # fmt: skip
+    out += md_table(
+        ["configuration", "n", f"{data['measured']} [95% CI]", "Δ vs baseline [95% CI]", "p", "verdict", "power"], rows
+    )
+    best = section.get("best")
+    if best:
+        out += [f"Best confirmed configuration: {best['label']}, "
+                f"{interval_text(best['mean'], best['low'], best['high'])} over {best['n']} seeds.", ""]  # fmt: skip
     return out
 
 
@@ -213,6 +252,10 @@ def _speedup(data: Mapping[str, Any]) -> list[str]:
     )
     if any(len(m.get("per_seed") or []) >= 2 for m in s["methods"]):
         out += [f"Over seeds: {s['seed_rule']}.", ""]
+    targets = speedup_targets_rows(s)
+    if targets:
+        out += ["### Speed-up at several targets", "", f"{s['targets_rule']}.", ""]
+        out += md_table(["method", "target (baseline's CE at % of budget)", "seed pairs", "speed-up [95% CI]"], targets)
     return out
 
 
@@ -249,7 +292,8 @@ def _trials(data: Mapping[str, Any]) -> list[str]:
 
 def to_markdown(report: Report) -> str:
     data = report.data
-    lines = _header(data) + _best(data) + _lrs(data) + _lambda(data) + _speedup(data) + insights_report.markdown(data)
+    lines = _header(data) + _confirm(data) + _best(data) + _lrs(data) + _lambda(data) + _speedup(data)
+    lines += insights_report.markdown(data)
     lines += _trials(data)
     lines += [f"_Method references: {paper_reference.OEC_CITATION}; {paper_reference.SIMREG_CITATION}._", ""]
     return "\n".join(lines)

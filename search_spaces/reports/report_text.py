@@ -159,3 +159,41 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return [*out, ""]
+
+
+def interval_text(mean: Any, low: Any, high: Any, digits: int = 4, *, signed: bool = False) -> str:
+    """``2.1043 [2.0811, 2.1275]``; the mean alone when there is no interval (one seed)."""
+    if mean is None:
+        return "–"
+    spec = f"+.{digits}f" if signed else f".{digits}f"
+    if low is None or high is None:
+        return format(mean, spec)
+    return f"{format(mean, spec)} [{format(low, spec)}, {format(high, spec)}]"
+
+
+def p_text(p: Any) -> str:
+    return "–" if p is None else f"{p:.2g}" if p >= 1e-3 else "< 0.001"
+
+
+def power_text(comparison: Mapping[str, Any]) -> str:
+    """``resolves ≥ 0.041; ~12 seeds for this Δ`` (the sweep's power beside a comparison)."""
+    mde, needed = comparison.get("mde"), comparison.get("seeds_needed")
+    if mde is None:
+        return "needs ≥ 2 seeds"
+    text = f"resolves ≥ {mde:.3g}"
+    if comparison.get("verdict") == "not resolved":
+        text += f"; {needed} seeds for this Δ" if needed is not None else "; this Δ needs > 10000 seeds"
+    return text
+
+
+def speedup_targets_rows(speedup: Mapping[str, Any]) -> list[list[str]]:
+    """One row per method and target of the speed-up at several targets, with censored seeds said."""
+    rows = []
+    for m in speedup.get("methods") or []:
+        for target in m.get("targets") or []:
+            if not target["n"]:
+                continue
+            value = interval_text(target["mean"], target["low"], target["high"], 2)
+            bound = f" (upper bound: {target['censored']} censored at the budget)" if target["censored"] else ""
+            rows.append([method_name(m["method"]), f"{target['fraction']:.0%}", str(target["n"]), value + bound])
+    return rows

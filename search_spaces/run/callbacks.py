@@ -24,6 +24,7 @@ from search_spaces.run import results
 from search_spaces.run.ray_metrics import export_progress
 from search_spaces.run.sweep_dir import (
     FINAL_TRIAL_STATUSES,
+    SEARCH_STAGE,
     TRIAL_STATUSES,
     SweepStatus,
     TrialStatus,
@@ -31,6 +32,7 @@ from search_spaces.run.sweep_dir import (
     best_trial,
     final_trial_status,
     read_tracking,
+    stage_of,
     tracking_summary,
 )
 from search_spaces.run.sweep_dir import finite_float as _finite
@@ -46,11 +48,25 @@ def _utc_now() -> str:
 
 
 class SweepResultsCallback(Callback):
-    def __init__(self, sweep_dir: str, spec: SweepSpec, sweep_id: str, *, min_interval_s: float = 1.0):
+    """``stage`` tags the rows of the trials this Tune run starts (the rows of an earlier stage are kept);
+    ``total_trials`` is the sweep's trial count once it is known exactly (the confirm stage's is)."""
+
+    def __init__(
+        self,
+        sweep_dir: str,
+        spec: SweepSpec,
+        sweep_id: str,
+        *,
+        min_interval_s: float = 1.0,
+        stage: str = SEARCH_STAGE,
+        total_trials: int | None = None,
+    ):
         self.sweep_dir = sweep_dir
         self.spec = spec  # validated once, by the job that runs the sweep
         self.sweep_id = sweep_id
         self.min_interval_s = min_interval_s
+        self.stage = stage
+        self.total_trials = total_trials
         self._reset()
 
     def _reset(self) -> None:
@@ -85,6 +101,7 @@ class SweepResultsCallback(Callback):
         finished = set()
         for rec in old.to_dict("records"):
             row = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in rec.items()}
+            row["stage"] = stage_of(row)
             if row.get("status") not in FINAL_TRIAL_STATUSES:
                 row.update(status=TrialStatus.PENDING, final_val_loss=None, best_val_loss=None, best_step=None,
                            steps=None,
@@ -108,7 +125,8 @@ class SweepResultsCallback(Callback):
         row = self.rows.get(tid)
         if row is None:
             params = trial_params(trial.config)
-            row = {"trial_id": tid, "status": TrialStatus.PENDING, "method": params.get("method", self.spec.methods[0])}
+            row = {"trial_id": tid, "status": TrialStatus.PENDING, "method": params.get("method", self.spec.methods[0]),
+                   "stage": self.stage}  # fmt: skip
             row["lr"] = params.get("lr")
             for name in COEFFICIENTS:
                 row[name] = params.get(name)
@@ -228,6 +246,8 @@ class SweepResultsCallback(Callback):
             status=status,
             elapsed_s=self.elapsed_before + time.time() - self.t0,
             tracking=read_tracking(self.sweep_dir),
+            stage=self.stage,
+            total_trials=self.total_trials,
         )
 
 
@@ -239,13 +259,16 @@ def build_progress(
     status: str,
     elapsed_s: float,
     tracking: Mapping[str, Mapping[str, Any]] | None = None,
+    stage: str = SEARCH_STAGE,
+    total_trials: int | None = None,
 ) -> dict[str, Any]:
-    """progress.json's document from the trial rows and tracking.json (docs/sweep-dir.md)."""
+    """progress.json's document from the trial rows and tracking.json (docs/sweep-dir.md); ``total_trials``
+    replaces the spec's count (an upper bound for a confirm stage) once the exact count is known."""
     counts = {s: 0 for s in TRIAL_STATUSES}
     for row in rows:
         status_of = str(row.get("status") or TrialStatus.PENDING)
         counts[status_of] = counts.get(status_of, 0) + 1
-    total = max(spec.num_trials(), len(rows))
+    total = max(spec.num_trials() if total_trials is None else total_trials, len(rows))
     counts[TrialStatus.PENDING] += max(0, total - len(rows))
     r = best_trial(rows)
     best = None if r is None else best_record(r)
@@ -261,6 +284,7 @@ def build_progress(
         "sweep_id": sweep_id,
         "name": spec.name,
         "status": status,
+        "stage": stage,
         "counts": counts,
         "total_trials": total,
         "best": best,

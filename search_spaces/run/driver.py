@@ -9,6 +9,10 @@ space with a seeded ``TPESampler`` and an SQLite RDB storage in the sweep dir (`
 ``lossweep-<sweep id>``; for a remote sweep dir the database lives in the local cache, as SQLite cannot
 live on an object store), or the RDB URL in ``$LOSSWEEP_OPTUNA_STORAGE``.
 
+Confirm: after the search, an explicit trial list (the best configurations of every method on the
+confirm seeds, ``search_spaces.analysis.confirm``) runs as a second Tune experiment in ``tune-confirm/``,
+without early stopping, so either stage restores on its own.
+
 Early stopping: ASHA on the worker-reported ``tokens`` counter (``training_iteration`` restarts at 1
 after a restore). Diverged trials stop themselves: the loop reports ``diverged=1`` with a finite
 sentinel and returns, whatever the scheduler.
@@ -22,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from search_spaces.run import storage
-from search_spaces.run.sweep_dir import OPTUNA_DB, RUNS_DIR, TRIAL_RESULT_FILE, TRIALS_DIR, TUNE_DIR
+from search_spaces.run.sweep_dir import CONFIRM_TUNE_DIR, OPTUNA_DB, RUNS_DIR, TRIAL_RESULT_FILE, TRIALS_DIR, TUNE_DIR
 from search_spaces.spec.spaces import define_by_run, explicit_trials
 from search_spaces.spec.sweep_spec import SweepSpec
 from search_spaces.spec.translate import TrialPlan, trial_params
@@ -174,12 +178,59 @@ def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[
             max_concurrent_trials=spec.max_concurrent_trials,
             reuse_actors=reuse_trial_actors(spec, lean=lean),
         ),
-        run_config=tune.RunConfig(
-            name=TUNE_DIR,
-            storage_path=sweep_dir,
-            callbacks=callbacks,
-            verbose=0,
-            failure_config=tune.FailureConfig(max_failures=0),
+        run_config=_run_config(sweep_dir, TUNE_DIR, callbacks),
+    )
+    return tuner, False
+
+
+def _run_config(sweep_dir: str, name: str, callbacks: list[Any]) -> Any:
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name,
+        storage_path=sweep_dir,
+        callbacks=callbacks,
+        verbose=0,
+        failure_config=tune.FailureConfig(max_failures=0),
+    )
+
+
+def confirm_params(spec: SweepSpec, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The confirm stage's trials: every selected configuration on every confirm seed."""
+    seeds = spec.confirm.seeds if spec.confirm is not None else []
+    return [{**config, "seed": seed} for config in configs for seed in seeds]
+
+
+def build_confirm_tuner(
+    spec: SweepSpec, sweep_dir: str, trials: list[dict[str, Any]], callbacks: list[Any]
+) -> tuple[Any, bool]:
+    """``(tuner, resumed)`` of the confirm stage over the explicit ``trials`` (:func:`confirm_params`):
+    no search algorithm, no early stopping (every confirm run goes to the end of its budget)."""
+    from ray import tune
+
+    from trainables.train.startup import lean_trials
+
+    lean = lean_trials()
+    trainable = tune.with_resources(
+        make_trainable(TrialPlan.from_spec(spec), sweep_dir, lean=lean), {"CPU": 0, TRIAL_DRIVER_RESOURCE: 1}
+    )
+    experiment = storage.join(sweep_dir, CONFIRM_TUNE_DIR)
+    param_space = {"params": tune.grid_search(trials)}
+    if tune.Tuner.can_restore(experiment):
+        return tune.Tuner.restore(
+            experiment, trainable=trainable, param_space=param_space, resume_unfinished=True,
+            resume_errored=False, restart_errored=False,
+        ), True  # fmt: skip
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=spec.objective.metric,
+            mode=spec.objective.mode,
+            num_samples=1,
+            max_concurrent_trials=spec.max_concurrent_trials,
+            reuse_actors=lean,
         ),
+        run_config=_run_config(sweep_dir, CONFIRM_TUNE_DIR, callbacks),
     )
     return tuner, False

@@ -5,6 +5,10 @@ or a pyarrow URI; its basename is the sweep id). When SWEEP_DIR already holds an
 run is resumed with ``Tuner.restore``: finished trials are kept and never run again, interrupted ones
 start over. Connects to ``--address``, else ``RAY_ADDRESS``, else starts/joins Ray as ``ray.init()`` does.
 
+With a ``confirm:`` stage, the search is followed in the same job by the confirm runs (the best
+configurations of every method on fresh seeds, ``search_spaces.run.driver.build_confirm_tuner``); a resumed
+job whose confirm stage had started resumes that stage.
+
 Exit status 0 when the sweep ran to the end (trials may have diverged or failed: see progress.json),
 1 when the driver itself failed, 2 for an invalid spec, 130 when interrupted.
 """
@@ -21,6 +25,8 @@ from typing import Any
 
 from search_spaces.run import results, storage
 from search_spaces.run.sweep_dir import (
+    CONFIRM_STAGE,
+    SEARCH_STAGE,
     SPEC_FILE,
     TRIAL_MANIFEST_FILE,
     TRIALS_DIR,
@@ -50,7 +56,15 @@ def sweep_manifest(spec: SweepSpec, sweep_id: str) -> dict[str, Any]:
     }
 
 
-def finalize(sweep_dir: str, sweep_id: str, spec: SweepSpec, status: str) -> dict[str, Any]:
+def finalize(
+    sweep_dir: str,
+    sweep_id: str,
+    spec: SweepSpec,
+    status: str,
+    *,
+    stage: str = SEARCH_STAGE,
+    total_trials: int | None = None,
+) -> dict[str, Any]:
     """Writes the final progress.json from the trial rows on disk (whichever callback copy wrote them)."""
     from search_spaces.run.callbacks import build_progress
 
@@ -62,8 +76,8 @@ def finalize(sweep_dir: str, sweep_id: str, spec: SweepSpec, status: str) -> dic
     previous = results.read_progress(sweep_dir) or {}
     progress = build_progress(
         sweep_id, spec, rows, status=status, elapsed_s=float(previous.get("elapsed_s") or 0.0),
-        tracking=read_tracking(sweep_dir),
-    )
+        tracking=read_tracking(sweep_dir), stage=stage, total_trials=total_trials,
+    )  # fmt: skip
     results.write_progress(sweep_dir, progress)
     return progress
 
@@ -83,6 +97,22 @@ def _corpus_hash(sweep_dir: str) -> str | None:
     return None
 
 
+def confirm_plan(spec: SweepSpec, sweep_dir: str) -> list[dict[str, Any]]:
+    """The confirm stage's trials, from the finished search's rows (the same list on every restart)."""
+    from search_spaces.analysis.confirm import confirm_configurations
+    from search_spaces.run.driver import confirm_params
+
+    if spec.confirm is None:
+        return []
+    configs = confirm_configurations(results.read_trials(sweep_dir), spec.methods, spec.confirm.top_k)
+    return confirm_params(spec, configs)
+
+
+def _fit_status(grid: Any) -> SweepStatus:
+    errors = sum(1 for r in grid if r.error is not None)
+    return SweepStatus.FAILED if len(grid) and errors == len(grid) else SweepStatus.SUCCEEDED
+
+
 def spec_in_place(spec_file: str | None, sweep_dir: str) -> bool:
     """Whether ``spec_file`` is ``sweep_dir``'s own spec.yaml, however either path is spelled."""
     if spec_file is None:
@@ -99,7 +129,7 @@ def run(
     import ray
 
     from search_spaces.run.callbacks import SweepResultsCallback
-    from search_spaces.run.driver import build_tuner
+    from search_spaces.run.driver import CONFIRM_TUNE_DIR, build_confirm_tuner, build_tuner
     from search_spaces.run.tracking import tracking_callbacks
 
     sweep_dir = storage.normalize(sweep_dir)
@@ -126,21 +156,35 @@ def run(
         target = address or os.environ.get("RAY_ADDRESS")
         runtime_env = {"env_vars": {"RAY_ADDRESS": target}} if target and "://" not in target else None
         ray.init(address=address, logging_level="WARNING", runtime_env=runtime_env)
-    callback = SweepResultsCallback(sweep_dir, spec, sweep_id)
     trackers = tracking_callbacks(spec, sweep_dir, sweep_id)
-    tuner, resumed = build_tuner(spec, sweep_dir, sweep_id, [callback, *trackers])
-    verb = "resuming" if resumed else "starting"
-    print(f"lossweep: {verb} sweep {sweep_id} ({spec.num_trials()} trials) in {sweep_dir}", flush=True)
+    in_confirm = spec.confirm is not None and storage.exists(storage.join(sweep_dir, CONFIRM_TUNE_DIR))
+    stage, total = (CONFIRM_STAGE if in_confirm else SEARCH_STAGE), None
     status = SweepStatus.FAILED
     try:
-        grid = tuner.fit()
-        errors = sum(1 for r in grid if r.error is not None)
-        status = SweepStatus.FAILED if len(grid) and errors == len(grid) else SweepStatus.SUCCEEDED
+        if not in_confirm:
+            callback = SweepResultsCallback(sweep_dir, spec, sweep_id)
+            tuner, resumed = build_tuner(spec, sweep_dir, sweep_id, [callback, *trackers])
+            verb = "resuming" if resumed else "starting"
+            print(f"lossweep: {verb} sweep {sweep_id} ({spec.num_trials()} trials) in {sweep_dir}", flush=True)
+            status = _fit_status(tuner.fit())
+        else:
+            status = SweepStatus.SUCCEEDED  # the confirm stage starts only after the search has ended
+        if spec.confirm is not None and status == SweepStatus.SUCCEEDED:
+            plan = confirm_plan(spec, sweep_dir)
+            stage, total = CONFIRM_STAGE, spec.search_trials() + len(plan)
+            if not plan:
+                print("lossweep: no method has a finished, non-diverged search trial: nothing to confirm", flush=True)
+            else:
+                callback = SweepResultsCallback(sweep_dir, spec, sweep_id, stage=stage, total_trials=total)
+                tuner, resumed = build_confirm_tuner(spec, sweep_dir, plan, [callback, *trackers])
+                verb = "resuming" if resumed else "starting"
+                print(f"lossweep: {verb} the confirm stage ({len(plan)} trials)", flush=True)
+                status = _fit_status(tuner.fit())
     except KeyboardInterrupt:
         status = SweepStatus.CANCELLED
         raise
     finally:
-        progress = finalize(sweep_dir, sweep_id, spec, status)
+        progress = finalize(sweep_dir, sweep_id, spec, status, stage=stage, total_trials=total)
         corpus_hash = _corpus_hash(sweep_dir)
         if corpus_hash and not manifest.get("corpus_hash"):
             manifest["corpus_hash"] = corpus_hash

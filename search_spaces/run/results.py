@@ -50,6 +50,7 @@ TRIAL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("l0", "float64"),
     ("vocab_size", "int64"),
     ("config_hash", "string"),
+    ("stage", "string"),
 )
 
 #: The documented per-report metrics (besides ``term_<name>``), in the order metrics.parquet keeps them.

@@ -33,6 +33,8 @@ TRIAL_CONFIG_KEY = CONFIG_KEY
 #: A trial's final metrics, written when its Train run has returned: the proof it finished.
 TRIAL_RESULT_FILE = "result.json"
 TUNE_DIR = "tune"  # Tune's experiment state (what a resume restores)
+#: The confirm stage's Tune experiment (its presence means the search has finished).
+CONFIRM_TUNE_DIR = "tune-confirm"
 RUNS_DIR = "runs"  # the trials' Ray Train runs and checkpoints
 OPTUNA_DB = "optuna.db"  # TPE's study (SQLite); in the local cache for a remote sweep dir
 #: How the sweep directory is named to a reader who may not see where it lives on the server.
@@ -97,6 +99,19 @@ def final_trial_status(last_result: Mapping[str, Any], total_steps: int) -> Tria
     if steps is not None and int(steps) < total_steps:
         return TrialStatus.STOPPED
     return TrialStatus.TERMINATED
+
+
+#: A trial's ``stage`` in trials.parquet: the search picks configurations; the confirm stage re-trains
+#: the best of every method on fresh seeds, and the verdicts and the best configuration come from it.
+SEARCH_STAGE = "search"
+CONFIRM_STAGE = "confirm"
+TRIAL_STAGES: tuple[str, ...] = (SEARCH_STAGE, CONFIRM_STAGE)
+
+
+def stage_of(row: Mapping[str, Any]) -> str:
+    """A trial row's stage; rows written before stages existed are search trials."""
+    value = row.get("stage")
+    return value if value in TRIAL_STAGES else SEARCH_STAGE
 
 
 # ------------------------------------------------------------------------------------ best trial

@@ -23,6 +23,9 @@ from trainables.model.config import GPT2_VOCAB
 OEC_LR_GRID = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
 OEC_LAMBDA_GRID = [1e-7, 1e-4, 1e-1, 1e2]
 
+#: The first confirm seed of the presets that compare methods.
+CONFIRM_SEED_START = 1000
+
 #: The laptop scale every preset defaults to.
 DEFAULT_SCALE: dict[str, Any] = {
     "model": "tiny",
@@ -40,11 +43,15 @@ DEFAULT_SCALE: dict[str, Any] = {
     "gpus_per_worker": 0.0,
     "max_concurrent_trials": 2,
     "seeds": [0],
+    "confirm_seeds": 3,
     "precision": "fp32",
 }
 
 
-def _spec(name: str, description: str, scale: Mapping[str, Any], **search: Any) -> SweepSpec:
+def _spec(
+    name: str, description: str, scale: Mapping[str, Any], *, compare: bool = False, **search: Any
+) -> SweepSpec:
+    """A preset's spec at ``scale``; ``compare``: it compares methods, so it confirms on fresh seeds."""
     unknown = sorted(set(scale) - set(DEFAULT_SCALE))
     if unknown:
         raise ValueError(f"unknown scale argument(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_SCALE)}")
@@ -71,6 +78,11 @@ def _spec(name: str, description: str, scale: Mapping[str, Any], **search: Any) 
         "precision": s["precision"],
         **search,
     }
+    if compare:
+        # Selection seeds are never the measuring seeds: the best of every method is re-run on fresh ones.
+        # Fresh seeds, far from the search's, so `--set seeds=[...]` does not collide with them.
+        after = max(CONFIRM_SEED_START, max(s["seeds"]) + 1)
+        doc["confirm"] = {"seeds": list(range(after, after + int(s["confirm_seeds"]))), "top_k": 1}
     # A preset may leave the corpus to the user (CORPUS_TO_NAME); the spec that runs must name one.
     return SweepSpec.model_validate(doc, context={"preset_template": True})
 
@@ -100,8 +112,10 @@ def oec_lr_sensitivity(**scale: Any) -> SweepSpec:
     return _spec(
         "oec-lr-sensitivity",
         "The OEC paper's LR-sensitivity study: baseline, z-loss (1e-4), mu-loss (1e-4), mu-centering and "
-        "soft-capping (30) on the learning-rate grid 3e-4..3e-1, no early stopping.",
+        "soft-capping (30) on the learning-rate grid 3e-4..3e-1, no early stopping; each method's best "
+        "learning rate confirmed on three fresh seeds.",
         scale,
+        compare=True,
         methods=["baseline", "z_loss", "mu_loss", "mu_centering", "softcap"],
         lr=OEC_LR_GRID,
         coefficients={"z_loss_weight": 1e-4, "mu_loss_weight": 1e-4, "softcap_cap": 30.0},
@@ -150,13 +164,15 @@ def simreg_tpe(**scale: Any) -> SweepSpec:
 def all_methods_tpe(**scale: Any) -> SweepSpec:
     return _spec(
         "all-methods-tpe",
-        "Optuna TPE over the method itself, then only that method's coefficients, and the learning rate; "
-        "ASHA on tokens.",
+        "Optuna TPE over each method's coefficients and the learning rate, the methods taking the trials in "
+        "turn (the same budget for each, baseline included); ASHA on tokens; each method's best confirmed on "
+        "three fresh seeds.",
         scale,
+        compare=True,
         methods=ALL_METHODS,
         lr={"distribution": "loguniform", "low": 3e-4, "high": 3e-1},
         coefficients=_search_ranges(ALL_METHODS),
-        search={"algorithm": "tpe", "num_samples": 32, "startup_trials": 8},
+        search={"algorithm": "tpe", "num_samples": 35, "startup_trials": 7},  # 5 trials per method
         scheduler={"name": "asha", "reduction_factor": 3},
     )
 
@@ -166,8 +182,10 @@ def oec_paper(**scale: Any) -> SweepSpec:
         "oec-paper",
         "The OEC paper's study at its own scale, on GPUs: baseline, z-loss (1e-4), mu-loss (1e-4), "
         "mu-centering and soft-capping (30) on the LR grid 3e-4..3e-1, oec-16m, bf16, 100k steps of 64x2048 "
-        "tokens (13.1B; budget.scale shrinks it), warmup 5000, cosine to 1e-5; set data.corpus.",
+        "tokens (13.1B; budget.scale shrinks it), warmup 5000, cosine to 1e-5; each method's best learning "
+        "rate confirmed on three fresh seeds; set data.corpus.",
         {**OEC_PAPER_SCALE, **scale},
+        compare=True,
         methods=["baseline", "z_loss", "mu_loss", "mu_centering", "softcap"],
         lr=OEC_LR_GRID,
         coefficients={"z_loss_weight": 1e-4, "mu_loss_weight": 1e-4, "softcap_cap": 30.0},
@@ -182,13 +200,16 @@ def demo(**scale: Any) -> SweepSpec:
     # runs end at 4.45 (z-loss), 4.79 (soft-cap), 5.72 (mu-centering) and 6.61 (baseline, above
     # L0 = ln 257 = 5.55). A run whose loss passes L0 + 1 nat is flagged in the report ("above L0 at
     # step N"), never stopped: only a non-finite loss ends a run, as in the paper.
-    small = {"steps": 120, "warmup_steps": 10, "eval_interval": 30, "seq_len": 64, "batch_size": 8}
+    small = {"steps": 120, "warmup_steps": 10, "eval_interval": 30, "seq_len": 64, "batch_size": 8,
+             "confirm_seeds": 2}  # fmt: skip
     return _spec(
         "demo",
         "A laptop-sized look at the question (a few minutes on two cores): baseline, z-loss, mu-centering "
         "and soft-capping at a moderate, a large and a far too large learning rate (at 1.0 the loss goes "
-        "above L0 early, a recorded flag; runs are never stopped for it).",
+        "above L0 early, a recorded flag; runs are never stopped for it); each method's best learning rate "
+        "is then re-run on two fresh seeds, which give the verdicts.",
         {**small, **scale},
+        compare=True,
         methods=["baseline", "z_loss", "mu_centering", "softcap"],
         lr=[3e-3, 1e-1, 1.0],
         coefficients={"z_loss_weight": 1e-4, "softcap_cap": 30.0},

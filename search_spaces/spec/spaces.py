@@ -6,7 +6,9 @@ A trial's parameters are one flat dict: ``method``, ``lr``, the coefficients of 
 Seeds: a grid or random configuration runs once per seed, so every method sees the same seeds (paired
 design). Under TPE each sampled configuration takes the next seed in turn (``trial.number`` modulo the
 number of seeds): TPE learns from every trial, so replicating each sample per seed would halve its
-budget.
+budget. A TPE sweep over several methods gives them the trials in turn (trial ``i`` runs method
+``i mod M`` on seed ``(i div M) mod S``), so every method, baseline included, gets the same search budget
+on the same seeds; TPE chooses the learning rate and the coefficients.
 
 Torch-free; optuna is imported only by ``define_by_run``'s caller (its argument is an ``optuna.Trial``).
 """
@@ -76,7 +78,7 @@ def explicit_trials(spec: SweepSpec) -> list[dict[str, Any]]:
 
 
 class DefineByRun:
-    """Optuna define-by-run space: the method first, then only its coefficients and the LR. Fixed
+    """Optuna define-by-run space: the method (in turn), then only its coefficients and the LR. Fixed
     values are returned as constants (OptunaSearch adds them to the trial's config), with the seed.
     A class, not a closure, because OptunaSearch pickles its space with its state."""
 
@@ -85,12 +87,9 @@ class DefineByRun:
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         spec = self.spec
-        constants: dict[str, Any] = {}
-        if len(spec.methods) > 1:
-            method = trial.suggest_categorical("method", list(spec.methods))
-        else:
-            method = spec.methods[0]
-            constants["method"] = method
+        # Methods in turn, not sampled: a sampled method would give the methods TPE likes more trials.
+        method = spec.methods[trial.number % len(spec.methods)]
+        constants: dict[str, Any] = {"method": method}
         for name, value in spec.method_space(method).items():
             if value is None:
                 continue
@@ -100,7 +99,7 @@ class DefineByRun:
                 trial.suggest_categorical(name, list(value))
             else:
                 constants[name] = value[0] if isinstance(value, list) else value
-        constants["seed"] = spec.seeds[trial.number % len(spec.seeds)]
+        constants["seed"] = spec.seeds[(trial.number // len(spec.methods)) % len(spec.seeds)]
         return constants
 
 

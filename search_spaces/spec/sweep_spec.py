@@ -244,6 +244,24 @@ DivergenceSpec = section_model(
 )
 
 
+class ConfirmSpec(BaseModel):
+    """The confirm stage: after the search, the ``top_k`` best configurations of every method (baseline
+    included) are re-trained on ``seeds``, seeds the search never used; verdicts and the best
+    configuration come from these runs (docs/sweeps.md)."""
+
+    model_config = _STRICT
+
+    seeds: list[int] = Field(min_length=1)
+    top_k: int = Field(1, ge=1)
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+
 class ObjectiveSpec(BaseModel):
     """What Tune optimises: validation cross entropy without any penalty, minimised (fixed by design)."""
 
@@ -293,6 +311,7 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
     search: SearchSpec = Field(default_factory=SearchSpec)
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    confirm: ConfirmSpec | None = None
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     max_concurrent_trials: int = Field(2, ge=1)
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec)
@@ -347,6 +366,25 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
             raise ValueError(f"seeds must be distinct, got {seeds}")
         return seeds
 
+    @field_validator("confirm")
+    @classmethod
+    def _confirm(cls, confirm: ConfirmSpec | None, info: ValidationInfo) -> ConfirmSpec | None:
+        # methods and seeds are declared before confirm, so they are validated (or missing) by now.
+        methods, seeds = info.data.get("methods"), info.data.get("seeds")
+        if confirm is None or methods is None or seeds is None:
+            return confirm
+        if len(methods) < 2:
+            raise ValueError(
+                f"a confirm stage compares methods on fresh seeds; this sweep has one method ({methods[0]}): "
+                "add one (e.g. baseline) or remove confirm"
+            )
+        reused = sorted(set(confirm.seeds) & set(seeds))
+        if reused:
+            raise ValueError(
+                f"confirm.seeds {reused} are also search seeds; confirm seeds must be fresh (never used by the search)"
+            )
+        return confirm
+
     # ------------------------------------------------------------- whole spec
     @model_validator(mode="after")
     def _whole(self, info: ValidationInfo) -> SweepSpec:
@@ -398,6 +436,12 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
         return self
 
     # ----------------------------------------------------------------- views
+    def confirm_trials(self) -> int:
+        """Trials of the confirm stage at most: methods × ``top_k`` × confirm seeds (0 without one)."""
+        if self.confirm is None:
+            return 0
+        return len(self.methods) * self.confirm.top_k * len(self.confirm.seeds)
+
     def hyperparameters(self) -> dict[str, Value]:
         """``lr`` and the coefficients the chosen methods use (others are ignored)."""
         used = {c for m in self.methods for c in method_coefficients(m)}
@@ -445,14 +489,18 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
             total += n
         return total
 
-    def num_trials(self) -> int:
-        """Trials the sweep runs: grid configurations × seeds; ``num_samples`` × seeds for random;
+    def search_trials(self) -> int:
+        """Trials of the search stage: grid configurations × seeds; ``num_samples`` × seeds for random;
         ``num_samples`` for TPE (each sample takes the next seed in turn)."""
         if self.search.algorithm == "grid":
             return self.grid_configurations() * len(self.seeds)
         if self.search.algorithm == "random":
             return self.search.num_samples * len(self.seeds)
         return self.search.num_samples
+
+    def num_trials(self) -> int:
+        """Trials the sweep runs: the search's, then the confirm stage's (:meth:`confirm_trials`)."""
+        return self.search_trials() + self.confirm_trials()
 
 
 def _check_fits(resources: ResourcesSpec, nodes: Sequence[Mapping[str, float]]) -> None:

@@ -141,9 +141,10 @@ def get_report(
     "/best-config",
     response_model=BestConfig,
     summary="The winning configuration",
-    description="The best trial (docs/sweep-dir.md: lowest validation CE, diverged and failed trials excluded): "
-    "its method, coefficients, learning rate and resolved TrainConfig. `?format=yaml` (the default) is ready to "
-    "paste into a training config.",
+    description="The best configuration: with a confirm stage, the confirmed one with the lowest mean loss over the "
+    "fresh seeds; else the best trial (docs/sweep-dir.md: lowest validation CE, diverged and failed trials "
+    "excluded). Its method, coefficients, learning rate, resolved TrainConfig and its own 95% interval over seeds. "
+    "`?format=yaml` (the default) is ready to paste into a training config.",
     responses={**ERRORS, 200: {"content": {"application/yaml": {}}}},
 )
 def get_best_config(
@@ -157,11 +158,16 @@ def get_best_config(
     best = best_config(sweep.id, sweep.sweep_dir)
     if format is ConfigFormat.json:
         return BestConfig.model_validate(best)
+    interval = best["interval"]
+    spread = f"{interval['mean']:.4f}" if interval["mean"] is not None else "–"
+    if interval["low"] is not None:
+        spread += f" [95% CI {interval['low']:.4f}, {interval['high']:.4f}]"
     header = (
         f"# Best configuration of sweep {sweep.id} ({sweep.status}): trial {best['trial_id']}, "
-        f"method {best['method']}, validation CE {best['val_loss']:.4f}"
+        f"method {best['method']}"
+        + (f", validation CE {best['val_loss']:.4f}" if best["val_loss"] is not None else "")
         + (f" at step {best['step']}" if best["step"] is not None else "")
-        + "\n"
+        + f"\n# {best['measured']} over {interval['n']} seed(s) of the {best['stage']} stage: {spread}\n"
     )
     body = yaml.safe_dump(best["train_config"] or {"method": best["method"], **best["params"]}, sort_keys=False)
     return _download(header + body, "application/yaml", f"lossweep-{sweep.id}-best-config.yaml")

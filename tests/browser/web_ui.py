@@ -105,6 +105,7 @@ def allowed_errors(tools: DevTools, *statuses: int) -> list[str]:
 
 
 TINY_PRESET_OVERRIDES: dict[str, Any] = {
+    "confirm": None,  # the demo confirms on fresh seeds; these tiny sweeps are the search alone
     "model.preset": "tiny",
     "methods": ["baseline"],
     "lr": [3e-3],

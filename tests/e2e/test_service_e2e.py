@@ -38,6 +38,7 @@ def tiny(name: str, *, steps: int) -> dict[str, Any]:
 # Dotted keys of the SweepSpec (search_spaces/spec/sweep_spec.py).
 STEPS_KEY = "budget.steps"
 TINY_OVERRIDES: dict[str, Any] = {
+    "confirm": None,  # the demo confirms on fresh seeds; these tiny sweeps are the search alone
     "model.preset": "tiny",
     "methods": ["baseline", "z_loss"],
     "lr": [3e-3],

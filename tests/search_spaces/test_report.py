@@ -425,3 +425,45 @@ def test_a_hostile_description_cannot_leave_the_spec_block(tmp_path: Path, descr
     rendered = MarkdownIt("commonmark", {"html": True}).render(md)
     assert "<img" not in rendered and "<script" not in rendered, rendered
     assert "&lt;img" in rendered or "&lt;script" in rendered  # shown, as text
+
+
+def _confirm_sweep_trials() -> list[dict]:
+    """A search over two learning rates on seeds 0-1, then each method's best re-run on seeds 10-13."""
+    rows = []
+    for seed in (0, 1):
+        for lr in (1e-3, 1e-2):
+            rows.append(trial(f"b{lr:g}-{seed}", "baseline", lr, 2.0 + (lr == 1e-3) * 0.1 + 0.01 * seed, seed=seed))
+            rows.append(trial(f"m{lr:g}-{seed}", "mu_centering", lr, 1.95 + (lr == 1e-3) * 0.1 + 0.01 * seed,
+                              seed=seed))  # fmt: skip
+    for row in rows:
+        row["stage"] = "search"
+    for seed, noise in zip((10, 11, 12, 13), (0.0, 0.02, -0.01, 0.015), strict=True):
+        rows.append(trial(f"cb-{seed}", "baseline", 1e-2, 2.0 + noise, seed=seed) | {"stage": "confirm"})
+        rows.append(trial(f"cm-{seed}", "mu_centering", 1e-2, 1.9 + noise * 1.5, seed=seed) | {"stage": "confirm"})
+    return rows
+
+
+def test_confirm_stage_gives_the_verdicts_and_the_intervals(tmp_path: Path) -> None:
+    spec = {"name": "confirmed", "budget": {"steps": 100, "eval_interval": 20}, "lr": [1e-3, 1e-2],
+            "methods": ["baseline", "mu_centering"], "seeds": [0, 1],
+            "confirm": {"seeds": [10, 11, 12, 13]}}  # fmt: skip
+    sweep = write_sweep(tmp_path / "confirmed", _confirm_sweep_trials(), spec=spec)
+    paths = render(str(sweep))
+    data = json.loads(Path(paths["json"]).read_text())
+    table = data["confirm"]
+    assert [c["method"] for c in table["configs"]] == ["baseline", "mu_centering"]
+    base, mu = table["configs"]
+    assert base["comparison"] is None and base["n"] == 4 and base["low"] < base["mean"] < base["high"]
+    cmp = mu["comparison"]
+    assert cmp["n"] == 4 and cmp["mean"] == pytest.approx(-0.1 + 0.5 * (0.0 + 0.02 - 0.01 + 0.015) / 4)
+    assert cmp["high"] < 0 and cmp["verdict"] == "better" and cmp["mde"] > 0
+    assert table["best"]["method"] == "mu_centering" and table["best"]["n"] == 4
+    # The search tables use the search trials only: two seeds per cell, never the confirm seeds.
+    family = data["lr_sensitivity"]["families"][0]
+    assert {c["n"] for c in family["cells"]} == {2}
+    assert family["lrs_low"] is not None
+    assert all(d["n_pairs"] == 2 for d in data["paired_deltas"]["rows"])
+    md = Path(paths["md"]).read_text()
+    assert "## Confirmed on fresh seeds" in md and "better" in md
+    html = Path(paths["html"]).read_text()
+    assert 'id="fig-confirm"' in html and 'class="verdict better"' in html

@@ -47,27 +47,27 @@ def test_random_trials_are_seeded_and_within_bounds() -> None:
     assert [t["seed"] for t in trials[:4]] == [0, 1, 0, 1]
 
 
-def test_define_by_run_is_conditional_on_the_method() -> None:
+def test_define_by_run_is_conditional_on_the_method_and_gives_each_method_the_same_budget() -> None:
     spec = _spec(methods=["baseline", "z_loss", "simreg"], search={"algorithm": "tpe", "num_samples": 30},
                  lr={"distribution": "loguniform", "low": 1e-4, "high": 1e-1},
                  coefficients={"z_loss_weight": {"distribution": "loguniform", "low": 1e-6, "high": 1e-2},
                                "simreg_weight": [0.01, 0.1], "simreg_temperature": 0.2}, seeds=[5, 6])  # fmt: skip
     space = define_by_run(spec)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen = set()
+    seen: dict[str, list[int]] = {}
     for _ in range(30):
         trial = study.ask()
         constants = space(trial)
-        method = trial.params["method"]
-        seen.add(method)
-        expected = {"method", "lr"} | {"baseline": set(), "z_loss": {"z_loss_weight"},
-                                       "simreg": {"simreg_weight"}}[method]  # fmt: skip
+        method = constants["method"]
+        seen.setdefault(method, []).append(constants["seed"])
+        expected = {"lr"} | {"baseline": set(), "z_loss": {"z_loss_weight"}, "simreg": {"simreg_weight"}}[method]
         assert set(trial.params) == expected
         if method == "simreg":
             assert constants["simreg_temperature"] == 0.2
-        assert constants["seed"] == [5, 6][trial.number % 2]
         study.tell(trial, 1.0)
-    assert seen == {"baseline", "z_loss", "simreg"}
+    # The methods take the trials in turn, each on the same seeds: equal budgets, paired seeds.
+    assert {m: len(s) for m, s in seen.items()} == {"baseline": 10, "z_loss": 10, "simreg": 10}
+    assert seen["baseline"] == seen["z_loss"] == seen["simreg"] == [5, 6] * 5
 
 
 def test_single_method_space_has_it_as_a_constant() -> None:

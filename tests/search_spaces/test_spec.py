@@ -171,12 +171,19 @@ def test_every_preset_validates_and_counts() -> None:
         "oec-lr-sensitivity", "oec-lambda-robustness", "simreg-tpe", "all-methods-tpe", "oec-paper", "demo"
     }  # fmt: skip
     counts = {name: get_preset(name).num_trials() for name in names}
-    assert counts["oec-lr-sensitivity"] == 5 * 7
+    assert counts["oec-lr-sensitivity"] == 5 * 7 + 5 * 3  # the search, then each method's best on 3 fresh seeds
     assert counts["oec-lambda-robustness"] == 2 * 4 * 7
     assert get_preset("oec-lr-sensitivity").lr == OEC_LR_GRID
     assert get_preset("simreg-tpe").scheduler.name == "asha"
     assert get_preset("all-methods-tpe").search.algorithm == "tpe"
     assert all(description for description in names.values())
+    # Presets that compare methods: the same learning rates (or the same TPE trials) for every method,
+    # baseline included, then a confirm stage on seeds the search never used.
+    for name in ("oec-lr-sensitivity", "oec-paper", "demo", "all-methods-tpe"):
+        spec = get_preset(name)
+        assert "baseline" in spec.methods and spec.confirm is not None
+        assert not set(spec.confirm.seeds) & set(spec.seeds)
+        assert spec.search.algorithm == "grid" or spec.search.num_samples % len(spec.methods) == 0
 
 
 def test_presets_take_a_scale() -> None:
@@ -197,7 +204,7 @@ def test_set_overrides() -> None:
     spec = apply_overrides(get_preset("demo"), sets)
     assert spec.budget.steps is None and spec.budget.tokens == 20000
     assert spec.model.overrides == {"n_layer": 1}
-    assert spec.num_trials() == (2 + 2 * 2 + 2 + 2) * 2
+    assert spec.num_trials() == (2 + 2 * 2 + 2 + 2) * 2 + 4 * 2  # and each method's best on 2 confirm seeds
     assert apply_overrides(spec, {"seeds.1": 7}).seeds == [0, 7]
 
 
@@ -236,3 +243,31 @@ def test_the_study_specs_in_the_docs_are_valid_sweeps() -> None:
     for path in studies:
         spec = load_spec(path)
         assert spec.name == path.stem and spec.num_trials() == len(spec.methods) * len(spec.seeds)
+
+
+CONFIRM: dict[str, Any] = {"methods": ["baseline", "mu_centering"], "seeds": [0, 1]}
+
+
+def test_confirm_stage_counts_its_trials() -> None:
+    spec = SweepSpec.model_validate({**BASE, **CONFIRM, "lr": [1e-3, 1e-2], "confirm": {"seeds": [10, 11, 12]}})
+    assert spec.confirm is not None and spec.confirm.top_k == 1
+    assert spec.search_trials() == 2 * 2 * 2
+    assert spec.confirm_trials() == 2 * 1 * 3
+    assert spec.num_trials() == 8 + 6
+
+
+@pytest.mark.parametrize(
+    ("confirm", "extra", "field", "needle"),
+    [
+        ({"seeds": [1, 5]}, {}, "confirm", "[1] are also search seeds"),
+        ({"seeds": [5], "top_k": 0}, {}, "confirm.top_k", "greater than or equal to 1"),
+        ({"seeds": [5]}, {"methods": ["baseline"]}, "confirm", "one method"),
+        ({"seeds": []}, {}, "confirm.seeds", "at least 1"),
+        ({"seeds": [5, 5]}, {}, "confirm.seeds", "distinct"),
+    ],
+)
+def test_confirm_stage_errors_name_the_field(
+    confirm: dict[str, Any], extra: dict[str, Any], field: str, needle: str
+) -> None:
+    loc, msg = _error({**CONFIRM, **extra, "confirm": confirm})
+    assert loc == field and needle in msg

@@ -21,7 +21,7 @@ def test_presets_lists_sweep_presets() -> None:
     out = runner.invoke(app, ["presets", "--json"])
     assert out.exit_code == 0, out.output
     rows = {r["name"]: r for r in json.loads(out.stdout)}
-    assert rows["oec-lr-sensitivity"]["num_trials"] == 35 and rows["simreg-tpe"]["search"] == "tpe"
+    assert rows["oec-lr-sensitivity"]["num_trials"] == 35 + 15 and rows["simreg-tpe"]["search"] == "tpe"
     table = runner.invoke(app, ["presets"])
     assert table.exit_code == 0 and "all-methods-tpe" in table.stdout
 

@@ -160,6 +160,16 @@ def test_invalid_submissions_name_the_field(live_service: LiveService) -> None:
     spec["methods"] = ["baseline", "not_a_method"]
     body = assert_error(alice.post("/v1/sweeps", json=spec), 422)
     assert any(e["field"].startswith("body.methods") for e in body["errors"]), body
+    # The confirm stage: fresh seeds only, top_k >= 1, and something to compare.
+    bad_confirms = (
+        ({"seeds": [0]}, {}, "body.confirm"),
+        ({"seeds": [7], "top_k": 0}, {}, "body.confirm.top_k"),
+        ({"seeds": [7]}, {"methods": ["baseline"]}, "body.confirm"),
+    )
+    for confirm, extra, field in bad_confirms:
+        spec = {**demo_spec(alice), **extra, "seeds": [0], "confirm": confirm}
+        body = assert_error(alice.post("/v1/sweeps", json=spec), 422)
+        assert [e["field"] for e in body["errors"]] == [field], body
     assert alice.get("/v1/sweeps").json()["total"] == 0  # nothing stored
 
 
@@ -301,9 +311,12 @@ def test_results_of_a_sweep(live_service: LiveService) -> None:
     best = alice.get(f"/v1/sweeps/{sid}/best-config", params={"format": "json"}).json()
     assert best["trial_id"] == "t1" and best["method"] == "z_loss"  # the diverged trial is excluded
     assert best["params"] == {"lr": 1e-3, "z_loss_weight": 1e-4} and best["val_loss"] == pytest.approx(2.40)
+    # Its own interval over the seeds that ran it (one here: no interval, said as null, never invented).
+    assert best["stage"] == "search" and best["interval"]["n"] == 1 and best["interval"]["low"] is None
     as_yaml = alice.get(f"/v1/sweeps/{sid}/best-config")
     assert as_yaml.headers["content-type"].startswith("application/yaml")
     assert as_yaml.text.startswith(f"# Best configuration of sweep {sid}")
+    assert "over 1 seed(s) of the search stage" in as_yaml.text
     assert yaml.safe_load(as_yaml.text)  # parses
 
     for fmt, media in (("json", "application/json"), ("md", "text/markdown"), ("html", "text/html")):

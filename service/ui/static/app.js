@@ -231,11 +231,12 @@
     const mechBox = el('div', { class: 'grid4', id: 'mechanism' });
     const tableBox = el('div', { class: 'table-wrap', id: 'trials' });
     const reportNote = el('p', { class: 'muted', id: 'report-note' });
-    view.replaceChildren(head, el('p', { id: 'page-error', class: 'error' }),
+    const evidenceBox = el('div', { id: 'evidence' });
+    view.replaceChildren(head, el('p', { id: 'page-error', class: 'error' }), evidenceBox,
       el('h2', {}, 'Validation curves'), el('p', { class: 'muted' }, 'Every trial against training tokens, coloured by method; ✕ marks where a trial diverged. Updated as trials report.'),
       el('div', { class: 'card chart tall' }, curvesCanvas), reportNote,
       el('div', { class: 'grid2' },
-        el('div', {}, el('h2', {}, 'LR sensitivity'), el('p', { class: 'muted' }, 'Final validation CE against peak LR per method (diverged counted as ln V, ✕); lines join a family of identical coefficients.'), el('div', { class: 'card chart' }, lrsCanvas)),
+        el('div', {}, el('h2', {}, 'LR sensitivity'), el('p', { class: 'muted' }, 'Final loss against peak LR per method: each dot one run (seed), diverged counted as ln V (✕); lines join the seed means of a family of identical coefficients, the shaded band is the 95% t-interval of that mean.'), el('div', { class: 'card chart' }, lrsCanvas)),
         el('div', {}, el('h2', {}, 'Hyperparameter importance'), el('p', { class: 'muted', id: 'importance-rule' }), el('div', { class: 'card chart' }, impCanvas), impTable)),
       el('h2', {}, 'Coefficients × LR × seed → validation CE'), el('p', { class: 'muted' }, 'Parallel coordinates: one line per finished trial, each axis scaled to its range (log for LR and coefficients), coloured by validation CE (dark = low).'),
       el('div', { class: 'card chart' }, parCanvas),
@@ -357,6 +358,38 @@
 
     // Report-derived views: LR sensitivity, importance, parallel coordinates, mechanism.
     let lrsChart = null; let impChart = null; let parChart = null; const mechCharts = {};
+    // Every comparison with its n, interval and verdict: the confirm stage's when the sweep has one.
+    const ci = (m, lo, hi, sign = '') => (m === null || m === undefined ? '–'
+      : `${sign && m >= 0 ? '+' : ''}${fmt(m)}${lo !== null && lo !== undefined ? ` [${sign && lo >= 0 ? '+' : ''}${fmt(lo)}, ${sign && hi >= 0 ? '+' : ''}${fmt(hi)}]` : ''}`);
+    const powerText = (c) => (c.mde === null || c.mde === undefined ? 'needs ≥ 2 seeds'
+      : `resolves ≥ ${Number(c.mde).toPrecision(3)}${c.verdict === 'not resolved' ? (c.seeds_needed ? `; ${c.seeds_needed} seeds for this Δ` : '; this Δ needs > 10000 seeds') : ''}`);
+    const verdictCell = (v) => el('td', { class: `verdict ${v === 'better' || v === 'worse' ? v : 'unresolved'}` }, v || '');
+    function renderEvidence() {
+      const confirm = report.confirm || { configs: [] };
+      const measured = report.measured || 'validation CE';
+      if (confirm.configs.length) {
+        const best = confirm.best;
+        evidenceBox.replaceChildren(el('h2', {}, 'Confirmed on fresh seeds'),
+          el('p', { class: 'muted' }, `Each method's best configuration re-trained on seeds the search never used; Δ is paired on the seed against the baseline. ${report.statistics.verdict}.`),
+          best ? el('p', { id: 'confirmed-best' }, `Best confirmed: ${best.label}, ${ci(best.mean, best.low, best.high)} (${measured}, n = ${best.n}).`) : null,
+          el('div', { class: 'table-wrap' }, el('table', { id: 'confirm-table' },
+            el('thead', {}, el('tr', {}, ['configuration', 'n', `${measured} [95% CI]`, 'Δ vs baseline [95% CI]', 'p', 'verdict', 'power'].map((h) => el('th', {}, h)))),
+            el('tbody', {}, confirm.configs.map((c) => { const d = c.comparison; return el('tr', {},
+              el('td', {}, c.label), el('td', { class: 'num' }, String(c.n)), el('td', { class: 'num' }, ci(c.mean, c.low, c.high)),
+              el('td', { class: 'num' }, d ? ci(d.mean, d.low, d.high, '+') : 'reference'), el('td', { class: 'num' }, d && d.p !== null ? Number(d.p).toPrecision(2) : ''),
+              d ? verdictCell(d.verdict) : el('td', {}), el('td', {}, d ? powerText(d) : '')); })))));
+        return;
+      }
+      const rows = (report.paired_deltas && report.paired_deltas.rows) || [];
+      if (!rows.length) { evidenceBox.replaceChildren(); return; }
+      evidenceBox.replaceChildren(el('h2', {}, 'Against the baseline (search seeds)'),
+        el('p', { class: 'muted' }, `Paired on seed and learning rate; these seeds also chose the configurations, so add a confirm stage before trusting a winner. ${report.statistics.verdict}.`),
+        el('div', { class: 'table-wrap' }, el('table', { id: 'delta-table' },
+          el('thead', {}, el('tr', {}, ['method', 'lr', 'n', `Δ ${measured} [95% CI]`, 'p', 'verdict', 'power'].map((h) => el('th', {}, h)))),
+          el('tbody', {}, rows.map((d) => el('tr', {}, el('td', {}, d.label), el('td', { class: 'num' }, String(d.lr)), el('td', { class: 'num' }, String(d.n_pairs)),
+            el('td', { class: 'num' }, ci(d.delta_mean, d.delta_low, d.delta_high, '+')), el('td', { class: 'num' }, d.p !== null ? Number(d.p).toPrecision(2) : ''),
+            verdictCell(d.verdict), el('td', {}, powerText(d))))))));
+    }
     function renderReport() {
       if (!report) return;
       colors = { ...colors, ...(report.mechanism.colors || {}) };
@@ -372,14 +405,21 @@
       }).filter((d) => d.data.length);
       // LR sensitivity: every finished run, and a line per family that ran at two or more LRs.
       const families = report.lr_sensitivity.families.filter((f) => f.K >= 2 && f.lrs_grid && f.lrs_grid.length >= 2);
-      const lrsSets = [...scatterSets('val_loss'), ...families.map((f) => ({
+      const band = (f, key) => (f.cells || []).filter((c) => c.low !== null && c.high !== null).map((c) => ({ x: c.lr, y: c[key] }));
+      const lrsSets = [...scatterSets('val_loss'), ...families.flatMap((f) => [{
         label: f.label || f.method, family: true, data: f.lrs_grid.map((x, i) => ({ x, y: f.losses[i] })), showLine: true, pointRadius: 0, borderWidth: 1.5,
-        borderColor: colorOf(f.method), backgroundColor: colorOf(f.method) }))];
+        borderColor: colorOf(f.method), backgroundColor: colorOf(f.method) },
+      // The 95% interval of the seed mean: a lower edge, then an upper edge filled down to it.
+      { label: `${f.label || f.method} CI low`, family: true, band: true, data: band(f, 'low'), showLine: true, pointRadius: 0, borderWidth: 0, borderColor: 'transparent' },
+      { label: `${f.label || f.method} CI high`, family: true, band: true, data: band(f, 'high'), showLine: true, pointRadius: 0, borderWidth: 0, borderColor: 'transparent',
+        fill: '-1', backgroundColor: `${colorOf(f.method)}33` }]).filter((d) => !d.band || d.data.length >= 2)];
       // One legend entry per method: not its diverged markers, not its family lines (same colour).
       const noDiverged = { position: 'bottom', labels: { boxWidth: 10, filter: (item, data) => !item.text.endsWith(' diverged') && !data.datasets[item.datasetIndex].family } };
       if (!lrsChart) lrsChart = chart(lrsCanvas, { type: 'scatter', data: { datasets: lrsSets }, options: baseOptions({ plugins: { legend: noDiverged }, scales: { x: logX('peak learning rate'), y: linY('final validation CE') } }) });
       else { lrsChart.data.datasets = lrsSets; lrsChart.update('none'); }
-      lrsCanvas.dataset.series = String(lrsSets.length);
+      lrsCanvas.dataset.series = String(lrsSets.filter((d) => !d.band).length);
+      lrsCanvas.dataset.bands = String(lrsSets.filter((d) => d.band).length / 2);
+      renderEvidence();
       // Importance.
       const imp = report.importance;
       document.getElementById('importance-rule').textContent = `Optuna's ${imp.evaluator} over ${imp.n_trials} finished trials; objective: ${imp.objective}.${imp.missing.length ? ' ' + imp.missing.join('; ') + '.' : ''}`;
