@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # Compute caps, checked at submission (service/caps.py) before anything runs.
     max_tokens_per_trial: int = Field(default=20 * 10**9, ge=1, description="Tokens one trial may train on.")
-    max_tokens_per_sweep: int = Field(default=500 * 10**9, ge=1, description="Tokens all trials of a sweep together.")
+    max_tokens_per_sweep: int = Field(default=10**12, ge=1, description="Tokens all trials of a sweep together.")
     max_eval_tokens_per_trial: int = Field(
         default=5 * 10**9, ge=1,
         description="Tokens one trial may evaluate (eval_batches x batch_size x seq_len per evaluation, one "

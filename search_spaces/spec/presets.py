@@ -172,7 +172,8 @@ def all_methods_tpe(**scale: Any) -> SweepSpec:
         methods=ALL_METHODS,
         lr={"distribution": "loguniform", "low": 3e-4, "high": 3e-1},
         coefficients=_search_ranges(ALL_METHODS),
-        search={"algorithm": "tpe", "num_samples": 35, "startup_trials": 7},  # 5 trials per method
+        # 5 trials per method, taken in turn: the same budget for each
+        search={"algorithm": "tpe", "num_samples": 5 * len(ALL_METHODS), "startup_trials": len(ALL_METHODS)},
         scheduler={"name": "asha", "reduction_factor": 3},
     )
 

@@ -18,7 +18,8 @@ def test_the_paper_settings() -> None:
     spec = get_preset("oec-paper")  # the template: it leaves the corpus to the user
     assert spec.data.corpus == CORPUS_TO_NAME
     assert spec.methods == ["baseline", "z_loss", "mu_loss", "mu_centering", "softcap"]
-    assert spec.lr == OEC_LR_GRID and spec.num_trials() == 5 * 7
+    assert spec.lr == OEC_LR_GRID and spec.search_trials() == 5 * 7
+    assert spec.confirm is not None and spec.num_trials() == 5 * 7 + 5 * len(spec.confirm.seeds)
     assert spec.coefficients == {"z_loss_weight": 1e-4, "mu_loss_weight": 1e-4, "softcap_cap": 30.0}
     assert (spec.model.preset, spec.precision) == ("oec-16m", "bf16")
     assert (spec.data.batch_size, spec.data.seq_len) == (64, 2048)

@@ -54,7 +54,7 @@ def test_spec_argument_file_or_preset_with_sets(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(get_preset("demo").model_dump(mode="json")))
     assert load_spec_arg(str(path), None) == get_preset("demo")
     spec = load_spec_arg("demo", ["budget.steps=40", "lr=[1e-3]", "methods=[baseline, z_loss]"])
-    assert spec.budget.steps == 40 and spec.lr == [1e-3] and spec.num_trials() == 2
+    assert spec.budget.steps == 40 and spec.lr == [1e-3] and spec.search_trials() == 2
 
 
 def _error(args: list[str]) -> str:
