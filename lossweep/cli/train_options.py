@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, get_type_hi
 
 import typer
 
+from trainables.train.config import DEFAULT_EVAL_TOKENS, DEFAULT_TEST_TOKENS
+
 if TYPE_CHECKING:
     from trainables.train.config import TrainConfig
 
@@ -59,7 +61,12 @@ MlpHiddenOpt = Annotated[
     typer.Option("--mlp-hidden", help="SwiGLU hidden width (default: the official 256 * ceil(int(8d/3) / 256))."),
 ]
 L0Opt = Annotated[
-    str, typer.Option("--l0", help="L0: 'ln_v' (ln V, the paper's text) or 'initial' (measured before step 1).")
+    str,
+    typer.Option(
+        "--l0",
+        help="L0: 'ln_v' (ln V, the paper's text), 'initial' (measured before step 1) or a number > 0 "
+        "(the official notebook's 10.83).",
+    ),
 ]
 SustainedOpt = Annotated[
     int,
@@ -71,7 +78,22 @@ SustainedOpt = Annotated[
 EvalIntervalOpt = Annotated[
     int | None, typer.Option("--eval-interval", help="Steps between evaluations (default: min(50, --steps)).")
 ]
-EvalBatchesOpt = Annotated[int, typer.Option("--eval-batches", help="Validation batches per evaluation.")]
+EvalTokensOpt = Annotated[
+    int, typer.Option("--eval-tokens", help="Validation tokens per evaluation (windows spread over the split).")
+]
+TestTokensOpt = Annotated[
+    int, typer.Option("--test-tokens", help="Test tokens of the final evaluation on the held-out test split.")
+]
+TestIntervalOpt = Annotated[
+    int,
+    typer.Option("--test-interval", help="Steps between test evaluations besides the last (0: only at the end)."),
+]
+SamplingOpt = Annotated[
+    str,
+    typer.Option(
+        "--sampling", help="Training windows: 'epoch' (a permutation per epoch) or 'random' (with replacement)."
+    ),
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the initial weights and the batch order.")]
 LossOpt = Annotated[
     list[str] | None,
@@ -131,7 +153,10 @@ class RunFlags:
     l0: L0Opt = "ln_v"
     sustained_evals: SustainedOpt = 0
     eval_interval: EvalIntervalOpt = None
-    eval_batches: EvalBatchesOpt = 4
+    eval_tokens: EvalTokensOpt = DEFAULT_EVAL_TOKENS
+    test_tokens: TestTokensOpt = DEFAULT_TEST_TOKENS
+    test_interval: TestIntervalOpt = 0
+    sampling: SamplingOpt = "epoch"
     seed: SeedOpt = 0
     loss: LossOpt = None
     gpu: GpuOpt = False
@@ -159,6 +184,14 @@ def with_run_flags(command: Callable[..., R]) -> Callable[..., R]:
     return wrapper
 
 
+def _l0_value(text: str) -> str | float:
+    """``--l0``'s text as the config holds it: a convention name, or a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> TrainConfig:
     """The ``TrainConfig`` the flags describe (``use_gpu`` overrides ``--gpu``); ``FlagError`` on any
     invalid value."""
@@ -167,7 +200,7 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
     from trainables.losses.config import LossConfig
     from trainables.model.config import INITS
     from trainables.model.presets import model_preset
-    from trainables.train.config import L0_CONVENTIONS, DataConfig, DivergenceConfig, OptimConfig, TrainConfig
+    from trainables.train.config import SAMPLINGS, DataConfig, DivergenceConfig, OptimConfig, TrainConfig, l0_problem
 
     def check(ok: bool, flag: str, problem: str) -> None:
         if not ok:
@@ -180,18 +213,24 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
     check(f.lr > 0, "--lr", f"must be > 0, got {f.lr}")
     check(f.min_lr >= 0, "--min-lr", f"must be >= 0, got {f.min_lr}")
     check(f.weight_decay >= 0, "--weight-decay", f"must be >= 0, got {f.weight_decay}")
-    check(f.eval_batches >= 1, "--eval-batches", f"must be >= 1, got {f.eval_batches}")
+    check(f.eval_tokens >= 1, "--eval-tokens", f"must be >= 1, got {f.eval_tokens}")
+    check(f.test_tokens >= 1, "--test-tokens", f"must be >= 1, got {f.test_tokens}")
+    check(f.sampling in SAMPLINGS, "--sampling", f"must be one of {', '.join(SAMPLINGS)}, got {f.sampling!r}")
     check(f.precision in ("fp32", "bf16"), "--precision", f"must be 'fp32' or 'bf16', got {f.precision!r}")
     problem = f"must be 'fp32' or 'bf16', got {f.head_precision!r}"
     check(f.head_precision in (None, "fp32", "bf16"), "--head-precision", problem)
     check(f.init in INITS, "--init", f"must be one of {', '.join(INITS)}, got {f.init!r}")
     check(f.mlp_hidden is None or f.mlp_hidden >= 1, "--mlp-hidden", f"must be >= 1, got {f.mlp_hidden}")
-    check(f.l0 in L0_CONVENTIONS, "--l0", f"must be one of {', '.join(L0_CONVENTIONS)}, got {f.l0!r}")
+    l0 = _l0_value(f.l0)
+    problem = l0_problem(l0)
+    check(problem is None, "--l0", str(problem))
     check(f.sustained_evals >= 0, "--sustained-evals", f"must be >= 0, got {f.sustained_evals}")
     warmup = f.warmup if f.warmup is not None else f.steps // 20
     check(0 <= warmup < f.steps, "--warmup", f"must be in [0, --steps), got {warmup}")
     eval_interval = f.eval_interval if f.eval_interval is not None else min(50, f.steps)
     check(eval_interval >= 1, "--eval-interval", f"must be >= 1, got {eval_interval}")
+    problem = f"must be 0 or a multiple of --eval-interval ({eval_interval}), got {f.test_interval}"
+    check(f.test_interval >= 0 and f.test_interval % eval_interval == 0, "--test-interval", problem)
     try:
         model_preset(f.preset)
     except ValueError as exc:
@@ -219,17 +258,20 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
                 column=f.column,
                 seq_len=f.seq_len,
                 batch_size=f.batch_size,
-                eval_batches=f.eval_batches,
+                eval_tokens=f.eval_tokens,
+                test_tokens=f.test_tokens,
+                sampling=f.sampling,  # type: ignore[arg-type]
             ),
             optim=OptimConfig(lr=f.lr, min_lr=f.min_lr, warmup_steps=warmup, weight_decay=f.weight_decay),
             loss=loss,
             steps=f.steps,
             eval_interval=eval_interval,
+            test_interval=f.test_interval,
             seed=f.seed,
             precision=f.precision,  # type: ignore[arg-type]
             head_precision=f.head_precision,  # type: ignore[arg-type]
             allow_tf32=f.tf32,
-            divergence=DivergenceConfig(l0=f.l0, sustained_evals=f.sustained_evals),  # type: ignore[arg-type]
+            divergence=DivergenceConfig(l0=l0, sustained_evals=f.sustained_evals),  # type: ignore[arg-type]
             use_gpu=f.gpu if use_gpu is None else use_gpu,
         )
     except ValueError as exc:

@@ -38,6 +38,7 @@ from pydantic import (
 from trainables.losses.config import LossConfig, LossConfigError
 from trainables.losses.registry import BASELINE, coefficient, method_coefficients
 from trainables.model.presets import MODEL_PRESETS, model_preset
+from trainables.train.config import DEFAULT_EVAL_TOKENS, DEFAULT_TEST_TOKENS, Sampling, l0_problem
 from trainables.train.trainer import InsufficientResourcesError, Resources, check_resources
 
 #: ``data.corpus`` of a preset that trains on a corpus the user names (a spec to run must replace it).
@@ -144,7 +145,9 @@ class ModelSpec(BaseModel):
 class DataSpec(BaseModel):
     """Corpus (``stdlib`` | ``text:PATH`` | ``parquet:PATH`` | ``shards:DIR``), tokenizer (``bytes`` | ``bpe:N``
     | ``hf:PATH``; a ``shards:`` corpus brings its own), batches. ``batch_size`` is the global batch of
-    sequences per optimizer step."""
+    sequences per optimizer step. ``eval_tokens``: tokens of each validation evaluation; ``test_tokens``: of
+    the test evaluation; ``sampling``: training windows as an ``epoch`` permutation or ``random`` with
+    replacement (``trainables.train.config.DataConfig`` says each field's meaning)."""
 
     model_config = _STRICT
 
@@ -152,13 +155,17 @@ class DataSpec(BaseModel):
     tokenizer: str = "bytes"
     seq_len: int = Field(128, ge=2)
     batch_size: int = Field(16, ge=1)
-    eval_batches: int = Field(4, ge=1)
+    eval_tokens: int = Field(DEFAULT_EVAL_TOKENS, ge=1)
+    test_tokens: int = Field(DEFAULT_TEST_TOKENS, ge=1)
+    sampling: Sampling = "epoch"
 
 
 class BudgetSpec(BaseModel):
     """How long each trial trains: ``steps`` or ``tokens`` (exactly one), warmup and evaluation cadence.
-    ``scale`` (0 < scale <= 1) trains that fraction of the study: the steps (or tokens), the warmup and
-    the evaluation interval are all multiplied by it, so one setting shrinks a long study whole."""
+    ``test_interval``: steps between evaluations on the test split besides the one at the end (0: only
+    at the end), a multiple of ``eval_interval``. ``scale`` (0 < scale <= 1) trains that fraction of the
+    study: the steps (or tokens), the warmup, both intervals and ``data.test_tokens`` (down to its default,
+    the precision floor) are all multiplied by it, so one setting shrinks a long study whole."""
 
     model_config = _STRICT
 
@@ -166,6 +173,7 @@ class BudgetSpec(BaseModel):
     tokens: int | None = Field(None, ge=1)
     warmup_steps: int = Field(0, ge=0)
     eval_interval: int = Field(50, ge=1)
+    test_interval: int = Field(0, ge=0)
     min_lr: float = Field(1e-5, ge=0)
     scale: float = Field(1.0, gt=0, le=1)
 
@@ -175,6 +183,11 @@ class BudgetSpec(BaseModel):
             raise ValueError("give the budget as steps or tokens (neither is set)")
         if self.steps is not None and self.tokens is not None:
             raise ValueError(f"give the budget as steps or tokens, not both (steps={self.steps}, tokens={self.tokens})")
+        if self.test_interval % self.eval_interval:
+            raise ValueError(
+                f"budget.test_interval={self.test_interval} must be 0 or a multiple of "
+                f"budget.eval_interval={self.eval_interval} (test evaluations ride on reports)"
+            )
         return self
 
 
@@ -232,15 +245,24 @@ class DivergenceSpec(BaseModel):
 
     A non-finite loss or gradient always ends it. ``val_margin`` only sets the recorded flag
     ``above_l0_step`` unless ``sustained_evals`` (K) > 0, when K consecutive evaluations above
-    ``L0 + val_margin`` end the trial. ``l0``: ``ln_v`` (the paper's text) or ``initial`` (measured)."""
+    ``L0 + val_margin`` end the trial. ``l0``: ``ln_v`` (the paper's text), ``initial`` (measured) or a
+    fixed number > 0 (the official notebook's ``10.83``)."""
 
     model_config = _STRICT
 
-    l0: Literal["ln_v", "initial"] = "ln_v"
+    l0: Literal["ln_v", "initial"] | float = "ln_v"
     val_margin: float = Field(1.0, ge=0, allow_inf_nan=False)
     sustained_evals: int = Field(0, ge=0)
     spike_factor: float = Field(0.0, ge=0, allow_inf_nan=False)
     spike_patience: int = Field(20, ge=1)
+
+    @field_validator("l0", mode="before")
+    @classmethod
+    def _l0(cls, l0: Any) -> Any:
+        problem = l0_problem(l0)
+        if problem:
+            raise ValueError(problem)
+        return l0
 
 
 class ObjectiveSpec(BaseModel):
@@ -403,6 +425,20 @@ class SweepSpec(BaseModel):
     def eval_interval(self) -> int:
         """Steps between reports of one trial (``budget.eval_interval`` x ``budget.scale``, at least 1)."""
         return max(1, round(self.budget.eval_interval * self.budget.scale))
+
+    def test_interval(self) -> int:
+        """Steps between test evaluations of one trial besides the last (0: only at the end):
+        ``budget.test_interval`` x ``budget.scale``, kept a multiple of :meth:`eval_interval`."""
+        if not self.budget.test_interval:
+            return 0
+        every = self.eval_interval()
+        return every * max(1, round(self.budget.test_interval * self.budget.scale / every))
+
+    def test_tokens(self) -> int:
+        """Tokens of one trial's test evaluation: ``data.test_tokens`` x ``budget.scale``, but not below the
+        default (sized for a standard error <= 0.01 nats) unless ``data.test_tokens`` itself is smaller."""
+        scaled = round(self.data.test_tokens * self.budget.scale)
+        return min(self.data.test_tokens, max(DEFAULT_TEST_TOKENS, scaled))
 
     def total_tokens(self) -> int:
         """Tokens one trial trains on when it runs to the end (the ASHA horizon)."""

@@ -81,7 +81,7 @@ def test_tiny_grid_sweep_with_a_diverging_lr(tiny_sweep_dir: Path) -> None:
 TPE_ASHA: dict[str, Any] = {
     "name": "tiny-tpe",
     "model": {"preset": "tiny"},
-    "data": {"corpus": "stdlib", "seq_len": 32, "batch_size": 4, "eval_batches": 1},
+    "data": {"corpus": "stdlib", "seq_len": 32, "batch_size": 4, "eval_tokens": 32, "test_tokens": 64},
     "budget": {"steps": 16, "warmup_steps": 2, "eval_interval": 4},
     "methods": ["baseline", "simreg"],
     "lr": {"distribution": "loguniform", "low": 1e-3, "high": 3e-2},

@@ -30,7 +30,7 @@ METHODS = {
 def _config(cache: str, method: str) -> TrainConfig:
     return TrainConfig(
         model="tiny",
-        data=DataConfig(seq_len=32, batch_size=8, eval_batches=2, cache_dir=cache),
+        data=DataConfig(seq_len=32, batch_size=8, eval_tokens=256, test_tokens=256, cache_dir=cache),
         optim=OptimConfig(lr=3e-3, warmup_steps=1),
         loss=LossConfig.from_method(method, METHODS[method]),
         steps=4,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Self
@@ -18,6 +19,15 @@ from typing import Any, Literal, Self
 from trainables.losses.config import LossConfig
 
 Precision = Literal["fp32", "bf16"]
+#: Training windows: an epoch permutation (each window once per epoch) or drawn at random with
+#: replacement (the official OEC code's order); ``trainables.data.sampler``.
+Sampling = Literal["epoch", "random"]
+SAMPLINGS: tuple[str, ...] = ("epoch", "random")
+#: Predicted tokens of each periodic validation evaluation (about as many as before it had windows spread
+#: over the split: it runs at every report) and of the final test evaluation, sized so that the standard
+#: error of a trial's test CE on the built-in corpus is below 0.01 nats (measured: BENCHMARKS.md).
+DEFAULT_EVAL_TOKENS = 8_192
+DEFAULT_TEST_TOKENS = 196_608
 
 
 class _DictMixin:
@@ -65,6 +75,11 @@ class DataConfig(_DictMixin):
 
     ``batch_size`` is the *global* batch (sequences per optimizer step summed over all ranks), so a
     2-worker run with batch B follows the same trajectory as a 1-worker run with batch B.
+
+    ``eval_tokens``: predicted tokens of each periodic evaluation on the validation split;
+    ``test_tokens``: of the test evaluation. Both are windows spread over the whole split (capped by its
+    size), the same for every trial, each evaluation with its standard error over windows.
+    ``sampling``: training windows in an epoch permutation (``epoch``) or at random with replacement.
     """
 
     corpus: str = "stdlib"  # "stdlib" | "text:PATH" | "parquet:PATH" | "shards:DIR"
@@ -72,7 +87,9 @@ class DataConfig(_DictMixin):
     column: str = "tokens"  # token-id column for parquet corpora
     seq_len: int = 128
     batch_size: int = 16
-    eval_batches: int = 4  # global validation batches per evaluation
+    eval_tokens: int = DEFAULT_EVAL_TOKENS
+    test_tokens: int = DEFAULT_TEST_TOKENS
+    sampling: Sampling = "epoch"
     cache_dir: str | None = None  # default: $LOSSWEEP_CACHE_DIR or ~/.cache/lossweep
 
     def __post_init__(self) -> None:
@@ -80,8 +97,12 @@ class DataConfig(_DictMixin):
             raise ValueError(f"data.seq_len must be >= 2, got {self.seq_len}")
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {self.batch_size}")
-        if self.eval_batches < 1:
-            raise ValueError(f"data.eval_batches must be >= 1, got {self.eval_batches}")
+        if self.eval_tokens < 1:
+            raise ValueError(f"data.eval_tokens must be >= 1, got {self.eval_tokens}")
+        if self.test_tokens < 1:
+            raise ValueError(f"data.test_tokens must be >= 1, got {self.test_tokens}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"data.sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +133,18 @@ L0Convention = Literal["ln_v", "initial"]
 L0_CONVENTIONS: tuple[str, ...] = ("ln_v", "initial")
 
 
+def l0_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as ``divergence.l0`` (None: nothing): a convention or a number > 0."""
+    expected = f"must be one of {', '.join(L0_CONVENTIONS)} or a number > 0, got {value!r}"
+    if isinstance(value, str):
+        return None if value in L0_CONVENTIONS else expected
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return expected
+    if not (math.isfinite(value) and value > 0):
+        return f"must be > 0 when it is a number, got {value!r}"
+    return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class DivergenceConfig(_DictMixin):
     """What ends a run early, and what is only recorded (decided by all ranks together).
@@ -120,8 +153,8 @@ class DivergenceConfig(_DictMixin):
     stops a run and caps the final loss at ``L0`` when it computes LR sensitivity.
 
     ``l0``: the reference loss ``L0``. ``"ln_v"`` (default) is the loss of a uniform predictor, as the
-    paper's text defines it; ``"initial"`` is the run's measured validation loss before the first step,
-    as the official notebook uses (10.83-10.85 at V = 50304, not exactly ln V).
+    paper's text defines it; ``"initial"`` is the run's measured validation loss before the first step;
+    a number (> 0) fixes it, as the official notebook does (``10.83`` at V = 50304, not exactly ln V).
     ``val_margin``: after warmup, a validation CE above ``L0 + val_margin`` sets the recorded flag
     ``above_l0_step`` (the first such evaluation's step). It ends nothing unless ``sustained_evals`` > 0.
     ``sustained_evals``: K; when > 0, K consecutive evaluations above ``L0 + val_margin`` end the run
@@ -130,15 +163,16 @@ class DivergenceConfig(_DictMixin):
     consecutive steps after warmup ends the run (0, the default, disables it).
     """
 
-    l0: L0Convention = "ln_v"
+    l0: L0Convention | float = "ln_v"
     val_margin: float = 1.0
     sustained_evals: int = 0
     spike_factor: float = 0.0
     spike_patience: int = 20
 
     def __post_init__(self) -> None:
-        if self.l0 not in L0_CONVENTIONS:
-            raise ValueError(f"divergence.l0 must be one of {', '.join(L0_CONVENTIONS)}, got {self.l0!r}")
+        problem = l0_problem(self.l0)
+        if problem:
+            raise ValueError(f"divergence.l0 {problem}")
         if self.sustained_evals < 0:
             raise ValueError(f"divergence.sustained_evals must be >= 0, got {self.sustained_evals}")
         if self.spike_factor < 0:
@@ -159,6 +193,9 @@ class TrainConfig(_DictMixin):
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
     steps: int = 200
     eval_interval: int = 50
+    # steps between evaluations on the test split besides the one at the end (0 = only at the end); a
+    # multiple of eval_interval, since test evaluations ride on reports
+    test_interval: int = 0
     seed: int = 0
     # bf16 = autocast, as in the official code. ``precision`` is the body's; ``head_precision`` the LM
     # head's logits (None = the body's), so "bf16 body, fp32 head" isolates the logits' rounding.
@@ -177,6 +214,11 @@ class TrainConfig(_DictMixin):
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.eval_interval < 1:
             raise ValueError(f"eval_interval must be >= 1, got {self.eval_interval}")
+        if self.test_interval < 0 or (self.test_interval and self.test_interval % self.eval_interval):
+            raise ValueError(
+                f"test_interval must be 0 or a multiple of eval_interval ({self.eval_interval}), "
+                f"got {self.test_interval}"
+            )
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.head_precision not in (None, "fp32", "bf16"):
