@@ -25,7 +25,9 @@ TIMING = {"tokens_per_s", "elapsed_s", "eval_s"}
 
 @pytest.fixture(scope="module")
 def data_cfg(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
-    return DataConfig(seq_len=32, batch_size=8, eval_tokens=256, test_tokens=256, cache_dir=str(tmp_path_factory.mktemp("cache")))
+    return DataConfig(
+        seq_len=32, batch_size=8, eval_tokens=256, test_tokens=256, cache_dir=str(tmp_path_factory.mktemp("cache"))
+    )
 
 
 @pytest.fixture(scope="module")
