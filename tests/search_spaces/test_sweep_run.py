@@ -52,6 +52,12 @@ def _check_consistent(sweep_dir: Path, spec: SweepSpec) -> tuple[Any, Any, dict[
             assert row["best_step"] == healthy.loc[healthy["val_loss"].idxmin(), "step"]
             finished = row["steps"] == spec.total_steps()
             assert row["status"] == ("TERMINATED" if finished else "STOPPED")
+        if row["status"] == "TERMINATED":  # the test split, evaluated once at the end
+            assert row["test_tokens"] >= spec.test_tokens() and row["test_ce_se"] > 0
+            assert row["test_ce"] == pytest.approx(mine["test_ce"].iloc[-1]) and mine["test_ce"].iloc[:-1].isna().all()
+            assert mine["val_ce_se"].notna().all()
+        else:  # a trial that did not finish has no test result
+            assert math.isnan(row["test_ce"]) and math.isnan(row["test_ce_se"])
     ok = trials[~trials["status"].isin(["DIVERGED", "ERROR"])]
     best = ok.loc[ok["best_val_loss"].idxmin()]
     assert progress["best"]["trial_id"] == best["trial_id"]
@@ -60,6 +66,8 @@ def _check_consistent(sweep_dir: Path, spec: SweepSpec) -> tuple[Any, Any, dict[
     assert results.read_spec(sweep_dir) == spec
     manifest = json.loads((sweep_dir / "manifest.json").read_text())
     assert manifest["spec_hash"] and manifest["versions"]["ray"] and manifest["corpus_hash"]
+    assert set(manifest["splits"]) == {"train", "val", "test"} and all(manifest["splits"].values())
+    assert manifest["protocol"]["test_tokens"] == spec.test_tokens() and manifest["protocol"]["sampling"] == "epoch"
     return trials, metrics, progress
 
 
