@@ -162,6 +162,9 @@ class TrainingRun:
         self.compiled = compile_enabled(config.compile, self.device.type)
         model = maybe_compile(self.module, self.compiled)
         self.model = wrap_model(model) if wrap_model is not None else model
+        # Evaluations bypass the wrapper (DDP): no gradient to synchronise, and ranks may hold one
+        # evaluation batch more than others, so no rank may wait in a collective inside forward.
+        self.eval_model = model
 
         o = config.optim
         self.optimizer = build_adamw(self.module, o, self.device)
@@ -350,13 +353,13 @@ class TrainingRun:
         from trainables.model.metrics import LogitStats, embedding_stats
 
         t0 = time.perf_counter()
-        self.model.eval()
+        self.eval_model.eval()
         ce = WindowCE(self.device)
         stats = LogitStats()
         n_tokens = 0
         for x, y in self.eval_windows:
             x, y = x.to(self.device), y.to(self.device)
-            _, logits = self.model(x)  # (b, T, V)
+            _, logits = self.eval_model(x)  # (b, T, V)
             ce.add(logits, y)
             stats.add(logits, y)
             n_tokens += y.numel()  # evaluation windows hold no padding
@@ -373,10 +376,10 @@ class TrainingRun:
         """CE without any penalty on the fixed test windows: ``test_ce``, its standard error over windows
         ``test_ce_se`` and the tokens it covers ``test_tokens``. Nothing the run decides reads it."""
         t0 = time.perf_counter()
-        self.model.eval()
+        self.eval_model.eval()
         ce = WindowCE(self.device)
         for x, y in self.test_windows:
-            _, logits = self.model(x.to(self.device))
+            _, logits = self.eval_model(x.to(self.device))
             ce.add(logits, y.to(self.device))
         mean, se, tokens = ce.result(self.reducer)
         self.eval_s += time.perf_counter() - t0
