@@ -27,7 +27,7 @@ SAMPLINGS: tuple[str, ...] = ("epoch", "random")
 #: over the split: it runs at every report) and of the final test evaluation, sized so that the standard
 #: error of a trial's test CE on the built-in corpus is below 0.01 nats (measured: BENCHMARKS.md).
 DEFAULT_EVAL_TOKENS = 8_192
-DEFAULT_TEST_TOKENS = 196_608
+DEFAULT_TEST_TOKENS = 262_144
 
 
 class _DictMixin:
