@@ -55,7 +55,8 @@ def _check_consistent(sweep_dir: Path, spec: SweepSpec) -> tuple[Any, Any, dict[
         if row["status"] == "TERMINATED":  # the test split, evaluated once at the end
             assert row["test_tokens"] >= spec.test_tokens() and row["test_ce_se"] > 0
             assert row["test_ce"] == pytest.approx(mine["test_ce"].iloc[-1]) and mine["test_ce"].iloc[:-1].isna().all()
-            assert mine["val_ce_se"].notna().all()
+            if spec.data.eval_tokens > spec.data.seq_len:  # one validation window has no spread to measure
+                assert mine["val_ce_se"].notna().all()
         else:  # a trial that did not finish has no test result
             assert math.isnan(row["test_ce"]) and math.isnan(row["test_ce_se"])
     ok = trials[~trials["status"].isin(["DIVERGED", "ERROR"])]
