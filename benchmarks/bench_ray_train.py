@@ -150,7 +150,7 @@ def throughput(cache: str, storage: Path, preset: str, steps: int, seq_len: int,
 
     config = TrainConfig(
         model=preset,
-        data=DataConfig(seq_len=seq_len, batch_size=batch, eval_batches=1, cache_dir=cache),
+        data=DataConfig(seq_len=seq_len, batch_size=batch, eval_tokens=32, test_tokens=64, cache_dir=cache),
         optim=OptimConfig(lr=1e-3, warmup_steps=0),
         steps=steps,
         eval_interval=max(1, steps // 5),

@@ -52,7 +52,13 @@ def _logspace(low: float, high: float, n: int) -> list[float]:
 def base_spec(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "model": {"preset": args.model},
-        "data": {"corpus": "stdlib", "seq_len": args.seq_len, "batch_size": args.batch_size, "eval_batches": 2},
+        "data": {
+            "corpus": "stdlib",
+            "seq_len": args.seq_len,
+            "batch_size": args.batch_size,
+            "eval_tokens": 256,
+            "test_tokens": 256,
+        },
         "budget": {"steps": args.steps, "warmup_steps": max(1, args.steps // 10), "eval_interval": args.steps // 8},
         "methods": ["simreg"],
         "resources": {"workers": 1, "cpus_per_worker": 1},

@@ -76,7 +76,9 @@ def _config(args: argparse.Namespace, corpus: str, model: str, method: str = "ba
     use_gpu = kw.pop("use_gpu", True)
     return TrainConfig(
         model=model,
-        data=DataConfig(corpus=corpus, seq_len=args.seq_len, batch_size=args.batch_size, eval_batches=1),
+        data=DataConfig(
+            corpus=corpus, seq_len=args.seq_len, batch_size=args.batch_size, eval_tokens=32, test_tokens=64
+        ),
         optim=OptimConfig(lr=1e-3, warmup_steps=min(50, steps // 4)),
         loss=LossConfig.from_method(method, {}),
         steps=steps,

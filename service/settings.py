@@ -87,8 +87,8 @@ class Settings(BaseSettings):
     max_tokens_per_sweep: int = Field(default=10**12, ge=1, description="Tokens all trials of a sweep together.")
     max_eval_tokens_per_trial: int = Field(
         default=5 * 10**9, ge=1,
-        description="Tokens one trial may evaluate (eval_batches x batch_size x seq_len per evaluation, one "
-        "evaluation every eval_interval steps).")
+        description="Tokens one trial may evaluate (data.eval_tokens every eval_interval steps, plus the "
+        "test evaluation's tokens at the end and every test_interval steps).")
     max_eval_tokens_per_sweep: int = Field(default=100 * 10**9, ge=1,
                                            description="Tokens all trials of a sweep together may evaluate.")
     max_model_params: int = Field(default=2 * 10**9, ge=1, description="Parameters of the model, from the spec.")

@@ -62,6 +62,7 @@ def train_local(
                 vocab_size=run.vocab_size,
                 model=run.model_config.to_dict(),
                 num_params=run.module.num_params(),
+                extra=run.data_record(),
             ),
         )
         metrics_file = (out / "metrics.jsonl").open("w")

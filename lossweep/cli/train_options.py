@@ -132,6 +132,14 @@ def with_run_flags(command: Callable[..., R]) -> Callable[..., R]:
     return wrapper
 
 
+def _l0_value(text: str) -> str | float:
+    """``--l0``'s text as the config holds it: a convention name, or a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> TrainConfig:
     """The ``TrainConfig`` the flags describe (``use_gpu`` overrides ``--gpu``); ``FlagError`` on any
     invalid value."""
@@ -143,7 +151,7 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
 
     doc: dict[str, Any] = {}
     for f in run_flags():
-        value = flags.values[f.param]
+        value = f.setting.coerce(flags.values[f.param])
         problem = f.setting.problem(value)
         if problem is not None:
             raise FlagError(f"{f.option}: {problem}")

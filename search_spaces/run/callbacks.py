@@ -22,6 +22,7 @@ from ray.tune import Callback
 
 from search_spaces.run import results
 from search_spaces.run.ray_metrics import export_progress
+from search_spaces.run.results import TEST_COLUMNS
 from search_spaces.run.sweep_dir import (
     FINAL_TRIAL_STATUSES,
     SEARCH_STAGE,
@@ -106,7 +107,7 @@ class SweepResultsCallback(Callback):
                 row.update(status=TrialStatus.PENDING, final_val_loss=None, best_val_loss=None, best_step=None,
                            steps=None,
                            tokens=None, wall_time_s=None, diverged_step=None, diverged_cause=None,
-                           above_l0_step=None, l0=None)  # fmt: skip
+                           above_l0_step=None, l0=None, **dict.fromkeys(TEST_COLUMNS))  # fmt: skip
             else:
                 finished.add(row["trial_id"])
             self.rows[str(row["trial_id"])] = row
@@ -205,6 +206,11 @@ class SweepResultsCallback(Callback):
             row["above_l0_step"] = int(result["above_l0_step"])
         if _finite(result.get("l0")) is not None:
             row["l0"] = float(result["l0"])
+        if result.get("step") == self.spec.total_steps() and not _finite(result.get("diverged")):
+            # the test evaluation at the end of the budget (a periodic one of a trial stopped early is not its result)
+            for key in TEST_COLUMNS:
+                if _finite(result.get(key)) is not None:
+                    row[key] = result[key]
         reports = self.metrics.get(tid, [])
         healthy = [m for m in reports if not _finite(m.get("diverged")) and _finite(m.get("val_loss")) is not None]
         if healthy:

@@ -50,9 +50,24 @@ def sweep_manifest(spec: SweepSpec, sweep_id: str) -> dict[str, Any]:
         "git_sha": git_sha(),
         "corpus": spec.data.corpus,
         "corpus_hash": None,  # known to the trials (trials/<id>/manifest.json); copied here as they report
+        "splits": None,  # tokens per split, likewise
+        "protocol": protocol(spec),
         "spec_hash": hashlib.sha256(spec_blob).hexdigest()[:16],
         "num_trials": spec.num_trials(),
         "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def protocol(spec: SweepSpec) -> dict[str, Any]:
+    """How every trial is trained and measured, as resolved for one trial (``budget.scale`` applied): the
+    order of the training windows, each evaluation's tokens and interval, and ``L0``."""
+    return {
+        "sampling": spec.data.sampling,
+        "eval_tokens": spec.data.eval_tokens,
+        "eval_interval": spec.eval_interval(),
+        "test_tokens": spec.test_tokens(),
+        "test_interval": spec.test_interval(),
+        "l0": spec.divergence.l0,
     }
 
 
@@ -82,18 +97,19 @@ def finalize(
     return progress
 
 
-def _corpus_hash(sweep_dir: str) -> str | None:
+def _from_trials(sweep_dir: str, key: str) -> Any:
+    """The first value of ``key`` in the trials' manifests (what only the trials know), or None."""
     if storage.is_uri(sweep_dir):
         return None
     from pathlib import Path
 
     for path in sorted(Path(sweep_dir, TRIALS_DIR).glob(f"*/{TRIAL_MANIFEST_FILE}")):
         try:
-            value = json.loads(path.read_text()).get("corpus_hash")
+            value = json.loads(path.read_text()).get(key)
         except (OSError, ValueError):
             continue
         if value:
-            return str(value)
+            return value
     return None
 
 
@@ -185,9 +201,10 @@ def run(
         raise
     finally:
         progress = finalize(sweep_dir, sweep_id, spec, status, stage=stage, total_trials=total)
-        corpus_hash = _corpus_hash(sweep_dir)
-        if corpus_hash and not manifest.get("corpus_hash"):
-            manifest["corpus_hash"] = corpus_hash
+        learned = {key: _from_trials(sweep_dir, key) for key in ("corpus_hash", "splits") if not manifest.get(key)}
+        learned = {key: value for key, value in learned.items() if value}
+        if learned:
+            manifest.update(learned)
             results.write_json(sweep_dir, results.MANIFEST_FILE, manifest)
     return progress
 

@@ -30,6 +30,15 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+#: The test evaluation: mean CE, its standard error over windows and the tokens it covers. A report
+#: carries them when it evaluated the test split; trials.parquet, from the one at the end of the budget.
+TEST_COLUMN_TYPES: tuple[tuple[str, str], ...] = (
+    ("test_ce", "float64"),
+    ("test_ce_se", "float64"),
+    ("test_tokens", "int64"),
+)
+TEST_COLUMNS: tuple[str, ...] = tuple(name for name, _ in TEST_COLUMN_TYPES)
+
 #: trials.parquet columns and their Arrow types, in order.
 TRIAL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("trial_id", "string"),
@@ -48,6 +57,7 @@ TRIAL_COLUMNS: tuple[tuple[str, str], ...] = (
     ("diverged_cause", "string"),
     ("above_l0_step", "int64"),
     ("l0", "float64"),
+    *TEST_COLUMN_TYPES,
     ("vocab_size", "int64"),
     ("config_hash", "string"),
     ("stage", "string"),
@@ -55,13 +65,16 @@ TRIAL_COLUMNS: tuple[tuple[str, str], ...] = (
 
 #: The documented per-report metrics (besides ``term_<name>``), in the order metrics.parquet keeps them.
 METRIC_COLUMNS: tuple[str, ...] = (
-    "step", "tokens", "lr", "val_loss", "train_loss", "total_loss", "logits_mean", "logits_std",
-    "logits_absmax", "logits_mean_absmax", "logits_mean_std", "log_z_mean", "log_z_sq_mean", "mu_norm",
+    "step", "tokens", "lr", "val_loss", "val_ce_se", *TEST_COLUMNS, "eval_s", "train_loss", "total_loss",
+    "logits_mean", "logits_std", "logits_absmax", "logits_mean_absmax", "logits_mean_std", "log_z_mean",
+    "log_z_sq_mean", "mu_norm",
     "emb_anisotropy", "grad_norm", "tokens_per_s", "model_flops_per_s", "mfu", "compile_s", "gpu_mem_peak_gib",
     "elapsed_s", "diverged", "diverged_step", "diverged_cause", "above_l0_step", "l0", "node_id",
 )  # fmt: skip
 _STRING_METRICS = frozenset({"diverged_cause", "node_id"})
-_INT_METRICS = frozenset({"step", "tokens", "diverged", "diverged_step", "above_l0_step"})
+_INT_METRICS = frozenset(
+    {"step", "tokens", "diverged", "diverged_step", "above_l0_step", *(n for n, t in TEST_COLUMN_TYPES if t == "int64")}
+)
 
 
 def _arrow_type(name: str) -> pa.DataType:

@@ -46,11 +46,16 @@ def evaluations_per_trial(spec: SweepSpec) -> int:
     return math.ceil(spec.total_steps() / spec.eval_interval())
 
 
+def test_evaluations_per_trial(spec: SweepSpec) -> int:
+    """Test passes of one trial run to its end: one at the end, and one every ``test_interval`` steps."""
+    interval = spec.test_interval()
+    return 1 + (math.ceil(spec.total_steps() / interval) - 1 if interval else 0)
+
+
 def eval_tokens_per_trial(spec: SweepSpec) -> int:
-    """Tokens one trial evaluates when it runs to the end: ``eval_batches x batch x seq_len`` per
-    evaluation, ``steps / eval_interval`` evaluations."""
-    per_evaluation = spec.data.eval_batches * spec.data.batch_size * spec.data.seq_len
-    return per_evaluation * evaluations_per_trial(spec)
+    """Tokens one trial evaluates when it runs to the end: ``data.eval_tokens`` per validation pass
+    (``steps / eval_interval`` of them) and the test evaluation's tokens per test pass."""
+    return spec.data.eval_tokens * evaluations_per_trial(spec) + spec.test_tokens() * test_evaluations_per_trial(spec)
 
 
 def footprint(spec: SweepSpec, vocabulary: DataVocabulary) -> Footprint:

@@ -18,6 +18,7 @@ from yaml import YAMLError
 from search_spaces.spec.sweep_spec import CORPUS_TO_NAME, SweepSpec, load_yaml
 from trainables.losses.registry import BASELINE, BUILTIN_TERMS, coefficient, method_coefficients
 from trainables.model.config import GPT2_VOCAB
+from trainables.train.config import DEFAULT_TEST_TOKENS
 
 #: The OEC paper's peak learning-rate grid and coefficient grid (docs/papers.md §1).
 OEC_LR_GRID = [3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
@@ -34,10 +35,13 @@ DEFAULT_SCALE: dict[str, Any] = {
     "tokenizer": "bytes",
     "seq_len": 64,
     "batch_size": 8,
-    "eval_batches": 2,
+    "eval_tokens": 4096,  # a tenth of a report interval's training cost; the test split gets the default
+    "test_tokens": DEFAULT_TEST_TOKENS,
+    "sampling": "epoch",
     "steps": 200,
     "warmup_steps": 20,
     "eval_interval": 50,
+    "test_interval": 0,
     "workers": 1,
     "cpus_per_worker": 1.0,
     "gpus_per_worker": 0.0,
@@ -65,9 +69,16 @@ def _spec(
             "tokenizer": s["tokenizer"],
             "seq_len": s["seq_len"],
             "batch_size": s["batch_size"],
-            "eval_batches": s["eval_batches"],
+            "eval_tokens": s["eval_tokens"],
+            "test_tokens": s["test_tokens"],
+            "sampling": s["sampling"],
         },
-        "budget": {"steps": s["steps"], "warmup_steps": s["warmup_steps"], "eval_interval": s["eval_interval"]},
+        "budget": {
+            "steps": s["steps"],
+            "warmup_steps": s["warmup_steps"],
+            "eval_interval": s["eval_interval"],
+            "test_interval": s["test_interval"],
+        },
         "resources": {
             "workers": s["workers"],
             "cpus_per_worker": s["cpus_per_worker"],
@@ -87,8 +98,15 @@ def _spec(
     return SweepSpec.model_validate(doc, context={"preset_template": True})
 
 
+#: The official OEC code's evaluation protocol: a test loss over 2000 batches of 16 x 2048 tokens every
+#: 10,000 steps, training windows drawn at random with replacement, and L0 fixed at 10.83 (its notebook).
+OEC_TEST_TOKENS = 2000 * 16 * 2048
+OEC_TEST_INTERVAL = 10_000
+OEC_L0 = 10.83
+
 #: The OEC paper's training run (docs/papers.md §1): 100k steps of 64 x 2048 tokens = 13.1B tokens, warmup
-#: 5000 steps, cosine to 1e-5 (``budget.min_lr``'s default), bf16, GPT-2's padded vocabulary.
+#: 5000 steps, cosine to 1e-5 (``budget.min_lr``'s default), bf16, GPT-2's padded vocabulary; validation
+#: (what the search sees) over 4 batches every 1000 steps, and the official test protocol above.
 OEC_PAPER_SCALE: dict[str, Any] = {
     "model": "oec-16m",
     "model_overrides": {"vocab_size": GPT2_VOCAB},
@@ -96,10 +114,13 @@ OEC_PAPER_SCALE: dict[str, Any] = {
     "tokenizer": f"bpe:{GPT2_VOCAB}",
     "seq_len": 2048,
     "batch_size": 64,
-    "eval_batches": 4,
+    "eval_tokens": 4 * 64 * 2048,
+    "test_tokens": OEC_TEST_TOKENS,
+    "sampling": "random",
     "steps": 100_000,
     "warmup_steps": 5000,
     "eval_interval": 1000,
+    "test_interval": OEC_TEST_INTERVAL,
     "workers": 1,
     "cpus_per_worker": 4.0,
     "gpus_per_worker": 1.0,
@@ -183,8 +204,9 @@ def oec_paper(**scale: Any) -> SweepSpec:
         "oec-paper",
         "The OEC paper's study at its own scale, on GPUs: baseline, z-loss (1e-4), mu-loss (1e-4), "
         "mu-centering and soft-capping (30) on the LR grid 3e-4..3e-1, oec-16m, bf16, 100k steps of 64x2048 "
-        "tokens (13.1B; budget.scale shrinks it), warmup 5000, cosine to 1e-5; each method's best learning "
-        "rate confirmed on three fresh seeds; set data.corpus.",
+        "tokens (13.1B; budget.scale shrinks it), warmup 5000, cosine to 1e-5; the official protocol: random "
+        "windows with replacement, test loss over 2000x16x2048 tokens every 10k steps, L0 = 10.83; each method's "
+        "best learning rate confirmed on three fresh seeds; set data.corpus.",
         {**OEC_PAPER_SCALE, **scale},
         compare=True,
         methods=["baseline", "z_loss", "mu_loss", "mu_centering", "softcap"],
@@ -192,6 +214,7 @@ def oec_paper(**scale: Any) -> SweepSpec:
         coefficients={"z_loss_weight": 1e-4, "mu_loss_weight": 1e-4, "softcap_cap": 30.0},
         search={"algorithm": "grid"},
         scheduler={"name": "none"},
+        divergence={"l0": OEC_L0},
     )
 
 

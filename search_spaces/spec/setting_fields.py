@@ -22,7 +22,9 @@ def spec_field(s: Setting, **overrides: Any) -> tuple[Any, Any]:
     """``(type, FieldInfo)`` of a setting for ``pydantic.create_model`` (``overrides``: of the type or
     default, for a spec field that says more than the setting, e.g. an optional budget)."""
     tp = overrides.pop("type", s.type)
-    numeric = {"ge": s.info.ge, "gt": s.info.gt, "le": s.info.le}
+    # a choice-or-number setting (divergence.l0) is checked by its own validator: pydantic would apply the
+    # bounds to the choices too
+    numeric = {} if s.choices is not None else {"ge": s.info.ge, "gt": s.info.gt, "le": s.info.le}
     extra = {k: v for k, v in numeric.items() if v is not None}
     if any(v is not None for v in numeric.values()):
         extra["allow_inf_nan"] = False

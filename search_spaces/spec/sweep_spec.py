@@ -40,7 +40,7 @@ from search_spaces.spec.tracking_spec import TrackingSpec
 from trainables.losses.config import LossConfig, LossConfigError
 from trainables.losses.registry import BASELINE, coefficient, method_coefficients
 from trainables.model.presets import MODEL_PRESETS, model_preset
-from trainables.train.config import DataConfig, default_warmup
+from trainables.train.config import DEFAULT_TEST_TOKENS, DataConfig, default_warmup, l0_problem
 from trainables.train.trainer import InsufficientResourcesError, Resources, check_resources
 
 #: ``data.corpus`` of a preset that trains on a corpus the user names (a spec to run must replace it).
@@ -150,7 +150,9 @@ DataSpec = section_model(
     "data",
     """Corpus (``stdlib`` | ``text:PATH`` | ``parquet:PATH`` | ``shards:DIR``), tokenizer (``bytes`` | ``bpe:N``
     | ``hf:PATH``; a ``shards:`` corpus brings its own), batches. ``batch_size`` is the global batch of
-    sequences per optimizer step.""",
+    sequences per optimizer step. ``eval_tokens``: tokens of each validation evaluation; ``test_tokens``: of
+    the test evaluation; ``sampling``: training windows as an ``epoch`` permutation or ``random`` with
+    replacement (``trainables.train.config.DataConfig`` says each field's meaning).""",
     module=__name__,
 )
 
@@ -168,6 +170,11 @@ class _Budget(BaseModel):
             raise ValueError("give the budget as steps or tokens (neither is set)")
         if self.steps is not None and self.tokens is not None:
             raise ValueError(f"give the budget as steps or tokens, not both (steps={self.steps}, tokens={self.tokens})")
+        if self.test_interval % self.eval_interval:
+            raise ValueError(
+                f"budget.test_interval={self.test_interval} must be 0 or a multiple of "
+                f"budget.eval_interval={self.eval_interval} (test evaluations ride on reports)"
+            )
         return self
 
 
@@ -232,6 +239,18 @@ class ResourcesSpec(BaseModel):
         return self.resources().per_worker()
 
 
+class _Divergence(BaseModel):
+    model_config = _STRICT
+
+    @field_validator("l0", mode="before", check_fields=False)
+    @classmethod
+    def _l0(cls, l0: Any) -> Any:
+        problem = l0_problem(l0)
+        if problem:
+            raise ValueError(problem)
+        return l0
+
+
 DivergenceSpec = section_model(
     "DivergenceSpec",
     "divergence",
@@ -239,8 +258,10 @@ DivergenceSpec = section_model(
 
     A non-finite loss or gradient always ends it. ``val_margin`` only sets the recorded flag
     ``above_l0_step`` unless ``sustained_evals`` (K) > 0, when K consecutive evaluations above
-    ``L0 + val_margin`` end the trial. ``l0``: ``ln_v`` (the paper's text) or ``initial`` (measured).""",
+    ``L0 + val_margin`` end the trial. ``l0``: ``ln_v`` (the paper's text), ``initial`` (measured) or a
+    fixed number > 0 (the official notebook's ``10.83``).""",
     module=__name__,
+    base=_Divergence,
 )
 
 
@@ -474,6 +495,20 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
     def eval_interval(self) -> int:
         """Steps between reports of one trial (``budget.eval_interval`` x ``budget.scale``, at least 1)."""
         return max(1, round(self.budget.eval_interval * self.budget.scale))
+
+    def test_interval(self) -> int:
+        """Steps between test evaluations of one trial besides the last (0: only at the end):
+        ``budget.test_interval`` x ``budget.scale``, kept a multiple of :meth:`eval_interval`."""
+        if not self.budget.test_interval:
+            return 0
+        every = self.eval_interval()
+        return every * max(1, round(self.budget.test_interval * self.budget.scale / every))
+
+    def test_tokens(self) -> int:
+        """Tokens of one trial's test evaluation: ``data.test_tokens`` x ``budget.scale``, but not below the
+        default (sized for a standard error <= 0.01 nats) unless ``data.test_tokens`` itself is smaller."""
+        scaled = round(self.data.test_tokens * self.budget.scale)
+        return min(self.data.test_tokens, max(DEFAULT_TEST_TOKENS, scaled))
 
     def total_tokens(self) -> int:
         """Tokens one trial trains on when it runs to the end (the ASHA horizon)."""

@@ -54,6 +54,8 @@ class TrialPlan:
         # The budget's settings as one trial runs them: scaled by budget.scale, warmup defaulted.
         put(doc, "optim.warmup_steps", spec.warmup_steps())
         put(doc, "eval_interval", spec.eval_interval())
+        put(doc, "test_interval", spec.test_interval())
+        put(doc, "data.test_tokens", spec.test_tokens())
         base = TrainConfig.from_dict(doc)
         return cls(base=base, resources=spec.resources.resources(), method=spec.methods[0], min_lr=spec.budget.min_lr)
 

@@ -43,7 +43,7 @@ def test_synthetic_corpus_loads_with_the_whole_vocabulary(gpu_check: ModuleType,
     config = gpu_check._config(args, spec, "tiny", "simreg")
     assert config.use_gpu and config.precision == "bf16" and config.compile is None
     data = load_dataset(config.data)
-    assert data.vocab_size == 300 and len(data.train) + len(data.val) == 20_000
+    assert data.vocab_size == 300 and sum(data.split_tokens().values()) == 20_000
 
 
 def test_printed_lines_take_missing_figures(gpu_check: ModuleType) -> None:

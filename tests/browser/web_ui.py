@@ -116,7 +116,7 @@ TINY_PRESET_OVERRIDES: dict[str, Any] = {
     "budget.warmup_steps": 0,
     "data.seq_len": 32,
     "data.batch_size": 4,
-    "data.eval_batches": 1,
+    "data.eval_tokens": 32, "data.test_tokens": 64,
 }
 
 

@@ -57,7 +57,14 @@ def two_trial_spec(path: Path, corpus: str) -> Path:
     spec = {
         "name": "two-nodes",
         "model": {"preset": "tiny"},
-        "data": {"corpus": corpus, "tokenizer": "bytes", "seq_len": 32, "batch_size": 4, "eval_batches": 1},
+        "data": {
+            "corpus": corpus,
+            "tokenizer": "bytes",
+            "seq_len": 32,
+            "batch_size": 4,
+            "eval_tokens": 32,
+            "test_tokens": 64,
+        },
         "budget": {"steps": 10, "warmup_steps": 2, "eval_interval": 5},
         "methods": ["baseline"],
         "lr": [1e-3, 3e-3],

@@ -43,7 +43,7 @@ METHOD = "mu_centering"
 TINY_SWEEP: dict[str, Any] = {
     "name": "metrics-e2e",
     "model": {"preset": "tiny"},
-    "data": {"corpus": "stdlib", "seq_len": 32, "batch_size": 4, "eval_batches": 1},
+    "data": {"corpus": "stdlib", "seq_len": 32, "batch_size": 4, "eval_tokens": 32, "test_tokens": 64},
     "budget": {"steps": 12, "warmup_steps": 2, "eval_interval": 4},
     "methods": [METHOD],
     "lr": [3e-3, 1e3],  # the second diverges at its first report

@@ -50,7 +50,7 @@ TINY_OVERRIDES: dict[str, Any] = {
     "budget.warmup_steps": 0,
     "data.seq_len": 32,
     "data.batch_size": 4,
-    "data.eval_batches": 1,
+    "data.eval_tokens": 32, "data.test_tokens": 64,
     "max_concurrent_trials": 2,  # both trials at once: the test cluster has 2 CPUs
 }
 

@@ -25,7 +25,8 @@ TINY_SCALE: dict[str, Any] = {
     "eval_interval": 3,
     "seq_len": 32,
     "batch_size": 4,
-    "eval_batches": 1,
+    "eval_tokens": 32,
+    "test_tokens": 64,
 }
 #: The metrics of a trial's last report that depend on nothing but its config and seed.
 RESULT_KEYS = ("step", "tokens", "lr", "val_loss", "train_loss", "diverged", "diverged_step", "above_l0_step", "l0")

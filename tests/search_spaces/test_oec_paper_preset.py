@@ -54,3 +54,50 @@ def test_budget_scale_shrinks_steps_warmup_and_reports_together() -> None:
             apply_overrides(spec, {"budget.scale": bad})
     with pytest.raises(ValidationError, match=r"budget\.warmup_steps=5000 x budget\.scale=0\.5 must be smaller"):
         apply_overrides(spec, {"budget.steps": 4000, "budget.scale": 0.5})
+
+
+def test_the_official_evaluation_and_data_order() -> None:
+    from search_spaces.run.job import protocol
+    from trainables.train.config import DEFAULT_TEST_TOKENS
+
+    spec = apply_overrides(get_preset("oec-paper"), {"data.corpus": CORPUS})
+    assert (spec.data.sampling, spec.divergence.l0) == ("random", 10.83)
+    assert spec.test_tokens() == 2000 * 16 * 2048 and (spec.eval_interval(), spec.test_interval()) == (1000, 10_000)
+    config = train_config(spec, {"method": "baseline", "lr": 3e-3})
+    assert (config.data.sampling, config.data.test_tokens, config.test_interval) == ("random", 65_536_000, 10_000)
+    assert config.divergence.l0 == 10.83 and config.data.eval_tokens == 4 * 64 * 2048
+    assert protocol(spec) == {
+        "sampling": "random",
+        "eval_tokens": 524_288,
+        "eval_interval": 1000,
+        "test_tokens": 65_536_000,
+        "test_interval": 10_000,
+        "l0": 10.83,
+    }
+    # budget.scale shrinks the test evaluation with everything else, down to the precision floor
+    small = apply_overrides(spec, {"budget.scale": 0.01})
+    assert (small.test_tokens(), small.eval_interval(), small.test_interval()) == (655_360, 10, 100)
+    assert apply_overrides(spec, {"budget.scale": 1e-4}).test_tokens() == DEFAULT_TEST_TOKENS
+    odd = apply_overrides(spec, {"budget.scale": 0.0123})
+    assert odd.test_interval() % odd.eval_interval() == 0 and odd.test_interval() > 0
+    assert get_preset("demo").test_tokens() == DEFAULT_TEST_TOKENS and get_preset("demo").test_interval() == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"divergence.l0": 0}, "divergence.l0"),
+        ({"divergence.l0": -10.83}, "divergence.l0"),
+        ({"divergence.l0": "median"}, "divergence.l0"),
+        ({"data.sampling": "shuffled"}, "data.sampling"),
+        ({"data.test_tokens": 0}, "data.test_tokens"),
+        ({"data.eval_tokens": 0}, "data.eval_tokens"),
+        ({"budget.test_interval": 1500}, "budget.test_interval"),
+    ],
+)
+def test_bad_protocol_settings_name_the_field(overrides: dict, field: str) -> None:
+    spec = apply_overrides(get_preset("oec-paper"), {"data.corpus": CORPUS})
+    with pytest.raises(ValidationError) as info:
+        apply_overrides(spec, overrides)
+    err = info.value.errors()[0]
+    assert ".".join(str(p) for p in err["loc"][:2]) == field or field in str(err["msg"]), info.value

@@ -52,6 +52,13 @@ def _check_consistent(sweep_dir: Path, spec: SweepSpec) -> tuple[Any, Any, dict[
             assert row["best_step"] == healthy.loc[healthy["val_loss"].idxmin(), "step"]
             finished = row["steps"] == spec.total_steps()
             assert row["status"] == ("TERMINATED" if finished else "STOPPED")
+        if row["status"] == "TERMINATED":  # the test split, evaluated once at the end
+            assert row["test_tokens"] >= spec.test_tokens() and row["test_ce_se"] > 0
+            assert row["test_ce"] == pytest.approx(mine["test_ce"].iloc[-1]) and mine["test_ce"].iloc[:-1].isna().all()
+            if spec.data.eval_tokens > spec.data.seq_len:  # one validation window has no spread to measure
+                assert mine["val_ce_se"].notna().all()
+        else:  # a trial that did not finish has no test result
+            assert math.isnan(row["test_ce"]) and math.isnan(row["test_ce_se"])
     ok = trials[~trials["status"].isin(["DIVERGED", "ERROR"])]
     best = ok.loc[ok["best_val_loss"].idxmin()]
     assert progress["best"]["trial_id"] == best["trial_id"]
@@ -60,6 +67,8 @@ def _check_consistent(sweep_dir: Path, spec: SweepSpec) -> tuple[Any, Any, dict[
     assert results.read_spec(sweep_dir) == spec
     manifest = json.loads((sweep_dir / "manifest.json").read_text())
     assert manifest["spec_hash"] and manifest["versions"]["ray"] and manifest["corpus_hash"]
+    assert set(manifest["splits"]) == {"train", "val", "test"} and all(manifest["splits"].values())
+    assert manifest["protocol"]["test_tokens"] == spec.test_tokens() and manifest["protocol"]["sampling"] == "epoch"
     return trials, metrics, progress
 
 
@@ -81,7 +90,7 @@ def test_tiny_grid_sweep_with_a_diverging_lr(tiny_sweep_dir: Path) -> None:
 TPE_ASHA: dict[str, Any] = {
     "name": "tiny-tpe",
     "model": {"preset": "tiny"},
-    "data": {"corpus": "stdlib", "seq_len": 32, "batch_size": 4, "eval_batches": 1},
+    "data": {"corpus": "stdlib", "seq_len": 32, "batch_size": 4, "eval_tokens": 32, "test_tokens": 64},
     "budget": {"steps": 16, "warmup_steps": 2, "eval_interval": 4},
     "methods": ["baseline", "simreg"],
     "lr": {"distribution": "loguniform", "low": 1e-3, "high": 3e-2},

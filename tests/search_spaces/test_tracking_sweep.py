@@ -37,7 +37,7 @@ def tracked_spec(mlflow_uri: str) -> dict[str, Any]:
     return {
         "name": "tiny-tracked",
         "model": {"preset": "tiny"},
-        "data": {"corpus": "stdlib", "seq_len": 32, "batch_size": 4, "eval_batches": 1},
+        "data": {"corpus": "stdlib", "seq_len": 32, "batch_size": 4, "eval_tokens": 32, "test_tokens": 64},
         "budget": {"steps": 8, "warmup_steps": 1, "eval_interval": 4},
         "methods": ["baseline", "z_loss"],
         "lr": {"distribution": "loguniform", "low": 1e-3, "high": 1e-2},

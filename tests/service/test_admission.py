@@ -146,9 +146,9 @@ def test_a_shard_set_is_sized_by_its_own_tokenizer(tmp_path: Path) -> None:
 def test_evaluation_and_packing_are_capped(live_service: LiveService) -> None:
     alice = live_service.client("alice")
     spec = demo_spec(alice)
-    flood = with_data(spec, eval_batches=10**9)
+    flood = with_data(spec, eval_tokens=10**12)
     flood["budget"]["eval_interval"] = 1
-    body = assert_error(alice.post("/v1/sweeps", json=flood), 422, "body.data.eval_batches")
+    body = assert_error(alice.post("/v1/sweeps", json=flood), 422, "body.data.eval_tokens")
     assert "LOSSWEEP_MAX_EVAL_TOKENS_PER_TRIAL" in body["message"], body
     packed = copy.deepcopy(spec)
     packed["resources"]["cpus_per_worker"] = 0.001
@@ -160,8 +160,8 @@ def test_eval_tokens_and_processes_per_node_against_a_slow_count() -> None:
     spec = get_preset("demo")
     steps, interval = spec.total_steps(), spec.eval_interval()
     evaluations = sum(1 for step in range(1, steps + 1) if step % interval == 0 or step == steps)
-    per_eval = spec.data.eval_batches * spec.data.batch_size * spec.data.seq_len
-    assert eval_tokens_per_trial(spec) == evaluations * per_eval
+    tests = 1 if not spec.test_interval() else len(range(spec.test_interval(), steps, spec.test_interval())) + 1
+    assert eval_tokens_per_trial(spec) == evaluations * spec.data.eval_tokens + tests * spec.test_tokens()
     fp = admit(spec, AdmissionContext(data_roots=[])).footprint
     assert fp.eval_tokens_per_sweep == fp.eval_tokens_per_trial * spec.num_trials()
     concurrent = min(spec.max_concurrent_trials, spec.num_trials())

@@ -170,6 +170,11 @@ def test_invalid_submissions_name_the_field(live_service: LiveService) -> None:
         spec = {**demo_spec(alice), **extra, "seeds": [0], "confirm": confirm}
         body = assert_error(alice.post("/v1/sweeps", json=spec), 422)
         assert [e["field"] for e in body["errors"]] == [field], body
+
+    spec = demo_spec(alice)
+    spec["divergence"] = {**spec.get("divergence", {}), "l0": 0}
+    body = assert_error(alice.post("/v1/sweeps", json=spec), 422)
+    assert any(e["field"].startswith("body.divergence.l0") for e in body["errors"]), body
     assert alice.get("/v1/sweeps").json()["total"] == 0  # nothing stored
 
 

@@ -12,7 +12,7 @@ import pytest
 import trainables.data.tokens as data_mod
 from trainables.data import corpus as corpus_mod
 from trainables.data.corpus import CorpusError, load_corpus, stdlib_files
-from trainables.data.sampler import BatchSampler, DataSizeError, EvalBatches
+from trainables.data.sampler import BatchSampler, DataSizeError, EvalWindows
 from trainables.data.tokenizer import EOT, BPETokenizer, ByteTokenizer, parse_tokenizer_spec
 from trainables.data.tokens import load_dataset
 from trainables.train.config import DataConfig
@@ -87,9 +87,9 @@ def test_parquet_corpus(tmp_path: Path) -> None:
     nested = tmp_path / "nested.parquet"
     pq.write_table(pa.table({"ids": [[1, 2, 3]] * 2000}), nested)
     ds = load_dataset(DataConfig(corpus=f"parquet:{flat}", cache_dir=str(tmp_path / "cache")))
-    assert ds.vocab_size == 300 and len(ds.train) + len(ds.val) == 5000 and ds.tokenizer is None
+    assert ds.vocab_size == 300 and sum(ds.split_tokens().values()) == 5000 and ds.tokenizer is None
     ds2 = load_dataset(DataConfig(corpus=f"parquet:{nested}", column="ids", cache_dir=str(tmp_path / "cache")))
-    assert len(ds2.train) + len(ds2.val) == 6000 and ds2.vocab_size == 4
+    assert sum(ds2.split_tokens().values()) == 6000 and ds2.vocab_size == 4
 
 
 def test_errors_name_the_path_and_the_fix(tmp_path: Path) -> None:
@@ -140,7 +140,7 @@ def test_cache_is_reused_and_written_atomically(tmp_path: Path, monkeypatch: pyt
     assert first.cache_path is not None and first.cache_path.parent == entries
     assert 257 < first.vocab_size <= 300  # BPE stops early when the text has no more pairs to merge
     again = load_dataset(cfg)
-    assert np.array_equal(first.train, again.train) and np.array_equal(first.val, again.val)
+    assert np.array_equal(first.train, again.train) and np.array_equal(first.val[:], again.val[:])
     assert first.tokenizer is not None and first.tokenizer.decode(first.train[:50].tolist()).startswith("text number")
     # a damaged entry is rebuilt, not loaded
     damaged = first.cache_path / "train.npy"
@@ -185,12 +185,47 @@ def test_sampler_shards_the_global_batch_disjointly() -> None:
         BatchSampler(_tokens(), seq_len=16, global_batch=6, seed=0, rank=0, world_size=4)
 
 
-def test_eval_batches_are_fixed_and_sharded() -> None:
-    full = list(EvalBatches(_tokens(5000), seq_len=16, global_batch=8, eval_batches=3))
-    assert len(full) == 3
-    halves = [
-        list(EvalBatches(_tokens(5000), seq_len=16, global_batch=8, eval_batches=3, rank=r, world_size=2))
+def _window_set(windows: EvalWindows) -> set[tuple[int, ...]]:
+    return {tuple(row.tolist()) for x, _ in windows for row in x}
+
+
+def test_eval_windows_are_fixed_spread_over_the_split_and_sharded() -> None:
+    tokens = _tokens(5000)
+    full = EvalWindows(tokens, seq_len=16, n_tokens=24 * 16, local_batch=8)
+    assert full.num_windows == 24 and full.num_tokens == 384 and len(full) == 3
+    assert full.starts[0] == 0 and full.starts[-1] == len(tokens) - 17  # from the split's start to its end
+    assert np.all(np.diff(full.starts) >= 17)  # disjoint windows, evenly spaced
+    assert np.array_equal(full.starts, EvalWindows(tokens, seq_len=16, n_tokens=384, local_batch=3).starts)
+    parts = [EvalWindows(tokens, seq_len=16, n_tokens=384, local_batch=4, rank=r, world_size=3) for r in range(3)]
+    assert sum(p.num_windows == 24 for p in parts) == 3
+    assert set().union(*(_window_set(p) for p in parts)) == _window_set(full)  # 3 ranks = 1 rank, no window twice
+    assert sum(len(p.starts) for p in parts) == 24
+    capped = EvalWindows(tokens, seq_len=16, n_tokens=10**9, local_batch=8)
+    assert capped.num_windows == 5000 // 17  # capped by the split: every window, back to back
+    with pytest.raises(DataSizeError, match="fewer than one window"):
+        EvalWindows(tokens[:10], seq_len=16, n_tokens=16, local_batch=1)
+
+
+def test_random_sampling_draws_with_replacement_by_step_alone() -> None:
+    tokens = _tokens(3000)
+    one = BatchSampler(tokens, seq_len=16, global_batch=8, seed=3, sampling="random")
+    again = BatchSampler(tokens, seq_len=16, global_batch=8, seed=3, sampling="random")
+    steps = [one.starts(s) for s in range(400)]
+    assert np.array_equal(again.starts(123), steps[123])  # a pure function of (seed, step): resumable
+    every = np.concatenate(steps)
+    assert every.min() >= 0 and every.max() <= len(tokens) - 17
+    assert len(set((every % 17).tolist())) == 17  # any offset, not a grid
+    assert len(np.unique(every)) < len(every)  # with replacement: some window drawn twice in 3200 draws
+    assert not np.array_equal(steps[0], BatchSampler(tokens, seq_len=16, global_batch=8, seed=4,
+                                                     sampling="random").starts(0))  # fmt: skip
+    parts = [
+        BatchSampler(tokens, seq_len=16, global_batch=8, seed=3, rank=r, world_size=2, sampling="random").starts(7)
         for r in range(2)
     ]
-    for i in range(3):
-        assert np.array_equal(np.concatenate([halves[0][i][0], halves[1][i][0]]), full[i][0])
+    assert np.array_equal(np.concatenate(parts), steps[7])  # 2 workers = 1 worker
+    epoch = BatchSampler(tokens, seq_len=16, global_batch=8, seed=3)
+    with pytest.raises(ValueError, match="does not match"):
+        epoch.load_state_dict(one.state_dict())
+    epoch.load_state_dict({k: v for k, v in epoch.state_dict().items() if k != "sampling"})  # older checkpoints
+    with pytest.raises(ValueError, match=r"data\.sampling"):
+        BatchSampler(tokens, seq_len=16, global_batch=8, seed=3, sampling="shuffled")

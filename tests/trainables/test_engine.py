@@ -15,13 +15,13 @@ from trainables.losses.config import LossConfig
 from trainables.train.config import DataConfig, DivergenceConfig, OptimConfig, TrainConfig
 from trainables.train.engine import TrainingRun
 
-TIMING = {"tokens_per_s", "elapsed_s"}
+TIMING = {"tokens_per_s", "elapsed_s", "eval_s"}
 
 
 @pytest.fixture(scope="module")
 def data_cfg(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
     cache = tmp_path_factory.mktemp("token-cache")
-    return DataConfig(seq_len=32, batch_size=8, eval_batches=2, cache_dir=str(cache))
+    return DataConfig(seq_len=32, batch_size=8, eval_tokens=256, test_tokens=256, cache_dir=str(cache))
 
 
 @pytest.fixture(scope="module")

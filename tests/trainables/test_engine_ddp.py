@@ -31,7 +31,8 @@ METHODS = {
 def _config(cache: str, method: str) -> TrainConfig:
     return TrainConfig(
         model="tiny",
-        data=DataConfig(seq_len=32, batch_size=8, eval_batches=2, cache_dir=cache),
+        # 9 validation windows: rank 0 evaluates two batches of 4 windows, rank 1 one (no collective waits)
+        data=DataConfig(seq_len=32, batch_size=8, eval_tokens=9 * 32, test_tokens=256, cache_dir=cache),
         optim=OptimConfig(lr=3e-3, warmup_steps=1),
         loss=LossConfig.from_method(method, METHODS[method]),
         steps=4,
@@ -91,7 +92,8 @@ def test_two_workers_match_one_worker(tmp_path: Path, method: str) -> None:
     for a, b in zip(single_rows, results[0]["rows"], strict=True):
         assert a["step"] == b["step"] and a["tokens"] == b["tokens"]
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-4)
+        assert a["val_ce_se"] == pytest.approx(b["val_ce_se"], rel=1e-3)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
-        for key in ("total_loss", "term_simreg", "logits_mean_absmax", "logits_mean_std"):
+        for key in ("total_loss", "term_simreg", "logits_mean_absmax", "logits_mean_std", "test_ce", "test_ce_se"):
             if key in a:
                 assert a[key] == pytest.approx(b[key], rel=1e-4), key

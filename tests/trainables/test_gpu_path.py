@@ -20,12 +20,14 @@ from trainables.train.manifest import build_manifest
 from trainables.train.optim import adamw_implementation, build_adamw
 from trainables.train.transfer import to_device
 
-TIMING = {"tokens_per_s", "elapsed_s"}
+TIMING = {"tokens_per_s", "elapsed_s", "eval_s"}
 
 
 @pytest.fixture(scope="module")
 def data_cfg(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
-    return DataConfig(seq_len=32, batch_size=8, eval_batches=2, cache_dir=str(tmp_path_factory.mktemp("cache")))
+    return DataConfig(
+        seq_len=32, batch_size=8, eval_tokens=256, test_tokens=256, cache_dir=str(tmp_path_factory.mktemp("cache"))
+    )
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,9 @@ STEPS = 3
 def _config(cache: str, method: str, extra: dict[str, Any], micro_batch: int | None) -> TrainConfig:
     return TrainConfig(
         model="tiny",
-        data=DataConfig(seq_len=32, batch_size=8, eval_batches=1, micro_batch=micro_batch, cache_dir=cache),
+        data=DataConfig(
+            seq_len=32, batch_size=8, eval_tokens=32, test_tokens=64, micro_batch=micro_batch, cache_dir=cache
+        ),
         # fp32 summation order differs between the passes (gradients agree to ~7e-7); Adam amplifies that
         # rounding in elements with tiny gradients in proportion to the LR: after 3 steps 1.8e-6 at lr 3e-3
         # and 6e-7 at 1e-3 (baseline), 5e-6 at 1e-3 (SimReg, weight 1). At 1e-4 a wrongly weighted part

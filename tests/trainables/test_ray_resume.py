@@ -47,7 +47,7 @@ def _registered_step(snapshot: Path) -> int:
 def test_killed_worker_resumes_from_last_checkpoint(ray_connected: Any, train_data_cache: str, tmp_path: Path) -> None:
     config = TrainConfig(
         model="tiny",
-        data=DataConfig(seq_len=32, batch_size=4, eval_batches=1, cache_dir=train_data_cache),
+        data=DataConfig(seq_len=32, batch_size=4, eval_tokens=32, test_tokens=64, cache_dir=train_data_cache),
         optim=OptimConfig(lr=3e-3, warmup_steps=2),
         steps=STEPS,
         eval_interval=EVAL_INTERVAL,

@@ -24,7 +24,7 @@ def data_cache(train_data_cache: str) -> str:
 def _config(cache: str, **overrides: Any) -> TrainConfig:
     fields: dict[str, Any] = {
         "model": "tiny",
-        "data": DataConfig(seq_len=32, batch_size=4, eval_batches=2, cache_dir=cache),
+        "data": DataConfig(seq_len=32, batch_size=4, eval_tokens=256, test_tokens=256, cache_dir=cache),
         "optim": OptimConfig(lr=3e-3, warmup_steps=2),
         "steps": 50,
         "eval_interval": 5,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from trainables.data import sampler as sampler_mod
-from trainables.data.sampler import BatchSampler, DataSizeError, EvalBatches, feistel_permute
+from trainables.data.sampler import BatchSampler, DataSizeError, EvalWindows, feistel_permute
 from trainables.data.shard_writer import synthetic_shards, write_shards
 from trainables.data.shards import MANIFEST, ShardedTokens, ShardError, open_shards, shard_dtype, verify
 from trainables.data.tokenizer import EOT, parse_tokenizer_spec, tokenizer_identity, train_tokenizer
@@ -170,10 +170,10 @@ def test_sampler_reads_windows_straight_from_shards(tmp_path: Path, monkeypatch:
         for step in range(60):  # windows straddle the 1,000-token shard boundaries along the way
             (xa, ya), (xb, yb) = from_maps.batch(step), in_memory.batch(step)
             assert np.array_equal(xa, xb) and np.array_equal(ya, yb) and str(xa.dtype) == "torch.int64"
-    evals = EvalBatches(shards.val, seq_len=32, global_batch=8, eval_batches=4)
-    assert len(evals) == 2  # 600 tokens hold two batches of 8 x 33
+    evals = EvalWindows(shards.val, seq_len=32, n_tokens=10_000, local_batch=8)
+    assert evals.num_windows == 18 and len(evals) == 3  # 600 tokens hold 18 windows of 33, capped there
     first = next(iter(evals))[0]
-    assert np.array_equal(first[1].numpy(), _ids(600)[33:65].astype(np.int64))  # fixed windows, in order
+    assert np.array_equal(first[1].numpy(), _ids(600)[33:65].astype(np.int64))  # all of them: back to back
     with pytest.raises(DataSizeError, match="fewer than one batch needs"):
         BatchSampler(shards.val, seq_len=64, global_batch=16, seed=0)
 
@@ -182,7 +182,7 @@ def test_a_run_opens_shards_with_their_vocabulary_and_hash(tmp_path: Path) -> No
     m = synthetic_shards(tmp_path / "s", train_tokens=20_000, val_tokens=3_000, vocab_size=1_000)
     data = load_dataset(DataConfig(corpus=f"shards:{tmp_path / 's'}", seq_len=16, batch_size=4))
     assert data.vocab_size == 1_000 and data.corpus_hash == m["content_hash"] and data.tokenizer is None
-    assert len(data.train) == 20_000 and len(data.val) == 3_000
+    assert len(data.train) == 20_000 and len(data.val) + len(data.test) == 3_000
 
 
 # ------------------------------------------------------------------------------------------ hf:PATH

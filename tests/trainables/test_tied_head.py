@@ -23,7 +23,8 @@ from trainables.train.engine import TrainingRun
 
 @pytest.fixture(scope="module")
 def data_cfg(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
-    return DataConfig(seq_len=32, batch_size=4, eval_batches=1, cache_dir=str(tmp_path_factory.mktemp("cache")))
+    cache = str(tmp_path_factory.mktemp("cache"))
+    return DataConfig(seq_len=32, batch_size=4, eval_tokens=32, test_tokens=64, cache_dir=cache)
 
 
 @pytest.fixture(scope="module")

@@ -37,12 +37,15 @@ def test_train_local_learns_below_the_unigram_entropy(tmp_path: Path) -> None:
     assert final["steps"] == 200 and final["tokens"] == 200 * 16 * 64 and final["diverged"] == 0
 
     val = load_dataset(DataConfig(cache_dir=str(tmp_path / "cache"))).val
-    entropy = _unigram_entropy(val)
+    entropy = _unigram_entropy(val[:])
     assert final["val_loss"] < entropy - 0.5, (final["val_loss"], entropy)
     assert entropy < math.log(257)
 
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["config"]["steps"] == 200 and manifest["corpus_hash"]
+    assert set(manifest["splits"]) == {"train", "val", "test"} and all(manifest["splits"].values())
+    assert manifest["evaluation"]["test"]["tokens"] >= manifest["config"]["data"]["test_tokens"]
+    assert "test_ce" in final and final["test_ce_se"] <= 0.01  # the default test split resolves 0.01 nats
     reports = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in reports] == [50, 100, 150, 200]
 
@@ -61,6 +64,12 @@ def test_train_local_learns_below_the_unigram_entropy(tmp_path: Path) -> None:
         (["--head-precision", "fp16"], "--head-precision: must be one of fp32, bf16"),
         (["--init", "kaiming"], "--init: must be one of oec, legacy"),
         (["--l0", "median"], "--l0: must be one of ln_v, initial"),
+        (["--l0", "0"], "--l0: must be > 0 when it is a number"),
+        (["--l0", "-10.83"], "--l0: must be > 0 when it is a number"),
+        (["--eval-tokens", "0"], "--eval-tokens: must be >= 1"),
+        (["--test-tokens", "0"], "--test-tokens: must be >= 1"),
+        (["--sampling", "shuffle"], "--sampling: must be one of epoch, random"),
+        (["--eval-interval", "5", "--test-interval", "7"], "--test-interval: must be 0 or a multiple of"),
         (["--sustained-evals", "-1"], "--sustained-evals: must be >= 0"),
         (["--mlp-hidden", "0"], "--mlp-hidden: must be >= 1"),
         (["--batch-size", "100000", "--steps", "1"], "fewer than one batch"),

@@ -15,9 +15,10 @@ Spec strings (``DataConfig.corpus``):
   never read whole; the only kind for pretraining-scale corpora.
 
 Documents are ordered by relative path, so the corpus and its hash are the same on every machine.
-Train/validation split: a document goes to validation when a hash of its relative path falls in the
-lowest ``VAL_PERCENT`` percent, so adding a file never moves others between splits. A single document
-(e.g. ``text:tinyshakespeare.txt``) is split instead at 90 % of its length.
+Train/held-out split: a document is held out (``val`` here) when a hash of its relative path falls in
+the lowest ``VAL_PERCENT`` percent, so adding a file never moves others between splits. A single
+document (e.g. ``text:tinyshakespeare.txt``) is split instead at 90 % of its length. A run cuts the
+held-out tokens into its validation and test splits (``trainables.data.splits``).
 """
 
 from __future__ import annotations

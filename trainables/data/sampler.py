@@ -8,6 +8,11 @@ before: resuming needs only the step, every method of a sweep sees the same data
 and rank ``r`` of ``W`` takes rows ``[r*B/W, (r+1)*B/W)`` of the global batch — disjoint from every
 other rank's, and together exactly the 1-worker batch.
 
+With ``sampling="random"`` (the official OEC code's order) the windows are instead drawn at random
+with replacement: the global batch of step ``s`` is ``B`` start offsets drawn uniformly from every
+position of the training tokens by a generator keyed on ``(seed, s)``, so it too is a pure function of
+the step (resumable from a checkpoint by the step alone) and the same for every method of a sweep.
+
 An epoch's order is a stored permutation while it has at most ``STORED_ORDER_MAX_WINDOWS`` windows;
 above that (pretraining-scale shard corpora) it is a keyed Feistel permutation computed per window, so
 the sampler's memory does not grow with the corpus (13B tokens in windows of 129 would otherwise be a
@@ -17,11 +22,14 @@ array, a memory map, or the shard view of ``trainables.data.shards``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+
+from trainables.train.config import SAMPLINGS
 
 STORED_ORDER_MAX_WINDOWS = 1 << 20  # 8 MB of int64 order per epoch; above it, a computed permutation
 _FEISTEL_ROUNDS = 6
@@ -106,7 +114,10 @@ class BatchSampler:
         rank: int = 0,
         world_size: int = 1,
         name: str = "corpus",
+        sampling: str = "epoch",
     ) -> None:
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"data.sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside [0, {world_size})")
         self.tokens = tokens
@@ -117,6 +128,7 @@ class BatchSampler:
         self.rank = rank
         self.world_size = world_size
         self.window = seq_len + 1
+        self.sampling = sampling
         # the grid's offset is < window, so every epoch fits this many windows
         self.windows_per_epoch = (len(tokens) - seq_len) // self.window
         if self.windows_per_epoch < global_batch:
@@ -141,6 +153,8 @@ class BatchSampler:
 
     def starts(self, step: int) -> np.ndarray:
         """Token offsets of this rank's windows at ``step``."""
+        if self.sampling == "random":
+            return self._random_starts(step)
         first = step * self.global_batch + self.rank * self.local_batch
         positions = np.arange(first, first + self.local_batch, dtype=np.int64)
         epochs = positions // self.windows_per_epoch
@@ -152,15 +166,23 @@ class BatchSampler:
             out[sel] = plan.offset + index * self.window
         return out
 
+    def _random_starts(self, step: int) -> np.ndarray:
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, step, 0x2A4D])))
+        starts = rng.integers(0, len(self.tokens) - self.window + 1, size=self.global_batch, dtype=np.int64)
+        first = self.rank * self.local_batch
+        return starts[first : first + self.local_batch]
+
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x, y)``, each ``(local_batch, seq_len)`` int64; ``y`` is ``x`` shifted by one token."""
         return windows(self.tokens, self.starts(step), self.seq_len)
 
-    def state_dict(self) -> dict[str, int]:
-        return {"seed": self.seed, "global_batch": self.global_batch, "seq_len": self.seq_len}
+    def state_dict(self) -> dict[str, int | str]:
+        order = {"seed": self.seed, "global_batch": self.global_batch, "seq_len": self.seq_len}
+        return {**order, "sampling": self.sampling}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        if (state["seed"], state["global_batch"], state["seq_len"]) != (self.seed, self.global_batch, self.seq_len):
+    def load_state_dict(self, state: dict[str, int | str]) -> None:
+        # checkpoints written before random sampling existed hold epoch-ordered runs
+        if {"sampling": "epoch", **state} != self.state_dict():
             raise ValueError(f"sampler state {state} does not match this run's data order {self.state_dict()}")
 
 
@@ -173,42 +195,54 @@ def windows(tokens: TokenSequence, starts: np.ndarray, seq_len: int) -> tuple[to
     return t[:, :-1], t[:, 1:]
 
 
-class EvalBatches:
-    """Fixed validation windows (the first ``eval_batches * B`` of the validation split, in order),
-    sharded across ranks like the training batches: every evaluation of every method sees the same
-    tokens."""
+class EvalWindows:
+    """The fixed evaluation windows of one split: ``ceil(n_tokens / seq_len)`` windows of ``seq_len``
+    predicted tokens (capped by what the split holds), spread evenly over the whole split rather than
+    taken from one region of it. They depend only on the split and the settings, so every evaluation
+    of every trial of a sweep sees the same tokens (comparisons are paired).
+
+    Window ``i`` goes to rank ``i % world_size``; each rank iterates its windows in batches of at most
+    ``local_batch``. Together the ranks evaluate exactly the 1-worker windows.
+    """
 
     def __init__(
         self,
         tokens: TokenSequence,
         *,
         seq_len: int,
-        global_batch: int,
-        eval_batches: int,
+        n_tokens: int,
+        local_batch: int,
         rank: int = 0,
         world_size: int = 1,
         name: str = "validation split",
     ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside [0, {world_size})")
         self.tokens = tokens
         self.seq_len = seq_len
-        local = shard_size(global_batch, world_size)
+        self.local_batch = max(1, local_batch)
         window = seq_len + 1
         available = len(tokens) // window
-        if available < global_batch:
+        if available < 1:
             raise DataSizeError(
-                f"{name} has {len(tokens):,} tokens, fewer than one batch needs ({global_batch * window:,} = "
-                f"batch {global_batch} x (seq_len {seq_len} + 1)); use a larger corpus or lower "
-                f"--batch-size / --seq-len"
+                f"{name} has {len(tokens):,} tokens, fewer than one window needs ({window:,} = seq_len {seq_len} "
+                f"+ 1); use a larger corpus or lower --seq-len"
             )
-        n_batches = min(eval_batches, available // global_batch)
-        self.starts: list[np.ndarray] = []
-        for b in range(n_batches):
-            first = b * global_batch + rank * local
-            self.starts.append(np.arange(first, first + local, dtype=np.int64) * window)
+        self.num_windows = min(max(1, math.ceil(n_tokens / seq_len)), available)
+        # Evenly spaced starts; the spacing is >= window because num_windows <= available.
+        span = len(tokens) - window
+        grid = np.arange(self.num_windows, dtype=np.int64)
+        every = (grid * span) // (self.num_windows - 1) if self.num_windows > 1 else grid
+        self.starts = every[rank::world_size]
+
+    @property
+    def num_tokens(self) -> int:
+        """Predicted tokens over all ranks' windows."""
+        return self.num_windows * self.seq_len
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return math.ceil(len(self.starts) / self.local_batch)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
-        for s in self.starts:
-            yield windows(self.tokens, s, self.seq_len)
+        for i in range(0, len(self.starts), self.local_batch):
+            yield windows(self.tokens, self.starts[i : i + self.local_batch], self.seq_len)

@@ -1,7 +1,8 @@
 """Tokens for one training run: corpus -> tokenizer -> token arrays, cached on disk.
 
 The cache entry of a text corpus is keyed by a hash of (corpus content, tokenizer spec) and holds the
-tokenizer and the train/validation id arrays. It is built in a temporary folder and renamed into
+tokenizer and the train/held-out id arrays; the held-out ids become the validation and test splits
+(``trainables.data.splits``). It is built in a temporary folder and renamed into
 place in one step, so a crash mid-write never leaves an entry that later loads; concurrent builders
 (several DDP ranks, several trials) race harmlessly: the first rename wins, the others discard theirs.
 
@@ -22,8 +23,9 @@ import numpy as np
 
 from trainables.data.cache import default_cache_root
 from trainables.data.corpus import CorpusError, TextCorpus, load_corpus
-from trainables.data.sampler import BatchSampler, DataSizeError, EvalBatches
+from trainables.data.sampler import BatchSampler, DataSizeError, EvalWindows
 from trainables.data.shards import ShardedTokens, is_shards_spec, open_shards
+from trainables.data.splits import TokenRange, split_held_out, split_tokens
 from trainables.data.tokenizer import (
     BPETokenizer,
     ByteTokenizer,
@@ -39,7 +41,7 @@ __all__ = [
     "CorpusError",
     "DataSizeError",
     "Dataset",
-    "EvalBatches",
+    "EvalWindows",
     "cache_root",
     "load_dataset",
 ]
@@ -49,15 +51,25 @@ CACHE_FORMAT = 1
 
 @dataclass(frozen=True)
 class Dataset:
-    """Token ids of both splits, the tokenizer (None for pre-tokenized corpora) and provenance."""
+    """Token ids of the three splits, the tokenizer (None for pre-tokenized corpora) and provenance."""
 
     train: np.ndarray | ShardedTokens
-    val: np.ndarray | ShardedTokens
+    val: TokenRange
+    test: TokenRange
     vocab_size: int
     corpus_hash: str
     tokenizer: ByteTokenizer | BPETokenizer | None
     spec: str
     cache_path: Path | None = None
+
+    def split_tokens(self) -> dict[str, int]:
+        """Tokens in each split (train, val, test), as manifests record them."""
+        return split_tokens(self.train, self.val, self.test)
+
+
+def _dataset(train: np.ndarray | ShardedTokens, held_out: np.ndarray | ShardedTokens, **fields: object) -> Dataset:
+    val, test = split_held_out(held_out)
+    return Dataset(train=train, val=val, test=test, **fields)  # type: ignore[arg-type]
 
 
 def cache_root(cfg: DataConfig) -> Path:
@@ -76,9 +88,9 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     content hash; its tokenizer is the one it was prepared with (``cfg.tokenizer`` does not apply)."""
     if is_shards_spec(cfg.corpus):
         shards = open_shards(cfg.corpus, cache_dir=cache_root(cfg))
-        return Dataset(
-            train=shards.train,
-            val=shards.val,
+        return _dataset(
+            shards.train,
+            shards.val,
             vocab_size=shards.vocab_size,
             corpus_hash=shards.content_hash,
             tokenizer=shards.tokenizer(),
@@ -88,9 +100,9 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     corpus = load_corpus(cfg.corpus, column=cfg.column)
     if not isinstance(corpus, TextCorpus):
         vocab = int(max(corpus.train.max(initial=0), corpus.val.max(initial=0))) + 1
-        return Dataset(
-            train=corpus.train,
-            val=corpus.val,
+        return _dataset(
+            corpus.train,
+            corpus.val,
             vocab_size=vocab,
             corpus_hash=corpus.content_hash,
             tokenizer=None,
@@ -110,9 +122,9 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         if loaded is None:
             raise RuntimeError(f"token cache entry {entry} could not be read back after writing it")
     tok, train, val = loaded
-    return Dataset(
-        train=train,
-        val=val,
+    return _dataset(
+        train,
+        val,
         vocab_size=tok.vocab_size,
         corpus_hash=corpus.content_hash,
         tokenizer=tok,

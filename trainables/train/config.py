@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,16 @@ from typing import Any, Literal, Self
 from trainables.losses.config import LossConfig
 from trainables.model.config import Precision
 from trainables.train.settings import check, setting
+
+#: Training windows: an epoch permutation (each window once per epoch) or drawn at random with
+#: replacement (the official OEC code's order); ``trainables.data.sampler``.
+Sampling = Literal["epoch", "random"]
+SAMPLINGS: tuple[str, ...] = typing.get_args(Sampling)
+#: Predicted tokens of each periodic validation evaluation (about as many as before it had windows spread
+#: over the split: it runs at every report) and of the final test evaluation, sized so that the standard
+#: error of a trial's test CE on the built-in corpus is below 0.01 nats (measured: BENCHMARKS.md).
+DEFAULT_EVAL_TOKENS = 8_192
+DEFAULT_TEST_TOKENS = 262_144
 
 
 class _DictMixin:
@@ -72,6 +83,11 @@ class DataConfig(_DictMixin):
     ``batch_size`` is the *global* batch (sequences per optimizer step summed over all ranks), so a
     2-worker run with batch B follows the same trajectory as a 1-worker run with batch B.
 
+    ``eval_tokens``: predicted tokens of each periodic evaluation on the validation split;
+    ``test_tokens``: of the test evaluation. Both are windows spread over the whole split (capped by its
+    size), the same for every trial, each evaluation with its standard error over windows.
+    ``sampling``: training windows in an epoch permutation (``epoch``) or at random with replacement.
+
     ``micro_batch``: sequences per rank per forward/backward pass (gradient accumulation). Each rank
     splits its ``batch_size / workers`` sequences into micro-batches of this size, which must divide
     it; the optimizer step is the same as without accumulation (token-weighted, see
@@ -98,9 +114,25 @@ class DataConfig(_DictMixin):
         default=16,
         metadata=setting("Global batch (sequences per step over all workers).", ge=1, spec="data", flag="--batch-size"),
     )
-    eval_batches: int = field(
-        default=4,
-        metadata=setting("Validation batches per evaluation.", ge=1, spec="data", flag="--eval-batches"),
+    eval_tokens: int = field(
+        default=DEFAULT_EVAL_TOKENS,
+        metadata=setting(
+            "Validation tokens per evaluation (windows spread over the split).", ge=1, spec="data", flag="--eval-tokens"
+        ),
+    )
+    test_tokens: int = field(
+        default=DEFAULT_TEST_TOKENS,
+        metadata=setting(
+            "Test tokens of the final evaluation on the held-out test split.", ge=1, spec="data", flag="--test-tokens"
+        ),
+    )
+    sampling: Sampling = field(
+        default="epoch",
+        metadata=setting(
+            "Training windows: 'epoch' (a permutation per epoch) or 'random' (with replacement).",
+            spec="data",
+            flag="--sampling",
+        ),
     )
     micro_batch: int | None = field(
         default=None,
@@ -163,6 +195,18 @@ L0Convention = Literal["ln_v", "initial"]
 L0_CONVENTIONS: tuple[str, ...] = typing.get_args(L0Convention)
 
 
+def l0_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as ``divergence.l0`` (None: nothing): a convention or a number > 0."""
+    expected = f"must be one of {', '.join(L0_CONVENTIONS)} or a number > 0, got {value!r}"
+    if isinstance(value, str):
+        return None if value in L0_CONVENTIONS else expected
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return expected
+    if not (math.isfinite(value) and value > 0):
+        return f"must be > 0 when it is a number, got {value!r}"
+    return None
+
+
 @dataclass(frozen=True, kw_only=True)
 class DivergenceConfig(_DictMixin):
     """What ends a run early, and what is only recorded (decided by all ranks together).
@@ -171,8 +215,8 @@ class DivergenceConfig(_DictMixin):
     stops a run and caps the final loss at ``L0`` when it computes LR sensitivity.
 
     ``l0``: the reference loss ``L0``. ``"ln_v"`` (default) is the loss of a uniform predictor, as the
-    paper's text defines it; ``"initial"`` is the run's measured validation loss before the first step,
-    as the official notebook uses (10.83-10.85 at V = 50304, not exactly ln V).
+    paper's text defines it; ``"initial"`` is the run's measured validation loss before the first step;
+    a number (> 0) fixes it, as the official notebook does (``10.83`` at V = 50304, not exactly ln V).
     ``val_margin``: after warmup, a validation CE above ``L0 + val_margin`` sets the recorded flag
     ``above_l0_step`` (the first such evaluation's step). It ends nothing unless ``sustained_evals`` > 0.
     ``sustained_evals``: K; when > 0, K consecutive evaluations above ``L0 + val_margin`` end the run
@@ -181,10 +225,14 @@ class DivergenceConfig(_DictMixin):
     consecutive steps after warmup ends the run (0, the default, disables it).
     """
 
-    l0: L0Convention = field(
+    l0: L0Convention | float = field(
         default="ln_v",
         metadata=setting(
-            "L0: 'ln_v' (ln V, the paper's text) or 'initial' (measured before step 1).", spec="divergence", flag="--l0"
+            "L0: 'ln_v' (ln V, the paper's text), 'initial' (measured before step 1) or a number > 0 "
+            "(the official notebook's 10.83).",
+            gt=0,
+            spec="divergence",
+            flag="--l0",
         ),
     )
     val_margin: float = field(
@@ -214,7 +262,10 @@ class DivergenceConfig(_DictMixin):
 
     def __post_init__(self) -> None:
         # A negative margin is refused at the edges only: tests of the flag use one to raise it at once.
-        check(self, "divergence.", unchecked=("val_margin",))
+        check(self, "divergence.", unchecked=("val_margin", "l0"))
+        problem = l0_problem(self.l0)
+        if problem:
+            raise ValueError(f"divergence.l0 {problem}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,6 +283,17 @@ class TrainConfig(_DictMixin):
     steps: int = field(default=200, metadata=setting("Optimizer steps.", ge=1, flag="--steps"))
     eval_interval: int = field(
         default=50, metadata=setting("Steps between evaluations.", ge=1, spec="budget", flag="--eval-interval")
+    )
+    # test evaluations ride on reports: a multiple of eval_interval
+    test_interval: int = field(
+        default=0,
+        metadata=setting(
+            "Steps between test evaluations besides the one at the end (0: only at the end); a multiple of "
+            "--eval-interval.",
+            ge=0,
+            spec="budget",
+            flag="--test-interval",
+        ),
     )
     seed: int = field(default=0, metadata=setting("Seed of the initial weights and the batch order.", flag="--seed"))
     # bf16 = autocast, as in the official code. ``precision`` is the body's; ``head_precision`` the LM
@@ -268,6 +330,11 @@ class TrainConfig(_DictMixin):
 
     def __post_init__(self) -> None:
         check(self)
+        if self.test_interval and self.test_interval % self.eval_interval:
+            raise ValueError(
+                f"test_interval must be 0 or a multiple of eval_interval ({self.eval_interval}), "
+                f"got {self.test_interval}"
+            )
         if self.checkpoint_interval < 0:
             raise ValueError(f"checkpoint_interval must be >= 0, got {self.checkpoint_interval}")
         if self.compile is not None and not isinstance(self.compile, bool):

@@ -15,8 +15,8 @@ LR sensitivity. A transient spike the schedule recovers from is data. So only th
   running minimum for ``spike_patience`` consecutive steps.
 
 What is recorded and never stops anything: ``above_l0_step``, the step of the first evaluation after
-warmup above ``L0 + val_margin`` (-1 if none). ``L0`` is ``ln V`` or, with ``l0="initial"``, the
-run's measured initial validation loss (``set_initial_loss``).
+warmup above ``L0 + val_margin`` (-1 if none). ``L0`` is ``ln V``, with ``l0="initial"`` the run's
+measured initial validation loss (``set_initial_loss``), or the fixed number ``l0`` names.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class DivergenceMonitor:
     def __init__(self, config: DivergenceConfig, *, vocab_size: int, warmup_steps: int) -> None:
         self.config = config
         self.uniform_loss = math.log(vocab_size)
-        self.l0 = self.uniform_loss
+        self.fixed_l0 = None if isinstance(config.l0, str) else float(config.l0)
+        self.l0 = self.fixed_l0 if self.fixed_l0 is not None else self.uniform_loss
         self.warmup_steps = warmup_steps
         self.running_min = math.inf
         self.spike_count = 0
@@ -95,4 +96,4 @@ class DivergenceMonitor:
         self.spike_count = int(state["spike_count"])
         self.above_count = int(state.get("above_count", 0))
         self.above_l0_step = int(state.get("above_l0_step", -1))
-        self.l0 = float(state.get("l0", self.uniform_loss))
+        self.l0 = float(state.get("l0", self.fixed_l0 if self.fixed_l0 is not None else self.uniform_loss))

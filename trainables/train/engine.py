@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.data.tokens import BatchSampler, Dataset, EvalBatches, load_dataset
+from trainables.data.tokens import BatchSampler, Dataset, EvalWindows, load_dataset
 from trainables.model.compile import compile_enabled, graphs_compiled, maybe_compile
 from trainables.model.config import ModelConfig
 from trainables.model.gpt import GPT
@@ -48,10 +48,12 @@ from trainables.model.mfu import device_peak_flops, flops_per_token, mfu_metrics
 from trainables.model.presets import model_for_data
 from trainables.train.config import TrainConfig
 from trainables.train.divergence import DivergenceMonitor
+from trainables.train.manifest import DATA_RECORD_KEYS
 from trainables.train.optim import build_adamw
 from trainables.train.reduce import IdentityReducer, Reducer, combine_rank_rows, combine_ranks
 from trainables.train.schedule import WarmupCosine
 from trainables.train.transfer import to_device
+from trainables.train.window_ce import WindowCE
 
 Row = dict[str, Any]
 ReportFn = Callable[[Row], None]
@@ -119,16 +121,30 @@ class TrainingRun:
             rank=rank,
             world_size=world_size,
             name=f"corpus {d.corpus!r}",
+            sampling=d.sampling,
         )
-        self.eval_batches = EvalBatches(
+        # Validation (every report: search, ASHA, divergence, curves) and test (the end, or test_interval):
+        # fixed windows spread over each split, in batches of the training's per-rank size.
+        local_batch = self.sampler.local_batch
+        self.eval_windows = EvalWindows(
             self.data.val,
             seq_len=d.seq_len,
-            global_batch=d.batch_size,
-            eval_batches=d.eval_batches,
+            n_tokens=d.eval_tokens,
+            local_batch=local_batch,
             rank=rank,
             world_size=world_size,
             name=f"validation split of corpus {d.corpus!r}",
         )
+        self.test_windows = EvalWindows(
+            self.data.test,
+            seq_len=d.seq_len,
+            n_tokens=d.test_tokens,
+            local_batch=local_batch,
+            rank=rank,
+            world_size=world_size,
+            name=f"test split of corpus {d.corpus!r}",
+        )
+        self.eval_s = 0.0  # seconds spent in evaluations (validation and test), for the cost of evaluating
         self.model_config = resolve_model_config(config, self.data.vocab_size)
         try:
             config.loss.check_head(tied=self.model_config.tie_weights)
@@ -150,6 +166,9 @@ class TrainingRun:
         self.compiled = compile_enabled(config.compile, self.device.type)
         model = maybe_compile(self.module, self.compiled)
         self.model = wrap_model(model) if wrap_model is not None else model
+        # Evaluations bypass the wrapper (DDP): no gradient to synchronise, and ranks may hold one
+        # evaluation batch more than others, so no rank may wait in a collective inside forward.
+        self.eval_model = model
 
         o = config.optim
         self.optimizer = build_adamw(self.module, o, self.device)
@@ -366,25 +385,58 @@ class TrainingRun:
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self) -> Row:
-        """Validation CE without any penalty (``val_loss``) over the fixed validation windows, plus the
-        logit statistics over the same tokens and the output-embedding diagnostics (``trainables.model.metrics``)."""
-        from trainables.losses import cross_entropy
+        """Validation CE without any penalty (``val_loss``) and its standard error over windows
+        (``val_ce_se``) on the fixed validation windows, plus the logit statistics over the same tokens
+        and the output-embedding diagnostics (``trainables.model.metrics``)."""
         from trainables.model.metrics import LogitStats, embedding_stats
 
-        self.model.eval()
-        loss_sum, n_tokens = 0.0, 0
+        t0 = time.perf_counter()
+        self.eval_model.eval()
+        ce = WindowCE(self.device)
         stats = LogitStats()
-        for x, y in self.eval_batches:
+        n_tokens = 0
+        for x, y in self.eval_windows:
             x, y = x.to(self.device), y.to(self.device)
-            _, logits = self.model(x)  # (b, T, V)
-            n = int((y != self._ignore_index).sum())
-            loss_sum += float(cross_entropy(logits, y)) * n
-            n_tokens += n
+            _, logits = self.eval_model(x)  # (b, T, V)
+            ce.add(logits, y)
             stats.add(logits, y)
-        diag = {"val_loss": loss_sum / max(n_tokens, 1), **stats.compute(), **embedding_stats(self.module.w_out)}
+            n_tokens += y.numel()  # evaluation windows hold no padding
+        mean, se, _ = ce.result(self.reducer)
+        diag = {**stats.compute(), **embedding_stats(self.module.w_out)}
         maxed = {k: v for k, v in diag.items() if k in _MAX_REDUCED}
         meaned = {k: v for k, v in diag.items() if k not in _MAX_REDUCED}
-        return combine_ranks(self.reducer, meaned, weight=float(n_tokens), maxima=maxed)
+        row = combine_ranks(self.reducer, meaned, weight=float(n_tokens), maxima=maxed)
+        self.eval_s += time.perf_counter() - t0
+        return {"val_loss": mean, "val_ce_se": se, **row}
+
+    @torch.no_grad()
+    def evaluate_test(self) -> Row:
+        """CE without any penalty on the fixed test windows: ``test_ce``, its standard error over windows
+        ``test_ce_se`` and the tokens it covers ``test_tokens``. Nothing the run decides reads it."""
+        t0 = time.perf_counter()
+        self.eval_model.eval()
+        ce = WindowCE(self.device)
+        for x, y in self.test_windows:
+            _, logits = self.eval_model(x.to(self.device))
+            ce.add(logits, y.to(self.device))
+        mean, se, tokens = ce.result(self.reducer)
+        self.eval_s += time.perf_counter() - t0
+        return {"test_ce": mean, "test_ce_se": se, "test_tokens": tokens}
+
+    def data_record(self) -> dict[str, Any]:
+        """What a manifest records of the data (``trainables.train.manifest.DATA_RECORD_KEYS``): each split's
+        tokens, and the windows and tokens of each evaluation (over all ranks)."""
+        evaluation = {
+            name: {"windows": w.num_windows, "tokens": w.num_tokens}
+            for name, w in (("val", self.eval_windows), ("test", self.test_windows))
+        }
+        return dict(zip(DATA_RECORD_KEYS, (self.data.split_tokens(), evaluation), strict=True))
+
+    def test_due(self) -> bool:
+        """Whether the report at the current step evaluates the test split: at the end of the run, and
+        every ``test_interval`` steps when that is set."""
+        interval = self.config.test_interval
+        return self.step >= self.config.steps or (interval > 0 and self.step % interval == 0)
 
     # ------------------------------------------------------------------ reports
     def elapsed(self) -> float:
@@ -431,6 +483,9 @@ class TrainingRun:
             self.diverged_step, self.diverged_cause = self.step, cause
             return self._diverged_row(row)
         row.update({"diverged": 0, "diverged_step": -1, "diverged_cause": ""})
+        if self.test_due():  # after every decision of this report: the test split informs none of them
+            row.update(self.evaluate_test())
+        row["eval_s"] = combine_ranks(self.reducer, {}, weight=0.0, maxima={"eval": self.eval_s})["eval"]
         self._reset_window()
         return row
 
@@ -496,6 +551,7 @@ class TrainingRun:
                 "time": self._window_time,
             },
             "elapsed_s": self.elapsed(),
+            "eval_s": self.eval_s,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -519,6 +575,7 @@ class TrainingRun:
         self._window_tokens, self._window_time = int(w["tokens"]), float(w["time"])
         self._window_started = None
         self._elapsed_before = float(state["elapsed_s"])
+        self.eval_s = float(state.get("eval_s", 0.0))
         self._started = time.perf_counter()
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])

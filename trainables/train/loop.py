@@ -130,7 +130,7 @@ def train_loop(loop_config: dict[str, Any]) -> dict[str, Any]:
     # Rank 0's return value becomes ``Result.return_value``: the final row even when no checkpoint
     # carried it (``Result.metrics`` only holds the metrics of the last checkpoint), with rank 0's
     # start-up marks (``trainables.train.startup``), which are not a report's.
-    return {**final, startup.STARTUP_KEY: marks}
+    return {**final, **run.data_record(), startup.STARTUP_KEY: marks}
 
 
 # ----------------------------------------------------------------------------------------- building

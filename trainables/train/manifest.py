@@ -15,6 +15,10 @@ from trainables.data.atomic_file import write_atomic
 from trainables.model.compile import compile_enabled
 from trainables.train.config import TrainConfig
 
+#: What a run records of its data (``TrainingRun.data_record``): each split's token count, and the windows
+#: and tokens of the validation and test evaluations.
+DATA_RECORD_KEYS: tuple[str, ...] = ("splits", "evaluation")
+
 _PACKAGES = ("lossweep", "torch", "ray", "optuna", "tokenizers", "numpy")
 #: The manifest's file name in a run's folder, and its key of the resolved ``TrainConfig`` (readers take
 #: both from here).

@@ -72,6 +72,20 @@ class Setting:
         return tuple(v for lit in literal for v in typing.get_args(lit)) if literal else None
 
     @property
+    def numeric(self) -> bool:
+        """Whether a number is allowed beside the choices (``divergence.l0``: ``ln_v``, ``initial`` or 10.83)."""
+        return self.choices is not None and float in _union_args(self.type)
+
+    def coerce(self, value: Any) -> Any:
+        """A command line's text as the setting's value: a number where one is allowed beside the choices."""
+        if self.numeric and isinstance(value, str) and value not in (self.choices or ()):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
+
+    @property
     def optional(self) -> bool:
         return type(None) in _union_args(self.type)
 
@@ -80,9 +94,13 @@ class Setting:
         if value is None and self.optional:
             return None
         choices = self.choices
+        if self.numeric and isinstance(value, int | float) and not isinstance(value, bool):
+            choices = None  # a choice or a number (divergence.l0): a number is held to the bounds
         if choices is not None and value not in choices:
             return f"must be one of {', '.join(map(str, choices))}, got {value!r}"
         i = self.info
+        if choices is not None:
+            return None  # a choice: bounds are for numbers
         if i.ge is not None and not value >= i.ge:
             return f"must be >= {i.ge:g}, got {value}"
         if i.gt is not None and not value > i.gt:

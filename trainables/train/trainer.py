@@ -215,11 +215,11 @@ def fit(
     final[startup.STARTUP_KEY] = {**marks, **startup.durations(marks)}
 
     if manifest_path is not None and manifest is not None:
-        from trainables.train.manifest import write_manifest
+        from trainables.train.manifest import DATA_RECORD_KEYS, write_manifest
 
         # What only the workers know (the data's vocabulary and hash, the model size) arrives with
         # the reports.
-        for key in ("vocab_size", "num_params", "corpus_hash"):
+        for key in ("vocab_size", "num_params", "corpus_hash", *DATA_RECORD_KEYS):
             if final.get(key) is not None:
                 manifest[key] = final[key]
         manifest["run_path"] = final["run_path"]
