@@ -153,7 +153,8 @@ def merge_into_trials(sweep_dir: str, records: Mapping[str, Mapping[str, Any]]) 
     rows = results.read_trials(sweep_dir).to_dict("records")
     merged = []
     for row in rows:
-        plain = {k: v for k, v in row.items() if not is_eval_column(k)}
+        # pandas reads a null as NaN: back to None, or a string column would say "nan"
+        plain = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items() if not is_eval_column(k)}
         record = records.get(str(row["trial_id"]))
         merged.append({**plain, **eval_fields(record)} if record is not None else plain)
     results.write_trials(sweep_dir, merged)

@@ -3,10 +3,11 @@
 ``lossweep_next_line`` — multiple choice: given the lines of a document before a position, pick the line
 that comes next among four, the true one and three drawn from other documents. Generated from the
 corpus's validation documents (never trained on), ``stdlib`` by default (the standard library, present
-everywhere), with a fixed seed: the same corpus gives the same questions on every machine. The true line
-and the distractors are drawn from one pool of lines, so a model that knows nothing (an untrained one,
-which scores every byte about alike and so prefers the shortest line) is right one time in four: chance
-is 25 %. The harness scores it (``acc``: the choice with the highest log-likelihood; ``acc_norm``: per byte).
+everywhere), with a fixed seed: the same corpus gives the same questions on every machine. The
+distractors are other lines of the same length as the true one, so the choice's log-likelihood is not
+decided by its length (a sum over more bytes is lower whatever they say) and a model that knows nothing
+is right one time in four: chance is 25 %. The harness scores it (``acc``: the choice with the highest
+log-likelihood; ``acc_norm``: per byte).
 
 A ``text:PATH`` corpus is read through the same loader as training data, so the service's data roots
 apply to it.
@@ -55,16 +56,16 @@ def next_line_docs(corpus: str = "stdlib", size: int = NEXT_LINE_SIZE) -> list[d
         raise CorpusError(f"corpus {corpus!r} is pre-tokenized: {NEXT_LINE} needs text")
     docs = loaded.val or loaded.train
     pool = [(lines, line) for lines, line in _candidates(docs)]
-    if len({line.doc for _, line in pool}) < 2:
-        raise CorpusError(f"corpus {corpus!r} has too few lines in other documents for {NEXT_LINE}'s distractors")
+    by_length: dict[int, list[str]] = {}
+    for _, line in pool:
+        by_length.setdefault(len(line.text), []).append(line.text)
     rng = random.Random(_SEED)
     out: list[dict[str, Any]] = []
     for lines, line in rng.sample(pool, min(size, len(pool))):
-        distractors: list[str] = []
-        while len(distractors) < NEXT_LINE_CHOICES - 1:
-            _, other = pool[rng.randrange(len(pool))]
-            if other.doc != line.doc and other.text != line.text and other.text not in distractors:
-                distractors.append(other.text)
+        same = [t for t in dict.fromkeys(by_length[len(line.text)]) if t != line.text]
+        if len(same) < NEXT_LINE_CHOICES - 1:
+            continue  # too few lines of its length to hide it among
+        distractors = rng.sample(same, NEXT_LINE_CHOICES - 1)
         label = rng.randrange(NEXT_LINE_CHOICES)
         choices = [*distractors[:label], line.text, *distractors[label:]]
         context = "\n".join(lines[max(0, line.index - _CONTEXT_LINES) : line.index]) + "\n"
