@@ -78,3 +78,25 @@ def test_scores_merge_into_trials_parquet_columns(tmp_path: Path) -> None:
     a0 = trials.set_index("trial_id").loc["a0"]
     assert a0[eval_column("lossweep_next_line", "acc")] == 0.5 and a0[eval_column("lossweep_next_line", "n")] == 100
     assert a0[EVAL_STATUS_COLUMN] == "DONE" and pd.isna(trials.set_index("trial_id").loc["a1"][EVAL_STATUS_COLUMN])
+
+
+def test_report_shows_accuracy_beside_the_loss_and_per_seed_differences(tmp_path: Path) -> None:
+    from search_spaces.reports.report import build_from
+    from search_spaces.reports.report_markdown import to_markdown
+
+    sweep_dir = str(tmp_path / "sweep")
+    rows = [r for r in ROWS if r["trial_id"] in ("a0", "a1", "c0", "c1")]
+    results.write_trials(sweep_dir, rows)
+
+    def record(acc: float) -> dict[str, Any]:
+        return {"status": "DONE", "scores": {"t": {"acc": acc, "acc_se": 0.01, "n": 100}}}
+
+    merge_into_trials(sweep_dir, {"a0": record(0.30), "a1": record(0.40), "c0": record(0.35), "c1": record(0.38)})
+    report = build_from(sweep_dir, results.read_trials(sweep_dir), None, None, None, None)
+    section = report.data["downstream"]
+    assert section["tasks"] == ["t"] and len(section["rows"]) == 4
+    (paired,) = section["paired"]
+    assert paired["method"] == "z_loss" and paired["n"] == 2
+    assert [d["difference"] for d in paired["differences"]] == pytest.approx([0.05, -0.02])
+    text = to_markdown(report)
+    assert "## Downstream accuracy" in text and "0.350 ± 0.01" in text
