@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.downstream.defaults import DEFAULT_EVAL_BATCH, DEFAULT_TASK_CORPUS
+from trainables.train.checkpoint import is_checkpoint, read_meta
 from trainables.train.config import TrainConfig
 
 
@@ -35,7 +36,12 @@ def evaluate_checkpoint(
 
     require_lm_eval()
     cfg = TrainConfig.from_dict(config) if config is not None else None
-    wants_gpu = (cfg.use_gpu if cfg is not None else False) and torch.cuda.is_available()
+    recorded: Mapping[str, Any] = {}
+    if config is not None:
+        recorded = config
+    elif is_checkpoint(Path(checkpoint)):
+        recorded = read_meta(Path(checkpoint)).get("config") or {}
+    wants_gpu = bool(recorded.get("use_gpu")) and torch.cuda.is_available()
     device = "cuda" if wants_gpu else "cpu"
     if threads and device == "cpu":
         torch.set_num_threads(int(threads))
