@@ -67,11 +67,30 @@ def load_trained(
         config = replace(config, model=model)
     net, tokenizer = build_model(config, device=device)
     state = read_state(checkpoint, device)
-    try:
-        net.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        detail = next((line.strip() for line in str(exc).splitlines()[1:] if line.strip()), str(exc))
-        raise EvalError(
-            f"checkpoint {checkpoint} does not fit model {config.model!r} ({detail.rstrip('.')})"
-        ) from None
+    problem = _misfit(net.state_dict(), state["model"])
+    if problem:
+        raise EvalError(f"checkpoint {checkpoint} does not fit model {config.model!r} ({problem})")
+    net.load_state_dict(state["model"])
     return TrainedModel(net.eval(), tokenizer, config, str(checkpoint), int(meta.get("step", 0)))
+
+
+def _misfit(expected: dict[str, Any], got: dict[str, Any]) -> str:
+    """What keeps ``got`` (a checkpoint's weights) from loading into a model with ``expected``, in a few
+    words (torch's own message lists every tensor); empty when it fits."""
+    shapes = [
+        (k, tuple(got[k].shape), tuple(v.shape)) for k, v in expected.items() if k in got and got[k].shape != v.shape
+    ]
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    parts = []
+    if shapes:
+        name, theirs, ours = shapes[0]
+        parts.append(
+            f"{len(shapes)} tensor(s) of another shape, e.g. {name}: {list(theirs)} in the checkpoint, "
+            f"{list(ours)} in the model"
+        )
+    if missing:
+        parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} not in the model, e.g. {unexpected[0]}")
+    return "; ".join(parts)
