@@ -119,3 +119,22 @@ def test_empty_continuation_is_refused_in_one_line() -> None:
     lm = LossweepLM(_model(), ByteTokenizer(), max_length=WINDOW)
     with pytest.raises(EvalError, match="empty continuation"):
         lm.score_pairs([([1, 2], [])])
+
+
+def test_bpe_pairs_and_bf16_model_against_the_reference() -> None:
+    from trainables.data.tokenizer import BPETokenizer
+
+    docs = ["def add(a, b):\n    return a + b\n", "import os\nimport sys\n", "for i in range(10):\n    print(i)\n"] * 20
+    tok = BPETokenizer.train(docs, 300)
+    model = GPT(model_preset("tiny", vocab_size=tok.vocab_size), generator=torch.Generator().manual_seed(0))
+    fp32 = LossweepLM(model.eval(), tok, max_length=WINDOW)
+    context, continuation = fp32.encode_pair("for i in range(10): ", "print(i)")
+    assert tok.decode(context + continuation) == "for i in range(10): print(i)"
+    (logprob, _), = fp32.score_pairs([(context, continuation)])
+    assert logprob == pytest.approx(_reference(fp32.model, context, continuation, WINDOW), rel=1e-5, abs=1e-3)
+    # the trial's precision: a bf16 body and head, against the same model run one prefix at a time
+    bf16 = GPT(model_preset("tiny", vocab_size=257), precision="bf16", generator=torch.Generator().manual_seed(0))
+    low = LossweepLM(bf16.eval(), ByteTokenizer(), max_length=WINDOW, batch_size=4)
+    ids = list(range(60, 90))
+    (got, _), = low.score_pairs([(ids[:10], ids[10:])])
+    assert got == pytest.approx(_reference(bf16, ids[:10], ids[10:], WINDOW), rel=2e-2)

@@ -82,3 +82,14 @@ def test_scores_are_json_ready() -> None:
     }
     score = json.loads(json.dumps(scores_from_results(results)["t"].to_dict()))
     assert score == {"task": "t", "metric": "acc", "acc": 0.5, "acc_se": 0.1, "n": 9}
+
+
+def test_local_task_corpus_obeys_the_data_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "a.py").write_text("x = 1\n" * 50)
+    monkeypatch.setenv("LOSSWEEP_DATA_ROOTS", str(root))
+    with pytest.raises(EvalError, match="outside the allowed data roots") as info:
+        load_tasks([NEXT_LINE], corpus=f"text:{outside}")
+    assert "\n" not in str(info.value)

@@ -52,6 +52,7 @@ def load_tasks(names: Sequence[str], *, corpus: str = "stdlib") -> list[Any]:
     if not names:
         raise EvalError("no tasks named; name at least one, e.g. --tasks " + LOCAL_TASKS[0])
     from trainables.data.corpus import CorpusError
+    from trainables.data.roots import DataRootError
 
     tasks: list[Any] = []
     remote = [n for n in names if n not in LOCAL_TASKS]
@@ -59,7 +60,7 @@ def load_tasks(names: Sequence[str], *, corpus: str = "stdlib") -> list[Any]:
         if name in LOCAL_TASKS:
             try:
                 task = build_local_task(name, corpus=corpus)
-            except CorpusError as exc:
+            except (CorpusError, DataRootError) as exc:  # a path outside the service's data roots is refused
                 raise EvalError(f"task {name!r}: {exc}") from None
             tasks.append(task)
     if remote:
