@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from lossweep.cli import client, cluster, data, demo, presets, serve, sweep, sweep_report, train, train_ray
+from lossweep.cli import eval as eval_cli
 
 app = typer.Typer(
     name="lossweep",
@@ -15,7 +16,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (train, train_ray, cluster, sweep, sweep_report, presets, serve, client, demo, data):
+for module in (train, train_ray, cluster, sweep, sweep_report, presets, serve, client, demo, data, eval_cli):
     module.register(app)
 
 

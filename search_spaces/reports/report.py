@@ -255,6 +255,7 @@ def build_from(
         "paired_deltas": {"rule": analysis.DELTA_RULE, "rows": deltas},
         "lrs_differences": lrs_diffs,
         "confirm": confirm,
+        "downstream": _downstream(trials),
         "speedup": speedup,
         "curves": curves,
         "importance": insights.param_importance(trials, l0),
@@ -266,6 +267,15 @@ def build_from(
     figures = draw_figures(data, lrs_table, trials) + insights_report.figures(data)
     data["plots"] = [{"name": p.name, "caption": p.caption, "alt": p.alt} for p in figures]
     return Report(data=data, plots=tuple(figures))
+
+
+def _downstream(trials: pd.DataFrame) -> dict[str, Any]:
+    """Per-task accuracy ± SE of the evaluated trials beside their loss, and the per-seed differences
+    against the baseline (``search_spaces.analysis.downstream``)."""
+    from search_spaces.analysis.downstream import DIFFERENCE_RULE, paired_task_differences, task_table
+
+    table = task_table(trials)
+    return {**table, "rule": DIFFERENCE_RULE, "paired": paired_task_differences(table)}
 
 
 def _sorted_trials(trials: pd.DataFrame) -> pd.DataFrame:

@@ -290,10 +290,43 @@ def _trials(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _downstream(data: Mapping[str, Any]) -> list[str]:
+    section = data.get("downstream") or {}
+    tasks, rows = section.get("tasks") or [], section.get("rows") or []
+    if not rows:
+        return []
+    out = ["## Downstream accuracy", "", "Zero-shot accuracy ± its standard error per task (lm-evaluation-harness)."]
+    out.append("")
+
+    def cell(score: Mapping[str, Any] | None) -> str:
+        return "—" if score is None else f"{score['acc']:.3f} ± {fmt(score['acc_se'])} (n={score['n']})"
+
+    out += md_table(
+        ["trial", "method", "lr", "seed", "best val CE", *tasks, "evaluation"],
+        [
+            [f"`{r['trial_id']}`", method_name(r["method"]), fmt_lr(r["lr"]), r["seed"], fmt(r["best_val_loss"]),
+             *(cell(r["scores"].get(t)) for t in tasks), r["eval_error"] or r["eval_status"]]
+            for r in rows
+        ],
+    )  # fmt: skip
+    paired = section.get("paired") or []
+    if paired:
+        out += ["", f"Per-seed differences against the baseline ({section.get('rule')}):", ""]
+        out += md_table(
+            ["task", "method", "n", "mean difference", "per seed"],
+            [
+                [p["task"], method_name(p["method"]), p["n"], f"{p['mean']:+.3f}",
+                 ", ".join(f"{d['seed']}: {d['difference']:+.3f}" for d in p["differences"])]
+                for p in paired
+            ],
+        )  # fmt: skip
+    return [*out, ""]
+
+
 def to_markdown(report: Report) -> str:
     data = report.data
     lines = _header(data) + _confirm(data) + _best(data) + _lrs(data) + _lambda(data) + _speedup(data)
     lines += insights_report.markdown(data)
-    lines += _trials(data)
+    lines += _downstream(data) + _trials(data)
     lines += [f"_Method references: {paper_reference.OEC_CITATION}; {paper_reference.SIMREG_CITATION}._", ""]
     return "\n".join(lines)

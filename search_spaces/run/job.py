@@ -196,6 +196,8 @@ def run(
                 verb = "resuming" if resumed else "starting"
                 print(f"lossweep: {verb} the confirm stage ({len(plan)} trials)", flush=True)
                 status = _fit_status(tuner.fit())
+        if spec.eval is not None and status == SweepStatus.SUCCEEDED:
+            _evaluate(spec, sweep_dir)
     except KeyboardInterrupt:
         status = SweepStatus.CANCELLED
         raise
@@ -207,6 +209,21 @@ def run(
             manifest.update(learned)
             results.write_json(sweep_dir, results.MANIFEST_FILE, manifest)
     return progress
+
+
+def _evaluate(spec: SweepSpec, sweep_dir: str) -> None:
+    """The spec's downstream evaluation; its failures are the trials' (eval_status FAILED), never the sweep's."""
+    from search_spaces.run.evaluation import run_evaluations
+
+    assert spec.eval is not None
+    print(f"lossweep: evaluating on {', '.join(spec.eval.tasks)} ({spec.eval.on})", flush=True)
+    try:
+        records = run_evaluations(spec, sweep_dir)
+    except Exception as exc:  # e.g. trials.parquet unreadable: training results stay as they are
+        print(f"lossweep: downstream evaluation failed: {str(exc).splitlines()[0] if str(exc) else exc!r}", flush=True)
+        return
+    done = sum(1 for r in records.values() if r.get("status") == "DONE")
+    print(f"lossweep: evaluated {done} of {len(records)} trial(s)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from search_spaces.run import storage
 
 # The sweep dir's names and progress I/O live in sweep_dir; re-exported for the readers of this module.
+from search_spaces.run.sweep_dir import EVAL_ERROR_COLUMN, EVAL_STATUS_COLUMN, is_eval_column
 from search_spaces.run.sweep_dir import MANIFEST_FILE as MANIFEST_FILE
 from search_spaces.run.sweep_dir import METRICS_FILE as METRICS_FILE
 from search_spaces.run.sweep_dir import PROGRESS_FILE as PROGRESS_FILE
@@ -110,15 +111,25 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
+def _eval_kind(name: str) -> str:
+    if name in (EVAL_STATUS_COLUMN, EVAL_ERROR_COLUMN):
+        return "string"
+    return "int64" if name.endswith("_n") else "float64"
+
+
 def write_trials(sweep_dir: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    """trials.parquet: TRIAL_COLUMNS, then the downstream evaluation's columns when a row has them."""
     import pyarrow as pa
 
     rows = list(rows)
+    evaluated = [name for name in dict.fromkeys(k for row in rows for k in row) if is_eval_column(name)]
+    kinds = [*TRIAL_COLUMNS, *((name, _eval_kind(name)) for name in evaluated)]
     columns = {}
-    for name, kind in TRIAL_COLUMNS:
+    for name, kind in kinds:
         values = [_cast(row.get(name), kind) for row in rows]
         columns[name] = pa.array(values, type=_arrow_type(kind))
-    storage.write_bytes(storage.join(sweep_dir, TRIALS_FILE), _parquet_bytes(pa.table(columns, schema=trials_schema())))
+    schema = pa.schema([(name, _arrow_type(kind)) for name, kind in kinds])
+    storage.write_bytes(storage.join(sweep_dir, TRIALS_FILE), _parquet_bytes(pa.table(columns, schema=schema)))
 
 
 def write_metrics(sweep_dir: str, rows: Iterable[Mapping[str, Any]]) -> None:

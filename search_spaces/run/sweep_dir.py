@@ -294,3 +294,34 @@ def mark_ended(sweep_dir: str, status: str) -> None:
     progress["eta_s"] = None
     progress["updated_at"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     write_progress(sweep_dir, progress)
+
+
+# ----------------------------------------------------------------------------- downstream evaluation
+#: trials/<trial_id>/eval.json: a trial's downstream evaluation (``search_spaces.run.evaluation``).
+EVAL_FILE = "eval.json"
+#: trials.parquet's evaluation columns: the status, the error of a failed one, and per task
+#: ``eval_<task>_<stat>`` for each stat of EVAL_STATS (accuracy, its standard error, questions).
+EVAL_STATUS_COLUMN = "eval_status"
+EVAL_ERROR_COLUMN = "eval_error"
+#: An evaluated trial's ``eval_status`` (null: not evaluated). A failed evaluation leaves training results as they are.
+EVAL_STATUSES: tuple[str, ...] = ("DONE", "FAILED")
+EVAL_STATS: tuple[str, ...] = ("acc", "acc_se", "n")
+_EVAL_PREFIX = "eval_"
+
+
+def eval_column(task: str, stat: str) -> str:
+    return f"{_EVAL_PREFIX}{task}_{stat}"
+
+
+def is_eval_column(name: str) -> bool:
+    return name.startswith(_EVAL_PREFIX)
+
+
+def eval_tasks(columns: Iterable[str]) -> list[str]:
+    """The tasks that have evaluation columns, in column order."""
+    suffix = f"_{EVAL_STATS[0]}"
+    return [c[len(_EVAL_PREFIX) : -len(suffix)] for c in columns if is_eval_column(c) and c.endswith(suffix)]
+
+
+def trial_eval_path(sweep_dir: str, trial_id: str) -> str:
+    return storage.join(sweep_dir, TRIALS_DIR, trial_id, EVAL_FILE)

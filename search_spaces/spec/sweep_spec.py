@@ -37,6 +37,7 @@ from pydantic import (
 
 from search_spaces.spec.setting_fields import run_settings, section_model
 from search_spaces.spec.tracking_spec import TrackingSpec
+from trainables.downstream.defaults import DEFAULT_EVAL_BATCH, DEFAULT_TASK_CORPUS, EvalTarget
 from trainables.losses.config import LossConfig, LossConfigError
 from trainables.losses.registry import BASELINE, coefficient, method_coefficients
 from trainables.model.presets import MODEL_PRESETS, model_preset
@@ -292,6 +293,37 @@ class ObjectiveSpec(BaseModel):
     mode: Literal["min"] = "min"
 
 
+class EvalSpec(BaseModel):
+    """Downstream zero-shot evaluation after training, through lm-evaluation-harness (the ``lm-eval``
+    extra; ``trainables.downstream``). ``tasks``: local tasks (``lossweep_next_line``, generated from
+    ``corpus``, no network) or the harness's own (``hellaswag``, ``arc_easy``…, data from the Hugging
+    Face Hub). ``limit``: the first N questions of each task (all when null). ``on``: which trials
+    (``EVAL_TARGETS``): ``best`` (the best trial), ``confirm`` (each method's best configuration at
+    every seed it ran with: the paired comparison across seeds), ``all`` (every trial that finished)."""
+
+    model_config = _STRICT
+
+    tasks: list[str] = Field(min_length=1)
+    limit: int | None = Field(None, ge=1)
+    on: EvalTarget = "best"
+    corpus: str = DEFAULT_TASK_CORPUS
+    batch_size: int = Field(DEFAULT_EVAL_BATCH, ge=1)
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, tasks: list[str]) -> list[str]:
+        for name in tasks:
+            if not _TASK_NAME.match(name):
+                raise ValueError(f"task name {name!r} is not a task name (letters, digits, '_', '-', '.')")
+        duplicates = sorted({n for n in tasks if tasks.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"task(s) named twice: {', '.join(duplicates)}")
+        return tasks
+
+
+_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
 _EXAMPLE: dict[str, Any] = {
     "name": "lr-sweep",
     "model": {"preset": "tiny"},
@@ -339,6 +371,7 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
     divergence: DivergenceSpec = Field(default_factory=DivergenceSpec)  # type: ignore[valid-type]
     max_trials: int = Field(DEFAULT_MAX_TRIALS, ge=1)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)  # experiment trackers (docs/tracking.md)
+    eval: EvalSpec | None = None  # downstream evaluation after training; none when null
 
     # ------------------------------------------------------------------ fields
     @field_validator("methods")

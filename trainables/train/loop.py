@@ -28,13 +28,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainables.train.checkpoint import read_meta, read_state, write_checkpoint
 from trainables.train.config import TrainConfig
 from trainables.train.progress_log import log_progress
 from trainables.train.ray_metrics import TrialMetrics
 from trainables.train.reduce import Reducer
 
-CHECKPOINT_FILE = "state.pt"
-CHECKPOINT_META = "meta.json"
 
 def finite_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """``row`` without None or non-finite numbers (a NaN must never reach Tune or Optuna), bools as
@@ -206,9 +205,7 @@ def _checkpoint(run: Any, *, enabled: bool, rank: int) -> Iterator[Any]:
     from ray.train import Checkpoint
 
     with tempfile.TemporaryDirectory(prefix="lossweep-ckpt-") as tmp:
-        torch.save(run.state_dict(), Path(tmp) / CHECKPOINT_FILE)
-        meta = {"step": run.step, "tokens": run.tokens, "config_hash": run.config.config_hash()}
-        (Path(tmp) / CHECKPOINT_META).write_text(json.dumps(meta))
+        write_checkpoint(run, Path(tmp))
         yield Checkpoint.from_directory(tmp)
 
 
@@ -217,13 +214,13 @@ def _maybe_resume(run: Any, checkpoint: Any) -> int | None:
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as directory:
-        meta = json.loads((Path(directory) / CHECKPOINT_META).read_text())
+        meta = read_meta(Path(directory))
         expected = run.config.config_hash()
         if meta.get("config_hash") != expected:
             raise RuntimeError(
                 f"checkpoint {checkpoint.path} belongs to config {meta.get('config_hash')}, not {expected}"
             )
-        state = torch.load(Path(directory) / CHECKPOINT_FILE, map_location=run.device, weights_only=False)
+        state = read_state(Path(directory), run.device)
     run.load_state_dict(state)
     return int(run.step)
 
