@@ -48,6 +48,9 @@ def _network_error(exc: BaseException) -> bool:
 def load_tasks(names: Sequence[str], *, corpus: str = "stdlib") -> list[Any]:
     """The harness tasks of ``names`` (local ones built from ``corpus``). One-line ``EvalError`` for an
     unknown name or a harness task whose data cannot be downloaded."""
+    # The harness's own notices (task metadata hints, "Building contexts…") are not the user's business:
+    # lossweep reports what fails in one line of its own.
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
     require_lm_eval()
     if not names:
         raise EvalError("no tasks named; name at least one, e.g. --tasks " + LOCAL_TASKS[0])
@@ -117,7 +120,6 @@ def evaluate(
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    logging.getLogger("lm_eval").setLevel(logging.WARNING)
     results = simple_evaluate(
         model=lm,
         tasks=loaded,
