@@ -5,8 +5,20 @@ from __future__ import annotations
 
 import typer
 
-from lossweep.cli import client, cluster, data, demo, presets, serve, sweep, sweep_report, train, train_ray
-from lossweep.cli import eval as eval_cli
+from trainables.losses.plugins import PluginError
+
+
+def _broken_plugin(exc: PluginError) -> SystemExit:
+    """An installed loss plugin is broken: say which, in one line, without a traceback."""
+    typer.echo(f"error: {exc}", err=True)
+    return SystemExit(2)
+
+
+try:  # the command modules read the loss registry as they load, and so load the installed plugins
+    from lossweep.cli import client, cluster, data, demo, presets, serve, sweep, sweep_report, train, train_ray
+    from lossweep.cli import eval as eval_cli
+except PluginError as exc:
+    raise _broken_plugin(exc) from None
 
 app = typer.Typer(
     name="lossweep",
@@ -21,13 +33,10 @@ for module in (train, train_ray, cluster, sweep, sweep_report, presets, serve, c
 
 
 def main() -> None:
-    from trainables.losses.plugins import PluginError
-
     try:
         app()
-    except PluginError as exc:  # an installed loss plugin is broken: say which, without a traceback
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(2) from None
+    except PluginError as exc:
+        raise _broken_plugin(exc) from None
 
 
 if __name__ == "__main__":

@@ -190,5 +190,13 @@ def build_train_config(flags: RunFlags, *, use_gpu: bool | None = None) -> Train
         config = TrainConfig.from_dict(doc)
         config.data.micro_steps(config.data.batch_size)  # a necessary condition here; `train` checks each worker's
     except ValueError as exc:
-        raise FlagError(f"--micro-batch: {exc}" if "must divide" in str(exc) else str(exc)) from None
+        raise FlagError(f"--micro-batch: {exc}" if "must divide" in str(exc) else _named_flag(str(exc))) from None
     return config
+
+
+def _named_flag(message: str) -> str:
+    """A config's message about a setting (``divergence.l0 must be …``) as about its option (``--l0: must be …``)."""
+    for f in run_flags():
+        if message.startswith(f"{f.path} "):
+            return f"{f.option}: {message[len(f.path) + 1 :]}"
+    return message

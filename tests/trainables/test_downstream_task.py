@@ -40,7 +40,7 @@ def test_trained_model_scores_above_chance_and_untrained_at_chance(train_data_ca
         model="tiny",
         steps=STEPS,
         eval_interval=STEPS,
-        data=DataConfig(seq_len=64, batch_size=16, eval_batches=1, cache_dir=train_data_cache),
+        data=DataConfig(seq_len=64, batch_size=16, eval_tokens=64, test_tokens=64, cache_dir=train_data_cache),
         optim=OptimConfig(lr=3e-3, warmup_steps=20),
     )
     run = TrainingRun(config)

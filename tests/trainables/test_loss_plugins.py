@@ -70,7 +70,7 @@ SweepSpec.model_validate({"methods": ["hidden_norm"], "coefficients": {"hidden_n
 def test_train_local_runs_a_plugin_term(loss_plugin_site: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "lossweep.cli.main", "train-local", "--preset", "tiny", "--steps", "3",
-         "--batch-size", "4", "--seq-len", "32", "--eval-batches", "1", "--json",
+         "--batch-size", "4", "--seq-len", "32", "--eval-tokens", "32", "--test-tokens", "64", "--json",
          "--loss", "hidden_norm=0.01,target=2", "--loss", "mu_centering"],
         env=plugin_env(loss_plugin_site), capture_output=True, text=True, timeout=300,
     )  # fmt: skip

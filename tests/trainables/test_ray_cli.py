@@ -26,7 +26,7 @@ def test_train_json_on_ray(ray_cluster: LocalCluster, tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = _train(
         "--preset", "tiny", "--steps", "20", "--seq-len", "32", "--batch-size", "4", "--eval-interval", "10",
-        "--eval-batches", "1", "--workers", "2", "--checkpoint-interval", "10",
+        "--eval-tokens", "32", "--test-tokens", "64", "--workers", "2", "--checkpoint-interval", "10",
         "--address", ray_cluster.address, "--out", str(out), "--name", "cli", "--json",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

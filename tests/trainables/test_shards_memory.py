@@ -58,7 +58,7 @@ _LAUNCHER = (
 def _peak_rss_mb(corpus: Path, out: Path) -> tuple[float, dict[str, object]]:
     lossweep = Path(sys.executable).with_name("lossweep")
     cmd = [str(lossweep), "train-local", "--data", f"shards:{corpus}", "--steps", "20", "--seq-len", "64",
-           "--batch-size", "64", "--eval-interval", "10", "--eval-batches", "4", "--out", str(out),
+           "--batch-size", "64", "--eval-interval", "10", "--eval-tokens", "8192", "--out", str(out),
            "--json"]  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", _LAUNCHER, *cmd], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

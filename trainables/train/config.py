@@ -230,7 +230,6 @@ class DivergenceConfig(_DictMixin):
         metadata=setting(
             "L0: 'ln_v' (ln V, the paper's text), 'initial' (measured before step 1) or a number > 0 "
             "(the official notebook's 10.83).",
-            gt=0,
             spec="divergence",
             flag="--l0",
         ),
