@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from search_spaces.analysis.stats import paired_difference
 from search_spaces.run.sweep_dir import EVAL_ERROR_COLUMN, EVAL_STATUS_COLUMN, eval_column, eval_tasks
 from trainables.losses.registry import BASELINE
 
@@ -62,7 +63,8 @@ def task_table(trials: pd.DataFrame) -> dict[str, Any]:
 
 def paired_task_differences(table: Mapping[str, Any], baseline: str = BASELINE) -> list[dict[str, Any]]:
     """For each task and each method other than ``baseline``: ``n`` seeds where both were evaluated,
-    the per-seed ``differences`` (method − baseline accuracy) and their ``mean``. With several
+    the per-seed ``differences`` (method − baseline accuracy), their ``mean``, its 95 % interval
+    (``low``, ``high``), paired-t ``p``, ``verdict`` and ``mde`` (``search_spaces.analysis.stats``). With several
     configurations of one method at a seed (``eval.on: all``), the one with the lowest best validation
     loss stands for it."""
     chosen: dict[tuple[str, int], Mapping[str, Any]] = {}
@@ -88,6 +90,11 @@ def paired_task_differences(table: Mapping[str, Any], baseline: str = BASELINE) 
                     diffs.append({"seed": seed, "difference": a["acc"] - b["acc"]})
             if diffs:
                 values = [d["difference"] for d in diffs]
+                # stats judges a loss (lower is better): an accuracy's gain is the loss of its negative
+                judged = paired_difference([-v for v in values], [0.0] * len(values))
                 out.append({"task": task, "method": method, "baseline": baseline, "n": len(values),
-                            "differences": diffs, "mean": sum(values) / len(values)})  # fmt: skip
+                            "differences": diffs, "mean": sum(values) / len(values),
+                            "low": None if judged.high is None else -judged.high,
+                            "high": None if judged.low is None else -judged.low,
+                            "p": judged.p, "verdict": judged.verdict, "mde": judged.mde})  # fmt: skip
     return out

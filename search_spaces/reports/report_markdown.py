@@ -313,9 +313,11 @@ def _downstream(data: Mapping[str, Any]) -> list[str]:
     if paired:
         out += ["", f"Per-seed differences against the baseline ({section.get('rule')}):", ""]
         out += md_table(
-            ["task", "method", "n", "mean difference", "per seed"],
+            ["task", "method", "n", "mean difference [95 % CI]", "p", "verdict", "per seed"],
             [
-                [p["task"], method_name(p["method"]), p["n"], f"{p['mean']:+.3f}",
+                [p["task"], method_name(p["method"]), p["n"],
+                 f"{p['mean']:+.3f}" + ("" if p.get("low") is None else f" [{p['low']:+.3f}, {p['high']:+.3f}]"),
+                 fmt(p.get("p")), p.get("verdict", ""),
                  ", ".join(f"{d['seed']}: {d['difference']:+.3f}" for d in p["differences"])]
                 for p in paired
             ],

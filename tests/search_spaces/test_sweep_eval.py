@@ -98,5 +98,30 @@ def test_report_shows_accuracy_beside_the_loss_and_per_seed_differences(tmp_path
     (paired,) = section["paired"]
     assert paired["method"] == "z_loss" and paired["n"] == 2
     assert [d["difference"] for d in paired["differences"]] == pytest.approx([0.05, -0.02])
+    # the interval, p and verdict of an accuracy gain, against scipy directly (higher accuracy is better)
+    import numpy as np
+    import scipy.stats as sps
+
+    d = np.array([0.05, -0.02])
+    half = sps.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    assert (paired["low"], paired["high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    assert paired["p"] == pytest.approx(sps.ttest_1samp(d, 0.0).pvalue)
+    assert paired["verdict"] == "not resolved"
     text = to_markdown(report)
     assert "## Downstream accuracy" in text and "0.350 ± 0.01" in text
+
+
+def test_a_consistent_accuracy_gain_is_better_and_a_loss_worse() -> None:
+    from search_spaces.analysis.downstream import paired_task_differences
+
+    def table(gains: list[float]) -> dict:
+        rows = []
+        for seed, gain in enumerate(gains):
+            rows.append({"method": "baseline", "seed": seed, "best_val_loss": 1.0, "scores": {"t": {"acc": 0.3}}})
+            rows.append({"method": "z_loss", "seed": seed, "best_val_loss": 1.0, "scores": {"t": {"acc": 0.3 + gain}}})
+        return {"tasks": ["t"], "rows": rows}
+
+    (up,) = paired_task_differences(table([0.10, 0.12, 0.11]))
+    assert up["verdict"] == "better" and 0 < up["low"] < up["mean"] < up["high"]
+    (down,) = paired_task_differences(table([-0.10, -0.12, -0.11]))
+    assert down["verdict"] == "worse" and down["high"] < 0
