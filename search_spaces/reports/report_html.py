@@ -30,6 +30,7 @@ from search_spaces.reports.report_text import (
     speedup_targets_rows,
     status_line,
     stop_text,
+    test_ce_text,
 )
 from search_spaces.run.sweep_dir import SweepStatus, TrialStatus
 from trainables.losses.registry import TERMS
@@ -510,6 +511,7 @@ def _trials(data: Mapping[str, Any]) -> str:
                 escape(str(t["status"])),
                 fmt(t["final_val_loss"]),
                 fmt(t["best_val_loss"]),
+                test_ce_text(t),
                 str(t["best_step"]) if t["best_step"] is not None else "–",
                 str(t["steps"]) if t["steps"] is not None else "–",
                 fmt_tokens(t["tokens"]),

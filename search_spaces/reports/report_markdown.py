@@ -30,6 +30,7 @@ from search_spaces.reports.report_text import (
     speedup_targets_rows,
     status_line,
     stop_text,
+    test_ce_text,
 )
 
 
@@ -278,6 +279,7 @@ def _trials(data: Mapping[str, Any]) -> list[str]:
                 t["status"],
                 fmt(t["final_val_loss"]),
                 fmt(t["best_val_loss"]),
+                test_ce_text(t),
                 t["best_step"],
                 t["steps"],
                 fmt_tokens(t["tokens"]),

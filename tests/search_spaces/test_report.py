@@ -467,3 +467,13 @@ def test_confirm_stage_gives_the_verdicts_and_the_intervals(tmp_path: Path) -> N
     assert "## Confirmed on fresh seeds" in md and "better" in md
     html = Path(paths["html"]).read_text()
     assert 'id="fig-confirm"' in html and 'class="verdict better"' in html
+
+
+def test_the_trial_table_shows_the_test_ce_with_its_standard_error(tmp_path: Path) -> None:
+    measured = trial("t", "baseline", 1e-3, 2.0) | {"test_ce": 2.15971, "test_ce_se": 0.00861}
+    unmeasured = trial("u", "baseline", 1e-2, 2.1)
+    data, md, html = _render_all(write_sweep(tmp_path / "s", [measured, unmeasured]))
+    row = next(t for t in data["trials"] if t["trial_id"] == "t")
+    assert (row["test_ce"], row["test_ce_se"]) == (pytest.approx(2.15971), pytest.approx(0.00861))
+    assert "test CE ± SE" in md and "2.1597 ± 0.0086" in md
+    assert "2.1597 ± 0.0086" in html
