@@ -318,8 +318,8 @@ def _downstream(data: Mapping[str, Any]) -> list[str]:
             ["task", "method", "n", "mean difference [95 % CI]", "p", "verdict", "per seed"],
             [
                 [p["task"], method_name(p["method"]), p["n"],
-                 f"{p['mean']:+.3f}" + ("" if p.get("low") is None else f" [{p['low']:+.3f}, {p['high']:+.3f}]"),
-                 fmt(p.get("p")), p.get("verdict", ""),
+                 interval_text(p["mean"], p.get("low"), p.get("high"), digits=3, signed=True),
+                 p_text(p.get("p")), p.get("verdict", ""),
                  ", ".join(f"{d['seed']}: {d['difference']:+.3f}" for d in p["differences"])]
                 for p in paired
             ],

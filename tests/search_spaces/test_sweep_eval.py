@@ -108,7 +108,11 @@ def test_report_shows_accuracy_beside_the_loss_and_per_seed_differences(tmp_path
     assert paired["p"] == pytest.approx(sps.ttest_1samp(d, 0.0).pvalue)
     assert paired["verdict"] == "not resolved"
     text = to_markdown(report)
-    assert "## Downstream accuracy" in text and "0.350 ± 0.01" in text
+    assert "## Downstream accuracy" in text and "0.350 ± 0.01" in text and "not resolved" in text
+    from search_spaces.reports.report_html import to_html
+
+    html = to_html(report)
+    assert 'id="downstream"' in html and "0.350 ± 0.01" in html and "+0.015 [" in html
 
 
 def test_a_consistent_accuracy_gain_is_better_and_a_loss_worse() -> None:
