@@ -224,6 +224,14 @@ def test_compiling_steps_count_as_compile_time_not_training(
     plain_rows: list[dict] = []
     plain.run(plain_rows.append)
     untimed = TIMING | {"compile_s"}
-    assert [{k: v for k, v in r.items() if k not in untimed} for r in rows] == [
-        {k: v for k, v in r.items() if k not in untimed} for r in plain_rows
-    ]
+    # Training is bit-identical; the evaluations' statistics come from the compiled graph, equal up to
+    # float32 reassociation.
+    def numbers(r: dict) -> dict:
+        return {k: v for k, v in r.items() if k not in untimed and isinstance(v, int | float) and v is not None}
+
+    def others(r: dict) -> dict:
+        return {k: v for k, v in r.items() if k not in untimed and k not in numbers(r)}
+
+    assert [numbers(r) for r in rows] == [pytest.approx(numbers(r), rel=1e-5, abs=1e-6) for r in plain_rows]
+    assert [others(r) for r in rows] == [others(r) for r in plain_rows]
+    assert [r["train_loss"] for r in rows] == [r["train_loss"] for r in plain_rows]
