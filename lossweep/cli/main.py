@@ -15,7 +15,7 @@ def _broken_plugin(exc: PluginError) -> SystemExit:
 
 
 try:  # the command modules read the loss registry as they load, and so load the installed plugins
-    from lossweep.cli import client, cluster, data, demo, presets, serve, sweep, sweep_report, train, train_ray
+    from lossweep.cli import client, cluster, data, demo, presets, results, serve, sweep, sweep_report, train, train_ray
     from lossweep.cli import eval as eval_cli
 except PluginError as exc:
     raise _broken_plugin(exc) from None
@@ -28,7 +28,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (train, train_ray, cluster, sweep, sweep_report, presets, serve, client, demo, data, eval_cli):
+for module in (train, train_ray, cluster, sweep, sweep_report, presets, serve, client, demo, data, eval_cli, results):
     module.register(app)
 
 

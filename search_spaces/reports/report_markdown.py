@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import yaml
@@ -327,10 +327,23 @@ def _downstream(data: Mapping[str, Any]) -> list[str]:
     return [*out, ""]
 
 
+#: The report's analysis sections in page order, by name (the results page picks from them).
+SECTIONS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
+    "confirm": _confirm,
+    "best": _best,
+    "lrs": _lrs,
+    "lambda": _lambda,
+    "speedup": _speedup,
+    "insights": insights_report.markdown,
+    "downstream": _downstream,
+}
+
+
 def to_markdown(report: Report) -> str:
     data = report.data
-    lines = _header(data) + _confirm(data) + _best(data) + _lrs(data) + _lambda(data) + _speedup(data)
-    lines += insights_report.markdown(data)
-    lines += _downstream(data) + _trials(data)
+    lines = _header(data)
+    for section in SECTIONS.values():
+        lines += section(data)
+    lines += _trials(data)
     lines += [f"_Method references: {paper_reference.OEC_CITATION}; {paper_reference.SIMREG_CITATION}._", ""]
     return "\n".join(lines)

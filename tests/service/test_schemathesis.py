@@ -12,7 +12,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Unsatisfiable
+from hypothesis.errors import Flaky, Unsatisfiable
 from schemathesis import GenerationMode
 
 from tests.fixtures.service import LiveService
@@ -86,11 +86,19 @@ def test_stateful_sequences_never_get_a_server_error(service_factory) -> None:  
 
     target = stateful_cases()
     started = time.monotonic()
-    while calls["n"] < target and not failures:
+    flaky_batches = 0
+    while calls["n"] < target and not failures and flaky_batches < 20:
         batch = max(5, (target - calls["n"]) // 4)
-        Machine.run(settings=settings(max_examples=batch, deadline=None, database=None, stateful_step_count=8,
-                                      suppress_health_check=list(HealthCheck)))
+        try:
+            Machine.run(settings=settings(max_examples=batch, deadline=None, database=None, stateful_step_count=8,
+                                          suppress_health_check=list(HealthCheck)))
+        except Flaky:
+            # Which links are live depends on the server's answers (a submit that was refused leaves no
+            # sweep to follow), so Hypothesis may see one sequence draw differently on a replay. That is
+            # not an answer from the service: the 5xx check above is what this test judges, so go on.
+            flaky_batches += 1
     elapsed = time.monotonic() - started
-    print(f"schemathesis stateful: {calls['n']} calls ({calls['linked']} on existing sweeps) in {elapsed:.0f} s")
+    print(f"schemathesis stateful: {calls['n']} calls ({calls['linked']} on existing sweeps) in {elapsed:.0f} s, "
+          f"{flaky_batches} batches cut short by a replay that drew differently")
     assert calls["n"] >= target and calls["linked"] > 0
     assert not failures, "\n".join(failures[:10])
