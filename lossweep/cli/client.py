@@ -116,11 +116,13 @@ def submission_body(target: str, sets: list[str], name: str | None) -> dict[str,
     """A SweepSpec from a YAML file (with ``--set`` applied here) or a preset submission."""
     import yaml
 
+    from search_spaces.spec.sweep_spec import load_yaml
+
     overrides = parse_sets(sets)
     path = Path(target)
     if path.suffix in (".yaml", ".yml", ".json") or path.is_file():
         try:
-            doc = yaml.safe_load(path.read_text())
+            doc = load_yaml(path.read_text())
         except OSError as exc:
             raise ServiceError(f"cannot read {target}: {exc.strerror or exc}") from exc
         except yaml.YAMLError as exc:

@@ -158,6 +158,17 @@ def test_yaml_and_json_are_the_same_document() -> None:
     assert isinstance(spec.lr, Range)
 
 
+def test_spec_yaml_reads_on_and_yes_as_words_and_exponents_as_numbers() -> None:
+    """The documented ``eval: {on: confirm}`` must not become the key ``True`` (YAML 1.1's booleans)."""
+    from search_spaces.spec.sweep_spec import load_yaml
+
+    doc = load_yaml("eval: {tasks: [lossweep_next_line], on: confirm}\nx: [yes, no, off, true, False]\nlr: 1e-3\n")
+    assert doc == {"eval": {"tasks": ["lossweep_next_line"], "on": "confirm"}, "x": ["yes", "no", "off", True, False],
+                   "lr": 0.001}  # fmt: skip
+    spec = SweepSpec.model_validate({**BASE, **load_yaml("eval:\n  tasks: [lossweep_next_line]\n  on: all\n")})
+    assert spec.eval is not None and spec.eval.on == "all"
+
+
 def test_json_schema_has_examples() -> None:
     schema = SweepSpec.model_json_schema()
     assert schema["examples"][0]["methods"]
