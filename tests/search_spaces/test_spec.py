@@ -253,7 +253,7 @@ def test_the_study_specs_in_the_docs_are_valid_sweeps() -> None:
     assert studies
     for path in studies:
         spec = load_spec(path)
-        assert spec.name == path.stem and spec.num_trials() == len(spec.methods) * len(spec.seeds)
+        assert spec.name == path.stem and spec.num_trials() >= len(spec.methods) * len(spec.seeds)
 
 
 CONFIRM: dict[str, Any] = {"methods": ["baseline", "mu_centering"], "seeds": [0, 1]}
