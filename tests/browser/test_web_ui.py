@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from tests.browser.web_ui import (
+    TASK,
     allowed_errors,
     click,
     column,
@@ -87,6 +88,15 @@ def test_sweeps_list_and_sweep_page_of_a_finished_sweep(
     )
     assert [m for m, _ in mech] == ["mu_norm", "logits_mean", "logits_absmax", "log_z_mean"]
     assert all(n == len(trials) for _, n in mech), mech
+    # The trial table shows each finished trial's test CE with its standard error, and its stage.
+    test_ce = column(browser, "test_ce")
+    assert any("±" in v for v in test_ce) and "–" in test_ce, test_ce  # a diverged trial has none
+    # The downstream section: one row per evaluated trial, and z-loss's per-seed gain over the baseline.
+    evaluated = [t for t in trials if t.get("eval_status") == "DONE"]
+    assert len(evaluated) == 4
+    assert int(evaluate(browser, "document.querySelectorAll('#downstream-table tbody tr').length")) == len(evaluated)
+    gain = text_of(browser, "#downstream-paired tbody tr") or ""
+    assert TASK in gain and "z_loss" in gain and "+0.0500" in gain, gain
     # Downloads are offered for every format; cancel is not (the sweep has ended).
     labels = evaluate(browser, "[...document.querySelectorAll('[data-download]')].map(b => b.dataset.download)")
     assert labels == ["report.html", "report.md", "report.json", "best-config.yaml", "best-config.json", "trials.csv",

@@ -17,6 +17,8 @@ from tests.search_spaces.synthetic_sweep import paper_grid_trials, trial, write_
 # Chromium logs every 4xx/5xx answer to fetch() as a console error; a test that provokes one on purpose
 # allows exactly that status and nothing else.
 NETWORK_ERROR = "Failed to load resource: the server responded with a status of {status}"
+#: The downstream task of the synthetic finished sweep's evaluated trials.
+TASK = "lossweep_next_line"
 
 
 def evaluate(tools: DevTools, expression: str, *, await_promise: bool = False) -> Any:
@@ -132,12 +134,20 @@ def finished_sweep(live: LiveService, user: str, name: str) -> dict[str, Any]:
     """A sweep of ``user`` that has ended SUCCEEDED with a synthetic paper-grid result in its sweep dir (the
     LR grid, coefficients, a diverged baseline at the largest LR, logit statistics)."""
     from search_spaces.run.results import read_progress
+    from search_spaces.run.sweep_dir import EVAL_STATUS_COLUMN, eval_column
     from service.db import session_scope
     from service.models import Sweep
 
     sweep = submit(live, user, name)
     rows = [t for t in paper_grid_trials(seeds=(0, 1)) if t["method"] in ("baseline", "z_loss", "mu_centering")]
     rows.append(trial("extra-mu", "mu_loss", 1e-2, 2.1, mu_loss_weight=1e-4))
+    for row in rows:  # a test CE on the finished trials; a downstream evaluation at lr 1e-2 (both seeds)
+        if row["status"] == "TERMINATED":
+            row.update(test_ce=row["final_val_loss"] + 0.01, test_ce_se=0.02, test_tokens=4096)
+        if row["lr"] == 1e-2 and (row["method"] == "baseline" or row.get("z_loss_weight") == 1e-4):
+            acc = 0.40 + (0.05 if row["method"] == "z_loss" else 0.0) + 0.01 * row["seed"]
+            row.update({eval_column(TASK, "acc"): acc, eval_column(TASK, "acc_se"): 0.02,
+                        eval_column(TASK, "n"): 500, EVAL_STATUS_COLUMN: "DONE"})  # fmt: skip
     with session_scope(live.app.state.lossweep.sessions) as session:
         row = session.get(Sweep, sweep["id"])
         assert row is not None

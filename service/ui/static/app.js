@@ -232,7 +232,8 @@
     const tableBox = el('div', { class: 'table-wrap', id: 'trials' });
     const reportNote = el('p', { class: 'muted', id: 'report-note' });
     const evidenceBox = el('div', { id: 'evidence' });
-    view.replaceChildren(head, el('p', { id: 'page-error', class: 'error' }), evidenceBox,
+    const downstreamBox = el('div', { id: 'downstream' });
+    view.replaceChildren(head, el('p', { id: 'page-error', class: 'error' }), evidenceBox, downstreamBox,
       el('h2', {}, 'Validation curves'), el('p', { class: 'muted' }, 'Every trial against training tokens, coloured by method; ✕ marks where a trial diverged. Updated as trials report.'),
       el('div', { class: 'card chart tall' }, curvesCanvas), reportNote,
       el('div', { class: 'grid2' },
@@ -331,7 +332,7 @@
     function renderTable() {
       const coefs = [...new Set((report ? report.trials : []).flatMap((t) => Object.keys(t.coefficients || {})))];
       const cols = [['trial_id', 'trial'], ['method', 'method'], ['lr', 'lr'], ...coefs.map((c) => [c, c]), ['seed', 'seed'], ['status', 'status'],
-        ['final_val_loss', 'final val CE'], ['best_val_loss', 'best val CE'], ['steps', 'steps'], ['tokens', 'tokens'], ['diverged_step', 'diverged at']];
+        ['stage', 'stage'], ['final_val_loss', 'final val CE'], ['best_val_loss', 'best val CE'], ['test_ce', 'test CE ± SE'], ['steps', 'steps'], ['tokens', 'tokens'], ['diverged_step', 'diverged at']];
       const numeric = (v) => typeof v === 'number';
       const rows = [...trials].sort((a, b) => {
         const x = a[sortKey]; const y = b[sortKey];
@@ -344,6 +345,7 @@
         const v = t[k];
         if (k === 'lr' || coefs.includes(k)) return el('td', { class: 'num' }, v === null || v === undefined ? '–' : Number(v).toPrecision(3));
         if (k.endsWith('val_loss')) return el('td', { class: 'num' }, fmt(v));
+        if (k === 'test_ce') return el('td', { class: 'num' }, v === null || v === undefined ? '–' : `${fmt(v)} ± ${fmt(t.test_ce_se)}`);
         if (k === 'tokens') return el('td', { class: 'num' }, fmtTokens(v));
         if (k === 'diverged_step') return el('td', { class: 'num' }, v !== null && v >= 0 ? `${v} (${t.diverged_cause || ''})` : '');
         return el('td', {}, v === null || v === undefined ? '–' : String(v));
@@ -390,6 +392,27 @@
             el('td', { class: 'num' }, ci(d.delta_mean, d.delta_low, d.delta_high, '+')), el('td', { class: 'num' }, d.p !== null ? Number(d.p).toPrecision(2) : ''),
             verdictCell(d.verdict), el('td', {}, powerText(d))))))));
     }
+    // Zero-shot accuracy of the evaluated trials, and each method's per-seed gain over the baseline.
+    function renderDownstream() {
+      const section = report.downstream || { tasks: [], rows: [] };
+      if (!section.rows || !section.rows.length) { downstreamBox.replaceChildren(); return; }
+      const score = (s) => (s ? `${Number(s.acc).toFixed(3)} ± ${fmt(s.acc_se)} (n=${s.n})` : '—');
+      const paired = section.paired || [];
+      downstreamBox.replaceChildren(el('h2', {}, 'Downstream accuracy'),
+        el('p', { class: 'muted' }, 'Zero-shot accuracy ± its standard error per task (lm-evaluation-harness).'),
+        el('div', { class: 'table-wrap' }, el('table', { id: 'downstream-table' },
+          el('thead', {}, el('tr', {}, ['trial', 'method', 'lr', 'seed', 'best val CE', ...section.tasks, 'evaluation'].map((h) => el('th', {}, h)))),
+          el('tbody', {}, section.rows.map((r) => el('tr', { 'data-trial': r.trial_id }, el('td', {}, r.trial_id), el('td', {}, r.method),
+            el('td', { class: 'num' }, r.lr === null ? '–' : Number(r.lr).toPrecision(3)), el('td', { class: 'num' }, String(r.seed)),
+            el('td', { class: 'num' }, fmt(r.best_val_loss)), ...section.tasks.map((t) => el('td', { class: 'num' }, score(r.scores[t]))),
+            el('td', {}, r.eval_error || r.eval_status || '')))))),
+        paired.length ? el('p', { class: 'muted' }, `Per-seed differences against the baseline: ${section.rule}.`) : null,
+        paired.length ? el('div', { class: 'table-wrap' }, el('table', { id: 'downstream-paired' },
+          el('thead', {}, el('tr', {}, ['task', 'method', 'n', 'accuracy gain [95% CI]', 'p', 'verdict'].map((h) => el('th', {}, h)))),
+          el('tbody', {}, paired.map((d) => el('tr', {}, el('td', {}, d.task), el('td', {}, d.method), el('td', { class: 'num' }, String(d.n)),
+            el('td', { class: 'num' }, ci(d.mean, d.low, d.high, '+')), el('td', { class: 'num' }, d.p !== null && d.p !== undefined ? Number(d.p).toPrecision(2) : ''),
+            verdictCell(d.verdict)))))) : null);
+    }
     function renderReport() {
       if (!report) return;
       colors = { ...colors, ...(report.mechanism.colors || {}) };
@@ -420,6 +443,7 @@
       lrsCanvas.dataset.series = String(lrsSets.filter((d) => !d.band).length);
       lrsCanvas.dataset.bands = String(lrsSets.filter((d) => d.band).length / 2);
       renderEvidence();
+      renderDownstream();
       // Importance.
       const imp = report.importance;
       document.getElementById('importance-rule').textContent = `Optuna's ${imp.evaluator} over ${imp.n_trials} finished trials; objective: ${imp.objective}.${imp.missing.length ? ' ' + imp.missing.join('; ') + '.' : ''}`;
