@@ -66,6 +66,11 @@ def figures(data: Mapping[str, Any], lrs_table: pd.DataFrame, trials: pd.DataFra
                     l0=l0,
                 )
             )
+            families = [f for f in data["lr_sensitivity"]["families"]
+                        if f["method"] == method and (f.get("coefficients") or {}).get(column) is not None]  # fmt: skip
+            if len(families) >= 2:
+                figures.append(plots.lambda_plot(f"lambda-{method}", families, column=column,
+                                                 title=f"λ robustness: {title}, every seed", l0=l0))  # fmt: skip
         else:
             figures.append(_scatter(f"heat-{method}", trials, method, column, "lr", _SCATTER_CAPTION))
     if data["curves"]:

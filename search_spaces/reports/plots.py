@@ -386,6 +386,63 @@ def heatmap_plot(
     return Plot(name, caption, alt, lambda: _render(draw(), name, alt))
 
 
+def lambda_plot(name: str, families: Sequence[Mapping[str, Any]], *, column: str, title: str, l0: float | None) -> Plot:
+    """λ robustness with its spread: final loss against the coefficient (log axis), one line per learning
+    rate joining the seed means, every seed a dot and the 95% t-interval of the mean an error bar.
+
+    ``families`` are LR-sensitivity rows of one method, each with one value of ``column`` and its
+    per-learning-rate ``cells`` (``lr``, ``mean``, ``low``, ``high``, ``seeds``, ``diverged``).
+    """
+    by_lr: dict[float, list[tuple[float, Mapping[str, Any]]]] = {}
+    for fam in families:
+        lam = (fam.get("coefficients") or {}).get(column)
+        if lam is None or lam <= 0:
+            continue
+        for cell in fam.get("cells") or []:
+            by_lr.setdefault(float(cell["lr"]), []).append((float(lam), cell))
+    palette = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
+
+    def draw() -> Figure:
+        with rc_context(_RC):
+            fig = _figure(width=7.2, height=4.4)
+            ax = fig.add_subplot()
+            for index, lr in enumerate(sorted(by_lr)):
+                color = palette[index % len(palette)]
+                points = sorted(by_lr[lr], key=lambda p: p[0])
+                xs = [x for x, _ in points]
+                means = [c["mean"] for _, c in points]
+                ax.plot(xs, means, marker="o", ms=4.5, color=color, lw=1.6, label=f"lr {_fmt_lr(lr)}")
+                for x, c in points:
+                    if c.get("low") is not None and c.get("high") is not None:
+                        ax.errorbar([x], [c["mean"]], yerr=[[c["mean"] - c["low"]], [c["high"] - c["mean"]]],
+                                    color=color, capsize=3, lw=1.0)  # fmt: skip
+                    seeds = list((c.get("seeds") or {}).values())
+                    if len(seeds) >= 2:
+                        ax.scatter([x] * len(seeds), seeds, s=10, color=color, alpha=0.55, zorder=3, linewidths=0)
+                div = [(x, c["mean"]) for x, c in points if c.get("diverged")]
+                _diverged_marks(ax, div, color, size=90)
+            if l0 is not None:
+                ax.axhline(l0, color="#b22222", lw=1.0, ls="--")
+            ax.set_xscale("log")
+            ax.set_xlabel(f"{column} (log scale)")
+            ax.set_ylabel("final loss (nats)")
+            ax.set_title(title, loc="left")
+            if by_lr:
+                fig.legend(loc="outside lower center", ncols=min(len(by_lr), 4))
+        return fig
+
+    alt = (
+        f"Line chart of final loss against {column} on a log axis, one line per learning rate ({len(by_lr)} lines), "
+        "with every seed as a dot and a 95% interval bar at each point."
+    )
+    caption = (
+        f"Final loss against {column}, one line per peak learning rate: the line joins the means over seeds, each "
+        "dot is one seed, the bar the 95% t-interval of the mean (two or more seeds); ✕ = a diverged run in the "
+        "cell, counted as ln V (the dashed line). A robust coefficient keeps every line low and flat."
+    )
+    return Plot(name, caption, alt, lambda: _render(draw(), name, alt))
+
+
 def scatter_plot(
     name: str,
     points: Sequence[Mapping[str, Any]],

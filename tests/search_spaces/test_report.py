@@ -139,7 +139,9 @@ def test_json_holds_every_section(paper_report: dict[str, str]) -> None:
     assert names == [
         "lr-sensitivity",
         "heat-z_loss",
+        "lambda-z_loss",
         "heat-mu_loss",
+        "lambda-mu_loss",
         "heat-simreg",
         "val-curves",
         "diagnostics",
@@ -477,3 +479,18 @@ def test_the_trial_table_shows_the_test_ce_with_its_standard_error(tmp_path: Pat
     assert (row["test_ce"], row["test_ce_se"]) == (pytest.approx(2.15971), pytest.approx(0.00861))
     assert "test CE ± SE" in md and "2.1597 ± 0.0086" in md
     assert "2.1597 ± 0.0086" in html
+
+
+def test_lambda_plot_draws_every_seed_and_an_interval_per_cell() -> None:
+    from search_spaces.reports import plots
+
+    def cell(lr: float, base: float) -> dict[str, object]:
+        seeds = {"0": base, "1": base + 0.02, "2": base + 0.04}
+        return {"lr": lr, "n": 3, "mean": base + 0.02, "low": base, "high": base + 0.04, "diverged": 0, "seeds": seeds}
+
+    families = [{"method": "z_loss", "coefficients": {"z_loss_weight": lam},
+                 "cells": [cell(1e-2, 2.0), cell(3e-1, 2.5 + lam)]} for lam in (1e-4, 1e-1)]  # fmt: skip
+    plot = plots.lambda_plot("lambda-z_loss", families, column="z_loss_weight", title="λ", l0=5.5)
+    again = plots.lambda_plot("lambda-z_loss", families, column="z_loss_weight", title="λ", l0=5.5)
+    assert "2 lines" in plot.alt and "each dot is one seed" in plot.caption
+    assert plot.svg == again.svg and plot.svg.count("<path") > 10  # two lines, 12 seed dots, 4 bars
