@@ -24,9 +24,11 @@ def resolve_target(target: str) -> tuple[str, dict[str, Any] | None]:
     or a sweep's trial (``SWEEP_DIR/trials/TRIAL_ID`` or ``SWEEP_DIR/TRIAL_ID``); ``ValueError`` when it is none."""
     from search_spaces.run.evaluation import checkpoint_of
     from search_spaces.run.sweep_dir import TRIALS_DIR, read_json, trial_manifest_path
-    from trainables.downstream.checkpoint import latest_checkpoint
+    from trainables.downstream.checkpoint import is_remote, latest_checkpoint
     from trainables.train.checkpoint import is_checkpoint
 
+    if is_remote(target):
+        return _resolve_remote(target.rstrip("/"))
     path = Path(target)
     if not path.exists():
         raise ValueError(f"{target} does not exist")
@@ -40,6 +42,33 @@ def resolve_target(target: str) -> tuple[str, dict[str, Any] | None]:
         manifest = read_json(trial_manifest_path(str(sweep_dir), trial_id))
         if manifest is not None:
             return checkpoint_of(str(sweep_dir), trial_id), manifest.get("config")
+    raise ValueError(
+        f"{target} is not a checkpoint, a Ray Train run folder or a sweep's trial (SWEEP_DIR/trials/TRIAL_ID)"
+    )
+
+
+def _resolve_remote(target: str) -> tuple[str, dict[str, Any] | None]:
+    """:func:`resolve_target` on object storage (a sweep dir on S3: its trials, their run folders)."""
+    from search_spaces.run import storage
+    from search_spaces.run.evaluation import checkpoint_of
+    from search_spaces.run.sweep_dir import TRIALS_DIR, read_json, trial_manifest_path
+    from trainables.downstream.checkpoint import latest_remote_checkpoint
+    from trainables.train.checkpoint import CHECKPOINT_META
+
+    try:
+        if storage.exists(storage.join(target, CHECKPOINT_META)):
+            return target, None
+        run_checkpoint = latest_remote_checkpoint(target)
+        if run_checkpoint is not None:
+            return run_checkpoint, None
+        parent, trial_id = target.rsplit("/", 1)
+        grand, parent_name = parent.rsplit("/", 1)
+        sweep_dir = grand if parent_name == TRIALS_DIR else parent
+        manifest = read_json(trial_manifest_path(sweep_dir, trial_id))
+    except OSError as exc:  # credentials, endpoint, bucket: pyarrow's message says which
+        raise ValueError(f"{target}: {str(exc).splitlines()[0]}") from None
+    if manifest is not None:
+        return checkpoint_of(sweep_dir, trial_id), manifest.get("config")
     raise ValueError(
         f"{target} is not a checkpoint, a Ray Train run folder or a sweep's trial (SWEEP_DIR/trials/TRIAL_ID)"
     )

@@ -68,13 +68,19 @@ def targets(rows: Iterable[Mapping[str, Any]], on: str) -> list[Mapping[str, Any
 
 def checkpoint_of(sweep_dir: str, trial_id: str) -> str:
     """The last checkpoint of a trial (its Train run folder is in its manifest); ``ValueError`` when none."""
-    from trainables.downstream.checkpoint import latest_checkpoint
+    from trainables.downstream.checkpoint import is_remote, latest_checkpoint, latest_remote_checkpoint
 
-    if storage.is_uri(sweep_dir):
-        raise ValueError("downstream evaluation reads checkpoints from a local sweep dir only")
     manifest = read_json(trial_manifest_path(sweep_dir, trial_id)) or {}
     run_path = manifest.get("run_path")
-    found = latest_checkpoint(Path(run_path)) if run_path else None
+    if run_path and storage.is_uri(sweep_dir) and not is_remote(run_path):
+        # Ray gives a run's path on object storage without its scheme: the sweep dir's scheme is the one.
+        run_path = f"{str(sweep_dir).split('://', 1)[0]}://{run_path.lstrip('/')}"
+    if not run_path:
+        found = None
+    elif is_remote(run_path):
+        found = latest_remote_checkpoint(run_path)
+    else:
+        found = latest_checkpoint(Path(run_path))
     if found is None:
         raise ValueError(f"trial {trial_id} has no checkpoint (run folder {run_path or 'unknown'})")
     return str(found)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from trainables.downstream.errors import EvalError
-from trainables.train.checkpoint import is_checkpoint, read_meta, read_state
+from trainables.train.checkpoint import CHECKPOINT_FILE, CHECKPOINT_META, is_checkpoint, read_meta, read_state
 from trainables.train.config import TrainConfig
 
 
@@ -25,6 +25,49 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     """The checkpoint of a Ray Train run folder with the most steps (the last one it kept)."""
     found = [p for p in run_dir.glob("checkpoint_*") if is_checkpoint(p)] if run_dir.is_dir() else []
     return max(found, key=lambda p: (int(read_meta(p).get("step", 0)), p.name), default=None)
+
+
+def is_remote(path: str) -> bool:
+    """A checkpoint or run folder on object storage (``s3://``, ``gs://``...), not on this node's disk."""
+    return "://" in path
+
+
+def latest_remote_checkpoint(run_uri: str) -> str | None:
+    """:func:`latest_checkpoint` of a run folder on object storage (what a sweep dir on S3 holds)."""
+    import json
+
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(run_uri)
+    scheme = run_uri.split("://", 1)[0]
+    best: tuple[int, str] | None = None
+    for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+        if info.type != pafs.FileType.Directory or not info.base_name.startswith("checkpoint_"):
+            continue
+        files = {f.base_name for f in fs.get_file_info(pafs.FileSelector(info.path))}
+        if not {CHECKPOINT_FILE, CHECKPOINT_META} <= files:
+            continue
+        with fs.open_input_stream(f"{info.path}/{CHECKPOINT_META}") as stream:
+            step = int(json.loads(stream.read()).get("step", 0))
+        best = max(best or (step, info.path), (step, info.path))
+    return None if best is None else f"{scheme}://{best[1]}"
+
+
+def fetch_checkpoint(uri: str, into: Path) -> Path:
+    """Copies a checkpoint folder from object storage to ``into`` (a local folder) and returns the copy."""
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(uri)
+    local = into / root.rstrip("/").rsplit("/", 1)[-1]
+    local.mkdir(parents=True, exist_ok=True)
+    for name in (CHECKPOINT_FILE, CHECKPOINT_META):
+        try:
+            with fs.open_input_stream(f"{root.rstrip('/')}/{name}") as src, (local / name).open("wb") as dst:
+                while chunk := src.read(1 << 22):
+                    dst.write(chunk)
+        except FileNotFoundError:
+            raise EvalError(f"{uri} is not a checkpoint folder (no {name})") from None
+    return local
 
 
 def build_model(config: TrainConfig, *, device: str = "cpu") -> tuple[Any, Any]:

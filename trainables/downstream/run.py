@@ -3,6 +3,7 @@ and ``lossweep eval`` runs it in its own process."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,17 @@ def evaluate_checkpoint(
     with ``threads`` intra-op threads. Raises ``EvalError`` (one line) for bad input."""
     import torch
 
-    from trainables.downstream.checkpoint import load_trained
+    from trainables.downstream.checkpoint import fetch_checkpoint, is_remote, load_trained
     from trainables.downstream.errors import require_lm_eval
     from trainables.downstream.evaluate import evaluate
     from trainables.downstream.lm import LossweepLM
 
     require_lm_eval()
+    if is_remote(checkpoint):  # a sweep dir on object storage: evaluate a local copy
+        with tempfile.TemporaryDirectory(prefix="lossweep-eval-") as tmp:
+            local = fetch_checkpoint(checkpoint, Path(tmp))
+            return evaluate_checkpoint(str(local), tasks, config=config, model=model, limit=limit, corpus=corpus,
+                                       batch_size=batch_size, threads=threads)  # fmt: skip
     cfg = TrainConfig.from_dict(config) if config is not None else None
     recorded: Mapping[str, Any] = {}
     if config is not None:
