@@ -88,6 +88,15 @@ def test_sweeps_list_and_sweep_page_of_a_finished_sweep(
     )
     assert [m for m, _ in mech] == ["mu_norm", "logits_mean", "logits_absmax", "log_z_mean"]
     assert all(n == len(trials) for _, n in mech), mech
+    # λ robustness: z-loss's coefficient grid, one line per learning rate, every seed a dot, CI bands.
+    lam = evaluate(browser, "(() => { const c = document.querySelector(\"#lambda canvas[data-method='z_loss']\"); "
+                            "return c && [c.dataset.lines, c.dataset.points, c.dataset.bands].map(Number); })()")
+    z_runs = [t for t in trials if t["method"] == "z_loss" and t["status"] in ("TERMINATED", "DIVERGED")]
+    seeds_at = {(t["lr"], t["z_loss_weight"]): 0 for t in z_runs}
+    for t in z_runs:
+        seeds_at[(t["lr"], t["z_loss_weight"])] += 1
+    banded = {lr for lr in {t["lr"] for t in z_runs} if sum(n >= 2 for (x, _), n in seeds_at.items() if x == lr) >= 2}
+    assert lam == [len({t["lr"] for t in z_runs}), len(z_runs), len(banded)], lam
     # The trial table shows each finished trial's test CE with its standard error, and its stage.
     test_ce = column(browser, "test_ce")
     assert any("±" in v for v in test_ce) and "–" in test_ce, test_ce  # a diverged trial has none

@@ -229,6 +229,8 @@
     const impCanvas = el('canvas', { id: 'importance' });
     const impTable = el('div', { id: 'importance-methods' });
     const mechBox = el('div', { class: 'grid4', id: 'mechanism' });
+    const lambdaBox = el('div', { class: 'grid2', id: 'lambda' });
+    const lambdaHead = el('div', {}, el('h2', {}, 'λ robustness'), el('p', { class: 'muted' }, 'Final loss against each coefficient swept on a grid, one line per peak LR joining the seed means; each dot one run (seed), the shaded band the 95% t-interval of the mean.'));
     const tableBox = el('div', { class: 'table-wrap', id: 'trials' });
     const reportNote = el('p', { class: 'muted', id: 'report-note' });
     const evidenceBox = el('div', { id: 'evidence' });
@@ -241,6 +243,7 @@
         el('div', {}, el('h2', {}, 'Hyperparameter importance'), el('p', { class: 'muted', id: 'importance-rule' }), el('div', { class: 'card chart' }, impCanvas), impTable)),
       el('h2', {}, 'Coefficients × LR × seed → validation CE'), el('p', { class: 'muted' }, 'Parallel coordinates: one line per finished trial, each axis scaled to its range (log for LR and coefficients), coloured by validation CE (dark = low).'),
       el('div', { class: 'card chart' }, parCanvas),
+      lambdaHead, lambdaBox,
       el('h2', {}, 'The mechanism against the learning rate'), el('p', { class: 'muted' }, 'Each run\'s last report (a diverged run\'s last finite one, ✕) against its peak LR.'), mechBox,
       el('h2', {}, 'Trials'), tableBox);
 
@@ -413,6 +416,42 @@
             el('td', { class: 'num' }, ci(d.mean, d.low, d.high, '+')), el('td', { class: 'num' }, d.p !== null && d.p !== undefined ? Number(d.p).toPrecision(2) : ''),
             verdictCell(d.verdict)))))) : null);
     }
+    // λ robustness with its spread: per grid-swept coefficient, loss against λ, one line per learning rate.
+    const lambdaCharts = {};
+    const lrPalette = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000'];
+    function renderLambda() {
+      const heat = (report.lambda_robustness && report.lambda_robustness.heatmaps) || {};
+      const swept = Object.entries(heat).filter(([, m]) => m.kind === 'grid' && m.col === 'lr');
+      lambdaHead.hidden = !swept.length;
+      const seenMethods = new Set();
+      for (const [method, matrix] of swept) {
+        seenMethods.add(method);
+        const coef = matrix.row;
+        const fams = report.lr_sensitivity.families.filter((f) => f.method === method && f.coefficients && f.coefficients[coef] > 0);
+        const byLr = {};
+        for (const f of fams) for (const c of f.cells || []) (byLr[c.lr] = byLr[c.lr] || []).push({ x: f.coefficients[coef], c });
+        const lrs = Object.keys(byLr).map(Number).sort((a, b) => a - b);
+        const sets = lrs.flatMap((lr, i) => {
+          const color = lrPalette[i % lrPalette.length];
+          const pts = byLr[lr].sort((a, b) => a.x - b.x);
+          const ci = pts.filter((p) => p.c.low !== null && p.c.high !== null);
+          return [{ label: `lr ${lr}`, data: pts.map((p) => ({ x: p.x, y: p.c.mean })), showLine: true, borderColor: color, backgroundColor: color, pointRadius: 3, borderWidth: 1.5 },
+            { label: `lr ${lr} seeds`, seeds: true, data: pts.flatMap((p) => Object.values(p.c.seeds || {}).map((y) => ({ x: p.x, y }))), pointRadius: 2.5, borderColor: color, backgroundColor: `${color}99` },
+            { label: `lr ${lr} CI low`, band: true, data: ci.map((p) => ({ x: p.x, y: p.c.low })), showLine: true, pointRadius: 0, borderWidth: 0, borderColor: 'transparent' },
+            { label: `lr ${lr} CI high`, band: true, data: ci.map((p) => ({ x: p.x, y: p.c.high })), showLine: true, pointRadius: 0, borderWidth: 0, borderColor: 'transparent', fill: '-1', backgroundColor: `${color}33` }];
+        }).filter((d) => !d.band || d.data.length >= 2);
+        if (!lambdaCharts[method]) {
+          const canvas = el('canvas', { 'data-method': method });
+          lambdaBox.append(el('div', { class: 'card chart' }, canvas));
+          const legend = { position: 'bottom', labels: { boxWidth: 10, filter: (item, data) => !data.datasets[item.datasetIndex].band && !data.datasets[item.datasetIndex].seeds } };
+          lambdaCharts[method] = { canvas, chart: chart(canvas, { type: 'scatter', data: { datasets: sets }, options: baseOptions({ plugins: { legend, title: { display: true, text: `${method}: ${coef}` } }, scales: { x: logX(coef), y: linY('final loss') } }) }) };
+        } else { lambdaCharts[method].chart.data.datasets = sets; lambdaCharts[method].chart.update('none'); }
+        const { canvas } = lambdaCharts[method];
+        canvas.dataset.lines = String(lrs.length);
+        canvas.dataset.points = String(sets.filter((d) => d.seeds).reduce((n, d) => n + d.data.length, 0));
+        canvas.dataset.bands = String(sets.filter((d) => d.band).length / 2);
+      }
+    }
     function renderReport() {
       if (!report) return;
       colors = { ...colors, ...(report.mechanism.colors || {}) };
@@ -444,6 +483,7 @@
       lrsCanvas.dataset.bands = String(lrsSets.filter((d) => d.band).length / 2);
       renderEvidence();
       renderDownstream();
+      renderLambda();
       // Importance.
       const imp = report.importance;
       document.getElementById('importance-rule').textContent = `Optuna's ${imp.evaluator} over ${imp.n_trials} finished trials; objective: ${imp.objective}.${imp.missing.length ? ' ' + imp.missing.join('; ') + '.' : ''}`;
