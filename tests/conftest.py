@@ -20,9 +20,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """``../shared`` beside the checkout; tests that need it skip on a user's fresh clone."""
+    """The `shared` folder beside the checkout (real corpora for tests); tests that need it skip without it."""
     if not SHARED.is_dir():
-        pytest.skip("../shared is not present beside the checkout")
+        pytest.skip(f"{SHARED} (test corpora) is not present")
     return SHARED
 
 
