@@ -152,6 +152,7 @@ def _summary(report: Report, name: str) -> list[str]:
         f" tokens per trial; sweep wall time {duration(s.get('elapsed_s'))}, trial time (sum) "
         f"{duration(s.get('trial_wall_time_s'))}",
         f"- measured: {data['measured']}; L0 = ln V = {fmt(s.get('l0'), 3)}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in (manifest.get("versions") or {}).items()),
         "",
     ]
 
