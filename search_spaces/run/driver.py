@@ -144,18 +144,25 @@ def reuse_trial_actors(spec: SweepSpec, *, lean: bool) -> bool:
     return lean and spec.scheduler.name == "none"
 
 
-def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[Any]) -> tuple[Any, bool]:
-    """``(tuner, resumed)``: a restored Tuner when ``sweep_dir`` holds an interrupted run, else a new one."""
+def _tuner(
+    spec: SweepSpec,
+    sweep_dir: str,
+    name: str,
+    callbacks: list[Any],
+    *,
+    param_space: dict[str, Any] | None,
+    tune_config: dict[str, Any],
+) -> tuple[Any, bool]:
+    """``(tuner, resumed)`` of one stage (its experiment folder ``name`` in the sweep dir): the stage's
+    interrupted run restored when there is one, else a new Tuner with ``tune_config``. Both stages run the
+    same trainable: the spec's ``TrialPlan`` with one trial-driver slot per trial."""
     from ray import tune
 
     from trainables.train.startup import lean_trials
 
-    lean = lean_trials()
-    plan = TrialPlan.from_spec(spec)
-    trainable = make_trainable(plan, sweep_dir, lean=lean)
+    trainable = make_trainable(TrialPlan.from_spec(spec), sweep_dir, lean=lean_trials())
     trainable = tune.with_resources(trainable, {"CPU": 0, TRIAL_DRIVER_RESOURCE: 1})
-    experiment = storage.join(sweep_dir, TUNE_DIR)
-    search, param_space, num_samples = search_setup(spec, sweep_dir, sweep_id)
+    experiment = storage.join(sweep_dir, name)
     if tune.Tuner.can_restore(experiment):
         tuner = tune.Tuner.restore(
             experiment,
@@ -172,15 +179,25 @@ def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[
         tune_config=tune.TuneConfig(
             metric=spec.objective.metric,
             mode=spec.objective.mode,
-            search_alg=search,
-            scheduler=scheduler_for(spec),
-            num_samples=num_samples,
             max_concurrent_trials=spec.max_concurrent_trials,
-            reuse_actors=reuse_trial_actors(spec, lean=lean),
+            **tune_config,
         ),
-        run_config=_run_config(sweep_dir, TUNE_DIR, callbacks),
+        run_config=_run_config(sweep_dir, name, callbacks),
     )
     return tuner, False
+
+
+def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[Any]) -> tuple[Any, bool]:
+    """``(tuner, resumed)`` of the search stage: a restored Tuner when ``sweep_dir`` holds an interrupted
+    run, else a new one with the spec's search algorithm and scheduler."""
+    from trainables.train.startup import lean_trials
+
+    search, param_space, num_samples = search_setup(spec, sweep_dir, sweep_id)
+    return _tuner(
+        spec, sweep_dir, TUNE_DIR, callbacks, param_space=param_space,
+        tune_config={"search_alg": search, "scheduler": scheduler_for(spec), "num_samples": num_samples,
+                     "reuse_actors": reuse_trial_actors(spec, lean=lean_trials())},
+    )  # fmt: skip
 
 
 def _run_config(sweep_dir: str, name: str, callbacks: list[Any]) -> Any:
@@ -210,27 +227,7 @@ def build_confirm_tuner(
 
     from trainables.train.startup import lean_trials
 
-    lean = lean_trials()
-    trainable = tune.with_resources(
-        make_trainable(TrialPlan.from_spec(spec), sweep_dir, lean=lean), {"CPU": 0, TRIAL_DRIVER_RESOURCE: 1}
-    )
-    experiment = storage.join(sweep_dir, CONFIRM_TUNE_DIR)
-    param_space = {"params": tune.grid_search(trials)}
-    if tune.Tuner.can_restore(experiment):
-        return tune.Tuner.restore(
-            experiment, trainable=trainable, param_space=param_space, resume_unfinished=True,
-            resume_errored=False, restart_errored=False,
-        ), True  # fmt: skip
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            metric=spec.objective.metric,
-            mode=spec.objective.mode,
-            num_samples=1,
-            max_concurrent_trials=spec.max_concurrent_trials,
-            reuse_actors=lean,
-        ),
-        run_config=_run_config(sweep_dir, CONFIRM_TUNE_DIR, callbacks),
-    )
-    return tuner, False
+    return _tuner(
+        spec, sweep_dir, CONFIRM_TUNE_DIR, callbacks, param_space={"params": tune.grid_search(trials)},
+        tune_config={"num_samples": 1, "reuse_actors": lean_trials()},
+    )  # fmt: skip
