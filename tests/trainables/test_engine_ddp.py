@@ -7,15 +7,13 @@ transform."""
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from tests.trainables.gloo import run_ranks
 from trainables.losses.config import LossConfig
 from trainables.train.config import DataConfig, OptimConfig, TrainConfig
 from trainables.train.engine import TrainingRun
@@ -40,39 +38,24 @@ def _config(cache: str, method: str) -> TrainConfig:
     )
 
 
-def _worker(rank: int, world_size: int, port: int, cache: str, out: str, method: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        from torch.nn.parallel import DistributedDataParallel
+def _rank_run(rank: int, world_size: int, cache: str, method: str) -> dict[str, Any]:
+    from torch.nn.parallel import DistributedDataParallel
 
-        from trainables.train.reduce import TorchDistReducer
+    from trainables.train.reduce import TorchDistReducer
 
-        run = TrainingRun(
-            _config(cache, method),
-            rank=rank,
-            world_size=world_size,
-            reducer=TorchDistReducer(),
-            wrap_model=DistributedDataParallel,
-        )
-        rows: list[dict] = []
-        run.run(rows.append)
-        torch.save({"rows": rows, "model": run.module.state_dict()}, f"{out}.{rank}")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    run = TrainingRun(
+        _config(cache, method), rank=rank, world_size=world_size, reducer=TorchDistReducer(),
+        wrap_model=DistributedDataParallel,
+    )  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    run.run(rows.append)
+    return {"rows": rows, "model": run.module.state_dict()}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", list(METHODS))
 def test_two_workers_match_one_worker(tmp_path: Path, method: str) -> None:
-    cache, out = str(tmp_path / "cache"), str(tmp_path / "result")
+    cache = str(tmp_path / "cache")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the workers: the same summation order, so less rounding to amplify
     try:
@@ -82,8 +65,7 @@ def test_two_workers_match_one_worker(tmp_path: Path, method: str) -> None:
     finally:
         torch.set_num_threads(threads)
 
-    mp.start_processes(_worker, args=(2, _free_port(), cache, out, method), nprocs=2, start_method="spawn")
-    results = [torch.load(f"{out}.{r}", weights_only=False) for r in range(2)]
+    results = run_ranks(_rank_run, cache, method)
     assert results[0]["rows"] == results[1]["rows"]  # reduced metrics: every rank reports the same
     for name, tensor in single.module.state_dict().items():
         # Adam divides by sqrt(v): summation-order rounding in elements with tiny gradients grows to ~2e-5

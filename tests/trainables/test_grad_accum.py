@@ -8,16 +8,12 @@ anchors are counted beforehand (``simreg.count``, checked here against the loss'
 
 from __future__ import annotations
 
-import os
-import socket
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from tests.trainables.gloo import run_ranks
 from trainables.data.tokens import Dataset, load_dataset
 from trainables.losses import IGNORE_INDEX
 from trainables.losses.config import LossConfig
@@ -106,40 +102,25 @@ def test_one_worker_accumulated_step_equals_one_pass(cache: str, method: str, ex
     _assert_same(accumulated, single, method)
 
 
-def _worker(rank: int, world_size: int, port: int, cache: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        from torch.nn.parallel import DistributedDataParallel
+def _rank_runs(rank: int, world_size: int, cache: str) -> dict[Any, dict[str, torch.Tensor]]:
+    from torch.nn.parallel import DistributedDataParallel
 
-        from trainables.train.reduce import TorchDistReducer
+    from trainables.train.reduce import TorchDistReducer
 
-        results = {}
-        for method, extra in METHODS:
-            for micro_batch in (None, 2):
-                config = _config(cache, method, extra, micro_batch)
-                results[method, bool(extra), micro_batch] = _train(
-                    config, rank=rank, world_size=world_size, reducer=TorchDistReducer(),
-                    wrap_model=DistributedDataParallel,
-                )  # fmt: skip
-        torch.save(results, f"{out}.{rank}")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    results = {}
+    for method, extra in METHODS:
+        for micro_batch in (None, 2):
+            config = _config(cache, method, extra, micro_batch)
+            results[method, bool(extra), micro_batch] = _train(
+                config, rank=rank, world_size=world_size, reducer=TorchDistReducer(), wrap_model=DistributedDataParallel
+            )
+    return results
 
 
 @pytest.mark.slow
-def test_two_workers_accumulated_step_equals_one_pass(tmp_path: Path, cache: str) -> None:
+def test_two_workers_accumulated_step_equals_one_pass(cache: str) -> None:
     load_dataset(_config(cache, "baseline", {}, None).data)  # tokenise once, before the workers read the cache
-    out = str(tmp_path / "result")
-    mp.start_processes(_worker, args=(2, _free_port(), cache, out), nprocs=2, start_method="spawn")
-    results = [torch.load(f"{out}.{r}", weights_only=False) for r in range(2)]
+    results = run_ranks(_rank_runs, cache)
     for method, extra in METHODS:
         single, accumulated = (results[0][method, bool(extra), mb] for mb in (None, 2))
         _assert_same(accumulated, single, f"{method} with 2 workers")

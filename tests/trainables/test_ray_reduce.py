@@ -8,15 +8,10 @@ No Ray here: ``combine_ranks`` (the one rule by which ranks combine what they re
 from __future__ import annotations
 
 import math
-import os
-import socket
-from pathlib import Path
 
 import pytest
-import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
+from tests.trainables.gloo import run_ranks
 from trainables.train.config import DataConfig, TrainConfig
 from trainables.train.loop import finite_row
 from trainables.train.reduce import IdentityReducer, NanSafeMaxReducer, TorchDistReducer, combine_ranks
@@ -31,29 +26,16 @@ def _rank_values(rank: int) -> tuple[dict[str, float], float, dict[str, float]]:
     return means, (30.0 if rank == 0 else 10.0), maxima
 
 
-def _worker(rank: int, world_size: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        reducer = NanSafeMaxReducer(TorchDistReducer())
-        means, weight, maxima = _rank_values(rank)
-        if rank == 1:  # keys in a different order on each rank: reduction must still line them up
-            means = dict(reversed(list(means.items())))
-        torch.save(combine_ranks(reducer, means, weight=weight, maxima=maxima), f"{out}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def _rank_row(rank: int, world_size: int) -> dict[str, float]:
+    reducer = NanSafeMaxReducer(TorchDistReducer())
+    means, weight, maxima = _rank_values(rank)
+    if rank == 1:  # keys in a different order on each rank: reduction must still line them up
+        means = dict(reversed(list(means.items())))
+    return combine_ranks(reducer, means, weight=weight, maxima=maxima)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_ranks_combine_by_valid_token_weights(tmp_path: Path) -> None:
-    out = str(tmp_path / "row")
-    mp.start_processes(_worker, args=(2, _free_port(), out), nprocs=2, start_method="spawn")
-    rows = [torch.load(f"{out}.{r}", weights_only=False) for r in range(2)]
+def test_ranks_combine_by_valid_token_weights() -> None:
+    rows = run_ranks(_rank_row)
     assert all(math.isnan(r.pop("nan_somewhere")) for r in rows)  # a NaN on any rank is not hidden by max
     assert rows[0] == rows[1]  # every rank holds the same row, so rank 0's is the run's
     row = rows[0]
