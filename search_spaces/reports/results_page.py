@@ -37,12 +37,21 @@ from search_spaces.run.sweep_dir import (
     PROGRESS_FILE,
     SPEC_FILE,
     TRIALS_FILE,
+    read_json,
+    trial_manifest_path,
 )
 
 #: The files of a sweep directory a study keeps: what the report reads, nothing per trial.
 STUDY_FILES: tuple[str, ...] = (SPEC_FILE, MANIFEST_FILE, PROGRESS_FILE, TRIALS_FILE, METRICS_FILE)
 #: All study data together stays under this many bytes, so the repository stays small.
 SIZE_BUDGET_BYTES = 4 * 1024 * 1024
+#: What a study keeps of each trial's own manifest, as columns of its trials table: the code version the
+#: trial ran (so a table mixing versions shows it), its parameter count and the machine's platform.
+TRIAL_RECORD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("git_sha", "string"),
+    ("num_params", "int64"),
+    ("platform", "string"),
+)
 #: Where a text that held the sweep directory's location now says it was.
 STUDY_DIR_PLACEHOLDER = "<study dir>"
 
@@ -73,6 +82,7 @@ def _scrub(value: Any, location: str) -> Any:
 def collect(sweep_dir: str | Path, data_dir: str | Path) -> Path:
     """Copies the study files of a finished sweep into ``data_dir/<spec name>/`` (replacing what was there)
     with the sweep's location taken out of its JSON files and the tables rewritten compressed."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     src = Path(sweep_dir)
@@ -92,11 +102,20 @@ def collect(sweep_dir: str | Path, data_dir: str | Path) -> Path:
     for name_ in (MANIFEST_FILE, PROGRESS_FILE):
         doc = _scrub(json.loads((src / name_).read_text()), location)
         (staging / name_).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
-    for name_ in (TRIALS_FILE, METRICS_FILE):
-        pq.write_table(pq.read_table(src / name_), staging / name_, compression="zstd", compression_level=19)
+    trials = pq.read_table(src / TRIALS_FILE)
+    manifests = [_trial_manifest(src, str(t)) for t in trials.column("trial_id").to_pylist()]
+    for column, kind in TRIAL_RECORD_COLUMNS:
+        values = pa.array([m.get(column) for m in manifests], type=pa.type_for_alias(kind))
+        trials = trials.append_column(column, values)
+    pq.write_table(trials, staging / TRIALS_FILE, compression="zstd", compression_level=19)
+    pq.write_table(pq.read_table(src / METRICS_FILE), staging / METRICS_FILE, compression="zstd", compression_level=19)
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
     return dest
+
+
+def _trial_manifest(sweep_dir: Path, trial_id: str) -> dict[str, Any]:
+    return read_json(trial_manifest_path(str(sweep_dir), trial_id)) or {}
 
 
 def data_size(data_dir: str | Path) -> int:
@@ -130,7 +149,15 @@ def _demoted(lines: Sequence[str]) -> list[str]:
     return [f"#{line}" if line.startswith("#") else line for line in lines]
 
 
-def _summary(report: Report, name: str) -> list[str]:
+def _recorded(trials: Any, column: str) -> str:
+    """The one value a study's trials share in ``column`` (several, comma-separated, if they differ)."""
+    if column not in trials.columns:
+        return "unknown"
+    values = sorted({f"{int(v):,}" if isinstance(v, int | float) else str(v) for v in trials[column].dropna()})
+    return ", ".join(values) if values else "unknown"
+
+
+def _summary(report: Report, name: str, trials: Any) -> list[str]:
     data = report.data
     s = data["sweep"]
     manifest = s.get("manifest") or {}
@@ -145,14 +172,17 @@ def _summary(report: Report, name: str) -> list[str]:
     return [
         f"- data: `docs/results/{name}/` · spec: `docs/studies/{name}.yaml` · code version "
         f"`{str(manifest.get('git_sha') or 'unknown')[:12]}`",
-        f"- {s['trials']} trials ({stages['search']} search, {stages['confirm']} confirm); model `{model}`, "
+        f"- {s['trials']} trials ({stages['search']} search, {stages['confirm']} confirm); model `{model}` "
+        f"({_recorded(trials, 'num_params')} parameters), "
         f"corpus `{d.get('corpus')}`, tokenizer `{d.get('tokenizer')}` (V = {s.get('vocab_size')}), "
         f"T = {d.get('seq_len')}, batch {d.get('batch_size')}",
         f"- {', '.join(str(x) for x in sorted(steps))} steps = {', '.join(fmt_tokens(x) for x in sorted(tokens_each))}"
         f" tokens per trial; sweep wall time {duration(s.get('elapsed_s'))}, trial time (sum) "
         f"{duration(s.get('trial_wall_time_s'))}",
-        f"- measured: {data['measured']}; L0 = ln V = {fmt(s.get('l0'), 3)}",
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in (manifest.get("versions") or {}).items()),
+        f"- measured: {data['measured']} (test split: {fmt_tokens(d.get('test_tokens'))} tokens per run, "
+        f"evaluated once at the end); L0 = ln V = {fmt(s.get('l0'), 3)}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in (manifest.get("versions") or {}).items())
+        + f"; trials ran code `{_recorded(trials, 'git_sha')[:12]}` on {_recorded(trials, 'platform')}",
         "",
     ]
 
@@ -166,7 +196,7 @@ def _study(studies: _Studies, args: Sequence[str]) -> list[str]:
     out: list[str] = []
     for section in wanted:
         if section == "summary":
-            out += _summary(report, name)
+            out += _summary(report, name, results.read_trials(studies.data_dir / name))
         elif section in report_markdown.SECTIONS:
             out += _demoted(report_markdown.SECTIONS[section](report.data))
         else:

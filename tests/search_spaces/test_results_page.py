@@ -49,7 +49,8 @@ def test_every_study_has_data_within_the_size_budget_and_one_code_version() -> N
         )
         shas.add(json.loads((study / results.MANIFEST_FILE).read_text())["git_sha"])
         trials = results.read_trials(study)
-        assert {"seed", "config_hash"} <= set(trials.columns) and trials["config_hash"].notna().all()
+        assert {"seed", "config_hash", "git_sha"} <= set(trials.columns) and trials["config_hash"].notna().all()
+        shas |= set(trials["git_sha"])  # each trial's own record of the code it ran
     assert len(shas) == 1, f"the studies were run on several code versions: {sorted(shas)}"
     assert results_page.data_size(DATA) <= results_page.SIZE_BUDGET_BYTES
 
@@ -91,10 +92,18 @@ def test_collect_keeps_the_study_files_without_the_location(tmp_path: Path) -> N
     progress = json.loads((sweep / results.PROGRESS_FILE).read_text())
     progress["sweep_dir"] = str(sweep.resolve())
     (sweep / results.PROGRESS_FILE).write_text(json.dumps(progress))
+    trial_id = str(results.read_trials(sweep)["trial_id"].iloc[0])
+    manifest = sweep / "trials" / trial_id / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(json.dumps({"git_sha": "abc123", "num_params": 590848, "platform": "Linux-x86_64"}))
     dest = results_page.collect(sweep, tmp_path / "data")
     assert sorted(p.name for p in dest.iterdir()) == sorted(results_page.STUDY_FILES)
+    kept = results.read_trials(dest).set_index("trial_id")
+    assert kept.loc[trial_id, "git_sha"] == "abc123" and kept.loc[trial_id, "num_params"] == 590848
+    assert kept["git_sha"].isna().sum() == len(kept) - 1  # trials without a manifest record nothing
     assert str(sweep.resolve()) not in (dest / results.PROGRESS_FILE).read_text()
-    pd.testing.assert_frame_equal(results.read_trials(dest), results.read_trials(sweep))
+    original = results.read_trials(sweep)
+    pd.testing.assert_frame_equal(results.read_trials(dest)[list(original.columns)], original)
     # a sweep that has not ended is not a study
     progress["status"] = "RUNNING"
     (sweep / results.PROGRESS_FILE).write_text(json.dumps(progress))
