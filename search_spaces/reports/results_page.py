@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
@@ -153,7 +154,7 @@ def _recorded(trials: Any, column: str) -> str:
     """The one value a study's trials share in ``column`` (several, comma-separated, if they differ)."""
     if column not in trials.columns:
         return "unknown"
-    values = sorted({f"{int(v):,}" if isinstance(v, int | float) else str(v) for v in trials[column].dropna()})
+    values = sorted({f"{int(v):,}" if isinstance(v, numbers.Number) else str(v) for v in trials[column].dropna()})
     return ", ".join(values) if values else "unknown"
 
 
