@@ -65,8 +65,9 @@ from trainables.losses.registry import default_coefficients
 
 LRS_RULE = (
     "LRS = 1/(K-1) * sum_k [min(L(lr_k), L0) - min_k L(lr_k)] over the K learning rates of runs that differ "
-    "only in the learning rate (same method and coefficients); L = final validation CE of finished trials "
-    "(mean over seeds); L0 = the trials' recorded L0 (ln V unless the spec says divergence.l0: initial, the "
+    "only in the learning rate (same method and coefficients); L = the measured loss of finished trials "
+    "(their final test CE where measured, else their final validation CE; mean over seeds); L0 = the trials' "
+    "recorded L0 (ln V unless the spec says divergence.l0: initial, the "
     "measured initial loss), a DIVERGED trial (ended by a non-finite loss or an opted-in sustained condition) "
     "counts as L0 (Wortsman et al. 2023, arXiv 2309.14322)"
 )
@@ -323,7 +324,7 @@ def grid_matrix(
     methods: Sequence[str] | None = None,
     reduce: str = "mean",
 ) -> dict[str, Any]:
-    """Final validation CE on a ``row_param x col_param`` grid (e.g. coefficient x LR).
+    """Final measured loss (``capped_final``) on a ``row_param x col_param`` grid (e.g. coefficient x LR).
 
     Finished trials only; diverged count as ``ln V`` and are flagged. Several trials in one cell
     (seeds, or other parameters such as LR for weight x temperature) are reduced by ``mean`` over

@@ -38,7 +38,7 @@ def figures(data: Mapping[str, Any], lrs_table: pd.DataFrame, trials: pd.DataFra
     lines = [_searched_points(f, trials, l0) if f["K"] < 2 else f for f in primary]
     lines = [f for f in lines if f["lrs_grid"] or f.get("points")]
     if lines:
-        figures.append(plots.lr_sensitivity_plot(lines, l0=l0))
+        figures.append(plots.lr_sensitivity_plot(lines, l0=l0, measured=data["measured"]))
     heat = data["lambda_robustness"]["heatmaps"]
     for method, columns in heatmap_terms():
         if method not in heat:
@@ -49,7 +49,7 @@ def figures(data: Mapping[str, Any], lrs_table: pd.DataFrame, trials: pd.DataFra
         column, title = columns[0], f"{TERMS[method].label} λ"
         matrix = heat[method]
         caption = (
-            f"Final validation CE of {method} by {column} (rows) and peak learning rate (columns), "
+            f"Final {data['measured']} of {method} by {column} (rows) and peak learning rate (columns), "
             "mean over seeds. "
             "A robust coefficient keeps its row low across learning rates; dark red cells held diverged runs "
             "(✕ k/n: k of the cell's n runs), counted as ln V."
@@ -89,7 +89,7 @@ def _pair_figure(method: str, matrix: Mapping[str, Any], trials: pd.DataFrame, l
     if matrix["kind"] != "grid":
         return _scatter(f"heat-{method}", trials, method, row, col, _SCATTER_CAPTION)
     caption = (
-        f"Final validation CE of {label} by {a} (rows) and {b} (columns): the best learning rate per "
+        f"Final measured loss of {label} by {a} (rows) and {b} (columns): the best learning rate per "
         "cell, mean over seeds; dark red cells held diverged runs (✕ k/n), counted as ln V."
     )
     return plots.heatmap_plot(
@@ -99,7 +99,8 @@ def _pair_figure(method: str, matrix: Mapping[str, Any], trials: pd.DataFrame, l
 
 _SCATTER_CAPTION = (
     "The coefficients were searched, not gridded: each dot is one finished trial (any learning rate), coloured by "
-    "its final validation CE; ✕ marks diverged trials. Trials stopped early by ASHA are left out."
+    "its final measured loss (test CE where measured); ✕ marks diverged trials. Trials stopped early by ASHA are "
+    "left out."
 )
 
 

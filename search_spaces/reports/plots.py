@@ -137,7 +137,9 @@ def _fmt_lr(value: float) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
-def lr_sensitivity_plot(families: Sequence[Mapping[str, Any]], *, l0: float | None) -> Plot:
+def lr_sensitivity_plot(
+    families: Sequence[Mapping[str, Any]], *, l0: float | None, measured: str = "validation CE"
+) -> Plot:
     """Validation CE against peak LR (log axis), one line per family; diverged runs marked.
 
     ``families`` are rows of :func:`search_spaces.analysis.sensitivity.lr_sensitivity` with ``lrs_grid``,
@@ -212,7 +214,7 @@ def lr_sensitivity_plot(families: Sequence[Mapping[str, Any]], *, l0: float | No
             ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _p: _fmt_lr(v)))
             ax.xaxis.set_minor_locator(ticker.NullLocator())
             ax.set_xlabel("peak learning rate (log scale)")
-            ax.set_ylabel("final validation CE (nats)")
+            ax.set_ylabel(f"final {measured} (nats)")
             ax.set_title("Learning-rate sensitivity", loc="left")
             if drawn:
                 fig.legend(loc="outside lower center", ncols=2 if drawn > 3 else drawn)
@@ -220,7 +222,7 @@ def lr_sensitivity_plot(families: Sequence[Mapping[str, Any]], *, l0: float | No
 
     plotted = sum(1 for fam in families if fam["lrs_grid"] or fam.get("points"))
     alt = (
-        "Line chart of final validation cross entropy against peak learning rate on a log axis, one line per "
+        f"Line chart of the final {measured} against peak learning rate on a log axis, one line per "
         f"method ({plotted} lines); crosses mark learning rates where a run diverged."
     )
     caption = (
@@ -320,7 +322,7 @@ def heatmap_plot(
     caption: str,
     l0: float | None,
 ) -> Plot:
-    """Final validation CE on a grid; lower is better (lighter). Cells holding diverged runs are drawn in
+    """Final measured loss on a grid; lower is better (lighter). Cells holding diverged runs are drawn in
     the colour map's "over" colour (dark red) so that ``ln V`` does not wash out the scale of the rest."""
     rows, cols, values = matrix["rows"], matrix["cols"], matrix["values"]
     diverged, counts = matrix["diverged"], matrix["counts"]
@@ -470,7 +472,7 @@ def scatter_plot(
                     edgecolors="black",
                     linewidths=0.3,
                 )
-                fig.colorbar(sc, ax=ax, shrink=0.9).set_label("final validation CE")
+                fig.colorbar(sc, ax=ax, shrink=0.9).set_label("final measured loss")
             if div:
                 ax.scatter([p[x] for p in div], [p[y] for p in div], marker=DIVERGED_MARK, s=70, color="#b22222")
             ax.set_xscale("log")
@@ -480,7 +482,7 @@ def scatter_plot(
             ax.set_title(title)
         return fig
 
-    alt = f"Scatter plot of {len(points)} trials by {x} and {y} on log axes, coloured by final validation CE."
+    alt = f"Scatter plot of {len(points)} trials by {x} and {y} on log axes, coloured by final measured loss."
     return Plot(name, caption, alt, lambda: _render(draw(), name, alt))
 
 

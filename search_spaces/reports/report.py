@@ -413,16 +413,21 @@ def _best_curves(best: Mapping[str, Any], metrics: pd.DataFrame) -> list[dict[st
 
 
 def _trial_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:
+    """The trial table; ``measured`` is the loss every analysis counts for a finished trial (its measured
+    loss capped at L0, a diverged run at L0), so a page plots the same values as the tables."""
     if trials.empty:
         return []
     columns = trial_frame.hyperparameter_columns(trials)
+    l0 = trial_frame.sweep_l0(trials)
     out = []
     for rec in trials.to_dict("records"):
         params = trial_frame.trial_params(rec, columns)
         params.pop("lr", None)
         row = {k: rec.get(k) for k in _TRIAL_COLUMNS if k != "coefficients"}
         row["coefficients"] = params
-        out.append({k: trial_frame.to_json_value(row.get(k)) for k in _TRIAL_COLUMNS})
+        finished = rec.get("status") in trial_frame.FINISHED
+        row["measured"] = trial_frame.capped_final(rec, l0) if finished and l0 is not None else None
+        out.append({k: trial_frame.to_json_value(row.get(k)) for k in (*_TRIAL_COLUMNS, "measured")})
     return out
 
 

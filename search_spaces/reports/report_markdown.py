@@ -207,7 +207,7 @@ def _lambda(data: Mapping[str, Any]) -> list[str]:
     out = ["## λ robustness", ""]
     for method, matrix in section["heatmaps"].items():
         out += [
-            f"Final validation CE of {method_name(method)}, {matrix['row']} (rows) x {matrix['col']} (columns):",
+            f"Final {data['measured']} of {method_name(method)}, {matrix['row']} (rows) x {matrix['col']} (columns):",
             "",
         ]
         out += md_table(
