@@ -81,7 +81,9 @@ CELL_RULE = "per cell (method, coefficients, learning rate): n seeds, mean, samp
 LRS_CI_RULE = (
     "95% percentile bootstrap interval of LRS: the seeds of each learning-rate cell are resampled with "
     "replacement within that cell (2000 resamples, fixed seed); the LRS difference against the baseline "
-    "resamples the seed pairs (method and baseline on the same seed) of each cell"
+    "resamples the seed pairs (method and baseline on the same seed) of each cell, and gives a verdict only "
+    f"with at least {stats.BOOTSTRAP_MIN_N} seed pairs per cell (below that a percentile bootstrap interval "
+    "is too narrow: its coverage falls short of 95%)"
 )
 
 
@@ -484,7 +486,7 @@ def lrs_differences(trials: pd.DataFrame) -> pd.DataFrame:
                 "lrs_delta": delta,
                 "lrs_delta_low": low,
                 "lrs_delta_high": high,
-                "verdict": stats.verdict(low, high, n_pairs),
+                "verdict": stats.bootstrap_verdict(low, high, n_pairs),
                 "K": len(cells),
                 "n_pairs": n_pairs,
             }

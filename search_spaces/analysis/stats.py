@@ -34,8 +34,12 @@ BETTER = "better"
 WORSE = "worse"
 NOT_RESOLVED = "not resolved"
 NOT_RESOLVED_N1 = "not resolved (n = 1)"
+#: Seed pairs per cell below which a percentile bootstrap interval is too narrow to give a verdict: its
+#: coverage falls short of the nominal 95 % at small n (benchmarks/bench_bootstrap_coverage.py, BENCHMARKS.md).
+BOOTSTRAP_MIN_N = 10
+NOT_RESOLVED_FEW = f"not resolved (n < {BOOTSTRAP_MIN_N} for a bootstrap)"
 #: Every verdict a comparison can carry.
-VERDICTS: tuple[str, ...] = (BETTER, WORSE, NOT_RESOLVED, NOT_RESOLVED_N1)
+VERDICTS: tuple[str, ...] = (BETTER, WORSE, NOT_RESOLVED, NOT_RESOLVED_N1, NOT_RESOLVED_FEW)
 
 VERDICT_RULE = (
     f"paired difference method - baseline on the same seed; {BETTER} when its {CONFIDENCE:.0%} t-interval lies "
@@ -91,6 +95,14 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = CONFIDE
         return Interval(n=n, mean=mean, sd=0.0, low=mean, high=mean)
     half = float(sps.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
     return Interval(n=n, mean=mean, sd=sd, low=mean - half, high=mean + half)
+
+
+def bootstrap_verdict(low: float | None, high: float | None, n: int) -> str:
+    """:func:`verdict` for a percentile bootstrap interval over ``n`` seed pairs per cell: below
+    :data:`BOOTSTRAP_MIN_N` the interval is shown but gives no verdict (:data:`NOT_RESOLVED_FEW`)."""
+    if n < BOOTSTRAP_MIN_N:
+        return NOT_RESOLVED_N1 if n == 1 else NOT_RESOLVED_FEW
+    return verdict(low, high, n)
 
 
 def verdict(low: float | None, high: float | None, n: int) -> str:

@@ -174,4 +174,16 @@ def test_tables_carry_intervals() -> None:
     assert deltas["mde"].notna().all()
     diff = lrs_differences(table).iloc[0]
     assert diff["lrs_delta"] == pytest.approx(lrs.loc["mu_centering", "lrs"] - lrs.loc["baseline", "lrs"])
-    assert diff["lrs_delta_high"] < 0 and diff["verdict"] == "better"
+    # three seed pairs: the bootstrap interval is shown, but too narrow at that n to give a verdict
+    assert diff["lrs_delta_high"] < 0 and diff["verdict"] == stats.NOT_RESOLVED_FEW
+
+
+def test_an_lrs_difference_over_enough_seed_pairs_gets_its_verdict() -> None:
+    rows = []
+    for seed in range(stats.BOOTSTRAP_MIN_N):
+        for lr in (1e-3, 1e-2, 1e-1):
+            rows.append(trial(f"b{lr}-{seed}", "baseline", lr, 3.0 + 0.01 * seed + (lr == 1e-1), seed=seed))
+            rows.append(trial(f"m{lr}-{seed}", "mu_centering", lr, 3.0 - 0.02 + 0.012 * seed, seed=seed))
+    diff = lrs_differences(pd.DataFrame(rows)).iloc[0]
+    assert diff["n_pairs"] == stats.BOOTSTRAP_MIN_N and diff["verdict"] == stats.BETTER
+    assert stats.bootstrap_verdict(-0.2, -0.1, 1) == stats.NOT_RESOLVED_N1
