@@ -29,7 +29,16 @@ from search_spaces.analysis import paper_reference, stats
 from search_spaces.analysis.trial_frame import lr_sensitivity_value, uniform_loss
 from search_spaces.reports import report_markdown
 from search_spaces.reports.report import Report, build
-from search_spaces.reports.report_text import duration, fmt, fmt_lr, fmt_tokens, interval_text, md_table, method_name
+from search_spaces.reports.report_text import (
+    duration,
+    fmt,
+    fmt_lr,
+    fmt_tokens,
+    interval_text,
+    md_table,
+    method_name,
+    p_text,
+)
 from search_spaces.run import results
 from search_spaces.run.sweep_dir import (
     FINAL_SWEEP_STATUSES,
@@ -325,12 +334,57 @@ def _seeds_needed(studies: _Studies, args: Sequence[str]) -> list[str]:
     return md_table(["method", "lr", "seed pairs", "Δ mean", "Δ SD", "seed pairs to resolve Δ"], rows)
 
 
+def _lambda_cells(studies: _Studies, args: Sequence[str]) -> list[str]:
+    """Per method, coefficient value and learning rate: the mean measured loss over seeds with its 95%
+    t-interval, and its paired difference (same seed, same learning rate) against the method's smallest
+    coefficient, with interval, p and verdict (``search_spaces.analysis.stats``)."""
+    if len(args) != 1:
+        raise PageError("a lambda-cells block names its study")
+    data = studies.report(args[0]).data
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for fam in data["lr_sensitivity"]["families"]:
+        coefficients = fam.get("coefficients") or {}
+        if len(coefficients) == 1:
+            by_method.setdefault(fam["method"], []).append(fam)
+    rows = []
+    for method, fams in by_method.items():
+        fams = sorted(fams, key=lambda f: next(iter(f["coefficients"].values())))
+        if len(fams) < 2:
+            continue
+        reference = {c["lr"]: c for c in fams[0]["cells"]}
+        for fam in fams:
+            (name, value), = fam["coefficients"].items()
+            for cell in fam["cells"]:
+                ref = reference.get(cell["lr"])
+                pair = "reference"
+                verdict_text, p_value = "", p_text(None)
+                if fam is not fams[0] and ref is not None:
+                    seeds = sorted(set(cell["seeds"]) & set(ref["seeds"]))
+                    c = stats.paired_difference([cell["seeds"][k] for k in seeds], [ref["seeds"][k] for k in seeds])
+                    pair = interval_text(c.mean, c.low, c.high, 3, signed=True)
+                    verdict_text = c.verdict
+                    p_value = p_text(c.p)
+                rows.append([method_name(method), f"{name} = {value:g}", fmt_lr(cell["lr"]), cell["n"],
+                             interval_text(cell["mean"], cell["low"], cell["high"], 3), pair, p_value,
+                             verdict_text])  # fmt: skip
+    if not rows:
+        return ["No method of this study swept one coefficient over two or more values.", ""]
+    return [
+        f"Mean {data['measured']} over seeds [95% t-interval] per cell; Δ is paired on the seed against the same "
+        "method's smallest coefficient at the same learning rate (positive: the larger coefficient is worse).",
+        "",
+        *md_table(["method", "coefficient", "lr", "n", "mean [95% CI]", "Δ vs smallest [95% CI]", "p", "verdict"],
+                  rows),
+    ]
+
+
 #: Block kind → generator(studies, args) → lines.
 BLOCKS: dict[str, Callable[[_Studies, Sequence[str]], list[str]]] = {
     "study": _study,
     "paper-lrs": _paper_lrs,
     "paper-per-lr": _paper_per_lr,
     "seeds-needed": _seeds_needed,
+    "lambda-cells": _lambda_cells,
 }
 
 

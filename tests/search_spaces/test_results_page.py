@@ -14,7 +14,7 @@ import pytest
 
 from search_spaces.reports import results_page
 from search_spaces.run import results
-from tests.search_spaces.synthetic_sweep import paper_grid_trials, write_sweep
+from tests.search_spaces.synthetic_sweep import paper_grid_trials, trial, write_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = ROOT / "docs" / "results.md"
@@ -137,3 +137,15 @@ def test_the_cli_check_fails_on_a_stale_page_and_build_mends_it(tmp_path: Path) 
     assert subprocess.run([*cli, "--check"], capture_output=True, text=True, cwd=ROOT).returncode == 0
     missing = subprocess.run([*cli[:-2], "--data", str(tmp_path / "none")], capture_output=True, text=True, cwd=ROOT)
     assert missing.returncode == 2 and missing.stderr.startswith("error: ") and "Traceback" not in missing.stderr
+
+
+def test_lambda_cells_pair_each_coefficient_with_the_smallest(tmp_path: Path) -> None:
+    rows = [trial(f"z{lam}-{lr}-{seed}", "z_loss", lr, 2.0 + (0.5 + 0.01 * seed if lam > 1 else 0.0) + 0.02 * seed,
+                  seed=seed, z_loss_weight=lam)
+            for lam in (1e-4, 100.0) for lr in (3e-2, 3e-1) for seed in range(3)]  # fmt: skip
+    data = tmp_path / "data"
+    results_page.collect(write_sweep(tmp_path / "sweep" / "lam", rows, name="lam"), data)
+    text = results_page.render("<!-- generated: lambda-cells lam -->\n<!-- end generated -->\n", data)
+    worse = [line for line in text.splitlines() if "z_loss_weight = 100 |" in line]
+    assert len(worse) == 2 and all("+0.510 [" in line and line.endswith("| worse |") for line in worse), worse
+    assert text.count("| reference |") == 2
