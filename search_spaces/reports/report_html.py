@@ -434,7 +434,7 @@ def _downstream(data: Mapping[str, Any]) -> str:
 def _lambda(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
     section = data["lambda_robustness"]
     out = ['<h2 id="lambda">λ robustness</h2>']
-    figs = [_figure(plots.get(f"heat-{method}")) for method in section["heatmaps"]]
+    figs = [_figure(plots.get(f"{kind}-{method}")) for method in section["heatmaps"] for kind in ("heat", "lambda")]
     figs = [f for f in figs if f]
     if not figs:
         penalties = [t.label for t in TERMS.values() if t.kind == "penalty" and t.flat_coefficients()]

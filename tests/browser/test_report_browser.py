@@ -73,7 +73,8 @@ def test_report_of_a_paper_grid_sweep_renders_in_chromium(browser: DevTools, tmp
     sweep = write_sweep(tmp_path / "paper-grid", paper_grid_trials(seeds=(0,)))
     paths = render(str(sweep), links={"trials.csv": "trials.csv"})
     expected = len(json.loads(Path(paths["json"]).read_text())["plots"])
-    assert expected == 9  # 7 of the best-config report, importance and the mechanism against the LR
+    # 7 of the best-config report, a λ plot beside each of the two λ heat maps, importance and the mechanism
+    assert expected == 11
     _check_page(browser, Path(paths["html"]), expected)
 
 

@@ -163,7 +163,12 @@ def test_html_is_self_contained_and_every_plot_has_caption_and_alt(paper_report:
             value = attrs.get(key) or ""
             assert not value.startswith(("http://", "https://", "//")), (key, value)
     assert "@import" not in html and "url(http" not in html
-    assert len(page.figures) == 9  # 7 of the best-config report, importance, the mechanism against the LR
+    # every figure of report.json is on the page: 7 of the best-config report, a λ plot beside each of the
+    # two λ heat maps, importance and the mechanism against the LR
+    plots_listed = json.loads(Path(paper_report["json"]).read_text())["plots"]
+    assert len(page.figures) == len(plots_listed) == 11
+    for plot in plots_listed:
+        assert f'id="fig-{plot["name"]}"' in html, plot["name"]
     for fig in page.figures:
         assert fig["svg"] == 1 and fig["role"] == "img"
         assert len(str(fig["title"]).strip()) > 20, fig  # alt text
