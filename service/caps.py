@@ -69,13 +69,9 @@ def check_caps(admission: Admission, settings: Settings, nodes: list[dict[str, f
 def check_cluster_fit(spec: Any, nodes: list[dict[str, float]]) -> None:
     """Refuses a trial whose workers cannot be placed on the cluster's nodes (the spec's own resource
     rule, with the nodes as its context), naming the nodes' sizes."""
-    from pydantic import ValidationError
-
-    from search_spaces.spec.sweep_spec import SweepSpec
+    from search_spaces.spec.sweep_spec import check_fits
 
     try:
-        SweepSpec.model_validate(spec.model_dump(mode="json"),
-                                 context={"max_trials": spec.max_trials, "cluster_resources": nodes})
-    except ValidationError as exc:
-        message = str(exc.errors()[0].get("msg", "does not fit the cluster")).removeprefix("Value error, ")
-        raise ApiError(422, f"body.resources: {message}", loc=("body", "resources"), code="does_not_fit") from exc
+        check_fits(spec.resources, nodes)
+    except ValueError as exc:
+        raise ApiError(422, f"body.resources: {exc}", loc=("body", "resources"), code="does_not_fit") from exc

@@ -497,7 +497,7 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
             )
         nodes = context.get("cluster_resources")
         if nodes is not None:
-            _check_fits(self.resources, [nodes] if isinstance(nodes, Mapping) else list(nodes))
+            check_fits(self.resources, [nodes] if isinstance(nodes, Mapping) else list(nodes))
         return self
 
     # ----------------------------------------------------------------- views
@@ -582,7 +582,10 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
         return self.search_trials() + self.confirm_trials()
 
 
-def _check_fits(resources: ResourcesSpec, nodes: Sequence[Mapping[str, float]]) -> None:
+def check_fits(resources: ResourcesSpec, nodes: Sequence[Mapping[str, float]]) -> None:
+    """``ValueError`` (``resources: ...``) when one trial's workers cannot be placed on ``nodes`` (each a
+    node's resources): the rule the ``cluster_resources`` context applies, callable on a spec already
+    validated, so the service checks the fit without validating the spec a second time."""
     try:
         check_resources(resources.resources(), nodes=nodes)
     except InsufficientResourcesError as exc:
