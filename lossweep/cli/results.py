@@ -75,9 +75,10 @@ def build_command(
         fresh = results_page.render(text, data)
     except results_page.PageError as exc:
         raise _fail(f"{page}: {exc}") from None
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(fresh, encoding="utf-8")
-    tmp.replace(path)
+    if fresh != text:
+        from trainables.data.atomic_file import write_atomic
+
+        write_atomic(path, fresh.encode("utf-8"))
     typer.echo(f"{page}: {'rewritten' if fresh != text else 'already current'}")
 
 

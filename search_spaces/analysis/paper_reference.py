@@ -84,12 +84,18 @@ def read_paper_runs(path: str | Path = PAPER_RUNS_CSV) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paper_lr_sensitivity(path: str | Path = PAPER_RUNS_CSV, *, vocab_size: int = PAPER_VOCAB_SIZE) -> pd.DataFrame:
-    """LRS per model size, method and coefficient recomputed from the paper's published runs.
+def paper_lr_sensitivity(
+    path: str | Path = PAPER_RUNS_CSV, *, vocab_size: int = PAPER_VOCAB_SIZE, lrs: Iterable[float] | None = None
+) -> pd.DataFrame:
+    """LRS per model size, method and coefficient recomputed from the paper's published runs; ``lrs``: over
+    those learning rates only (default: all seven of its grid).
 
     Columns ``size, method, coefficient, K, lrs`` (coefficient 0 for baseline and μ-centering).
     """
     runs = read_paper_runs(path)
+    if lrs is not None:
+        wanted = {float_key(x) for x in lrs}
+        runs = runs[runs["lr"].map(float_key).isin(wanted)]
     l0 = uniform_loss(vocab_size)
     rows = []
     for (size, method, coef), group in runs.groupby(["size", "method", "coefficient"], sort=True):
@@ -107,9 +113,12 @@ def paper_lr_sensitivity(path: str | Path = PAPER_RUNS_CSV, *, vocab_size: int =
     return pd.DataFrame(rows, columns=["size", "method", "coefficient", "K", "lrs"])
 
 
-def paper_lrs_by_size(path: str | Path = PAPER_RUNS_CSV, *, coefficient: float = 1e-4) -> dict[str, dict[str, float]]:
-    """``{size: {method: LRS}}`` at the paper's default λ (baseline and μ-centering have none)."""
-    table = paper_lr_sensitivity(path)
+def paper_lrs_by_size(
+    path: str | Path = PAPER_RUNS_CSV, *, coefficient: float = 1e-4, lrs: Iterable[float] | None = None
+) -> dict[str, dict[str, float]]:
+    """``{size: {method: LRS}}`` at the paper's default λ (baseline and μ-centering have none), sizes from
+    the smallest; ``lrs`` as in :func:`paper_lr_sensitivity`."""
+    table = paper_lr_sensitivity(path, lrs=lrs)
     out: dict[str, dict[str, float]] = {}
     for rec in table.to_dict("records"):
         if rec["method"] in ("z_loss", "mu_loss") and not math.isclose(rec["coefficient"], coefficient):

@@ -116,21 +116,22 @@ def _sweep_id(sweep_dir: str) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
+def scrub_location(value: Any, sweep_dir: str) -> Any:
+    """``value`` (JSON-like) with every text that holds the sweep directory's path naming it ``HIDDEN_DIR``."""
+    prefix = str(sweep_dir).rstrip("/")
+    if isinstance(value, str):
+        return value.replace(prefix, HIDDEN_DIR) if prefix else value
+    if isinstance(value, Mapping):
+        return {k: scrub_location(v, prefix) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_location(v, prefix) for v in value]
+    return value
+
+
 def without_location(report: Report, sweep_dir: str) -> Report:
     """The report with the sweep directory's location taken out: ``sweep.dir`` is None and every text
     that holds the directory's path (the manifest's paths, a reading problem) names it ``HIDDEN_DIR``."""
-    prefix = str(sweep_dir).rstrip("/")
-
-    def scrub(value: Any) -> Any:
-        if isinstance(value, str):
-            return value.replace(prefix, HIDDEN_DIR) if prefix else value
-        if isinstance(value, Mapping):
-            return {k: scrub(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [scrub(v) for v in value]
-        return value
-
-    data = scrub(report.data)
+    data = scrub_location(report.data, sweep_dir)
     data["sweep"]["dir"] = None
     return dataclasses.replace(report, data=data)
 

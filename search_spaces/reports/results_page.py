@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from search_spaces.analysis import paper_reference, stats
-from search_spaces.analysis.trial_frame import lr_sensitivity_value, uniform_loss
+from search_spaces.analysis.trial_frame import float_key
 from search_spaces.reports import report_markdown
-from search_spaces.reports.report import Report, build
+from search_spaces.reports.report import Report, build, scrub_location
 from search_spaces.reports.report_text import (
     duration,
     fmt,
@@ -62,12 +62,10 @@ TRIAL_RECORD_COLUMNS: tuple[tuple[str, str], ...] = (
     ("num_params", "int64"),
     ("platform", "string"),
 )
-#: Where a text that held the sweep directory's location now says it was.
-STUDY_DIR_PLACEHOLDER = "<study dir>"
 
 BEGIN = "<!-- generated: "
 END = "<!-- end generated -->"
-_BLOCK = re.compile(r"(<!-- generated: (?P<head>[^>]*?) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+_BLOCK = re.compile(rf"({re.escape(BEGIN)}(?P<head>[^>]*?) -->\n)(?P<body>.*?)({re.escape(END)})", re.S)
 
 
 class PageError(ValueError):
@@ -77,16 +75,6 @@ class PageError(ValueError):
 # ---------------------------------------------------------------------------------------------------
 # Collecting a finished sweep as a study
 # ---------------------------------------------------------------------------------------------------
-
-
-def _scrub(value: Any, location: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(location, STUDY_DIR_PLACEHOLDER) if location else value
-    if isinstance(value, Mapping):
-        return {k: _scrub(v, location) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, location) for v in value]
-    return value
 
 
 def collect(sweep_dir: str | Path, data_dir: str | Path) -> Path:
@@ -99,9 +87,9 @@ def collect(sweep_dir: str | Path, data_dir: str | Path) -> Path:
     missing = [name for name in STUDY_FILES if not (src / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{src} is not a finished sweep directory: {', '.join(missing)} missing")
-    progress = json.loads((src / PROGRESS_FILE).read_text())
-    if progress.get("status") not in FINAL_SWEEP_STATUSES:
-        raise ValueError(f"{src}: the sweep has not ended (status {progress.get('status')!r})")
+    status = (results.read_progress(str(src)) or {}).get("status")
+    if status not in FINAL_SWEEP_STATUSES:
+        raise ValueError(f"{src}: the sweep has not ended (status {status!r})")
     name = results.load_spec(src / SPEC_FILE).name
     dest = Path(data_dir) / name
     staging = Path(data_dir) / f".{name}.partial"
@@ -110,7 +98,7 @@ def collect(sweep_dir: str | Path, data_dir: str | Path) -> Path:
     location = str(src.resolve())
     shutil.copyfile(src / SPEC_FILE, staging / SPEC_FILE)
     for name_ in (MANIFEST_FILE, PROGRESS_FILE):
-        doc = _scrub(json.loads((src / name_).read_text()), location)
+        doc = scrub_location(json.loads((src / name_).read_text()), location)
         (staging / name_).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     trials = pq.read_table(src / TRIALS_FILE)
     manifests = [_trial_manifest(src, str(t)) for t in trials.column("trial_id").to_pylist()]
@@ -159,12 +147,10 @@ def _demoted(lines: Sequence[str]) -> list[str]:
     return [f"#{line}" if line.startswith("#") else line for line in lines]
 
 
-def _recorded(trials: Any, column: str) -> str:
+def _recorded(trials: Any, column: str, show: Callable[[Any], str] = str) -> str:
     """The one value a study's trials share in ``column`` (several, comma-separated, if they differ)."""
-    if column not in trials.columns:
-        return "unknown"
-    values = sorted({f"{int(v):,}" if isinstance(v, numbers.Number) else str(v) for v in trials[column].dropna()})
-    return ", ".join(values) if values else "unknown"
+    values = sorted({show(v) for v in trials[column].dropna()}) if column in trials.columns else []
+    return ", ".join(values) or "unknown"
 
 
 def _summary(report: Report, name: str, trials: Any) -> list[str]:
@@ -172,18 +158,16 @@ def _summary(report: Report, name: str, trials: Any) -> list[str]:
     s = data["sweep"]
     manifest = s.get("manifest") or {}
     spec = s.get("spec") or {}
-    stages = {"search": 0, "confirm": 0}
-    for t in data["trials"]:
-        stages[t.get("stage") or "search"] = stages.get(t.get("stage") or "search", 0) + 1
+    stages = Counter(t.get("stage") or "search" for t in data["trials"])
     steps = {t["steps"] for t in data["trials"] if t.get("steps") is not None}
     tokens_each = {t["tokens"] for t in data["trials"] if t.get("tokens") is not None}
     model = spec.get("model", {}).get("preset", "?")
     d = spec.get("data", {})
     return [
-        f"- data: `docs/results/{name}/` · spec: `docs/studies/{name}.yaml` · code version "
-        f"`{str(manifest.get('git_sha') or 'unknown')[:12]}`",
+        f"- data: `docs/results/{name}/` · spec: `docs/studies/{name}.yaml` · code version of the trials "
+        f"`{_recorded(trials, 'git_sha', lambda sha: str(sha)[:12])}`",
         f"- {s['trials']} trials ({stages['search']} search, {stages['confirm']} confirm); model `{model}` "
-        f"({_recorded(trials, 'num_params')} parameters), "
+        f"({_recorded(trials, 'num_params', lambda n: f'{int(n):,}')} parameters), "
         f"corpus `{d.get('corpus')}`, tokenizer `{d.get('tokenizer')}` (V = {s.get('vocab_size')}), "
         f"T = {d.get('seq_len')}, batch {d.get('batch_size')}",
         f"- {', '.join(str(x) for x in sorted(steps))} steps = {', '.join(fmt_tokens(x) for x in sorted(tokens_each))}"
@@ -192,7 +176,7 @@ def _summary(report: Report, name: str, trials: Any) -> list[str]:
         f"- measured: {data['measured']} (test split: {fmt_tokens(d.get('test_tokens'))} tokens per run, "
         f"evaluated once at the end); L0 = ln V = {fmt(s.get('l0'), 3)}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in (manifest.get("versions") or {}).items())
-        + f"; trials ran code `{_recorded(trials, 'git_sha')[:12]}` on {_recorded(trials, 'platform')}",
+        + f"; platform {_recorded(trials, 'platform')}",
         "",
     ]
 
@@ -220,26 +204,6 @@ def _families(report: Report) -> dict[str, dict[str, Any]]:
     return {f["method"]: f for f in report.data["lr_sensitivity"]["families"] if f.get("K", 0) >= 2}
 
 
-def _paper_on_grid(grid: Sequence[float]) -> dict[str, dict[str, float]]:
-    """The paper's LRS per size and method recomputed on ``grid`` only (λ = 1e-4), from its published runs."""
-    runs = paper_reference.read_paper_runs()
-    keys = {round(math.log10(x), 6) for x in grid}
-    on_grid = runs[[round(math.log10(x), 6) in keys for x in runs["lr"]]]
-    l0 = uniform_loss(paper_reference.PAPER_VOCAB_SIZE)
-    out: dict[str, dict[str, float]] = {}
-    for (size, method, coef), group in on_grid.groupby(["size", "method", "coefficient"], sort=False):
-        if method in ("z_loss", "mu_loss") and not math.isclose(coef, 1e-4):
-            continue
-        curve = group.groupby("lr")["test_loss"].mean()
-        if len(curve) == len(keys):
-            out.setdefault(str(size), {})[str(method)] = lr_sensitivity_value(list(curve), l0)
-    return out
-
-
-def _sizes() -> list[str]:
-    return sorted(paper_reference.paper_lrs_by_size(), key=lambda s: int(s.rstrip("M")))
-
-
 def _ratio(value: float | None, base: float | None) -> str:
     return "–" if value is None or not base else f"{value / base:.2f}"
 
@@ -251,9 +215,9 @@ def _paper_lrs(studies: _Studies, args: Sequence[str]) -> list[str]:
     if "baseline" not in families:
         raise PageError(f"study {args[0]} has no baseline LR-sensitivity family")
     grid = families["baseline"]["lrs_grid"]
-    sizes = _sizes()
     full = paper_reference.paper_lrs_by_size()
-    subset = _paper_on_grid(grid)
+    subset = paper_reference.paper_lrs_by_size(lrs=grid)
+    sizes = list(full)
     methods = [m for m in families if m in {m_ for s in full.values() for m_ in s} or m == "softcap"]
     ours_base = families["baseline"]["lrs"]
     out = [
@@ -291,7 +255,9 @@ def _paper_per_lr(studies: _Studies, args: Sequence[str]) -> list[str]:
     report = studies.report(args[0])
     families = _families(report)
     runs = paper_reference.read_paper_runs()
-    sizes = _sizes()
+    runs = runs[(runs["coefficient"] == 0) | runs["coefficient"].map(lambda c: math.isclose(c, 1e-4))]
+    runs = runs.assign(lr_key=runs["lr"].map(float_key))
+    sizes = list(paper_reference.paper_lrs_by_size())
     out = [
         f"Mean {report.data['measured']} per learning rate over seeds [95% t-interval] here; the paper's final "
         "test loss (mean over its seeds, λ = 1e-4) at the same learning rate beside it, smallest and largest size. "
@@ -303,35 +269,15 @@ def _paper_per_lr(studies: _Studies, args: Sequence[str]) -> list[str]:
     rows = []
     for method, family in families.items():
         for cell in family["cells"]:
-            lr = cell["lr"]
-            at_lr = runs["lr"].map(lambda x, lr=lr: math.isclose(x, lr, rel_tol=1e-6))
-            default_coef = (runs["coefficient"] == 0) | runs["coefficient"].map(lambda c: math.isclose(c, 1e-4))
-            paper = runs[(runs["method"] == method) & at_lr & default_coef]
+            paper = runs[(runs["method"] == method) & (runs["lr_key"] == float_key(cell["lr"]))]
             by_size = paper.groupby("size")["test_loss"].mean().to_dict()
             here = interval_text(cell["mean"], cell["low"], cell["high"], 3)
             rows.append(
-                [method_name(method), fmt_lr(lr), cell["n"], here]
+                [method_name(method), fmt_lr(cell["lr"]), cell["n"], here]
                 + [fmt(by_size.get(s), 3) for s in (sizes[0], sizes[-1])]
             )
     out += md_table(["method", "lr", "seeds", "here [95% CI]", f"paper {sizes[0]}", f"paper {sizes[-1]}"], rows)
     return out
-
-
-def _seeds_needed(studies: _Studies, args: Sequence[str]) -> list[str]:
-    """For every paired comparison of a study that is not resolved: how many seed pairs would resolve
-    the observed difference at the sweep's power (the statistics module's rule)."""
-    if len(args) != 1:
-        raise PageError("a seeds-needed block names its study")
-    data = studies.report(args[0]).data
-    rows = []
-    for d in data["paired_deltas"]["rows"]:
-        if d["verdict"] != stats.NOT_RESOLVED:
-            continue
-        rows.append([d["label"], fmt_lr(d["lr"]), d["n_pairs"], fmt(d["delta_mean"], 3),
-                     fmt(d.get("delta_std"), 3), d.get("seeds_needed") or "–"])  # fmt: skip
-    if not rows:
-        return ["Every paired comparison of this study is resolved.", ""]
-    return md_table(["method", "lr", "seed pairs", "Δ mean", "Δ SD", "seed pairs to resolve Δ"], rows)
 
 
 def _lambda_cells(studies: _Studies, args: Sequence[str]) -> list[str]:
@@ -383,7 +329,6 @@ BLOCKS: dict[str, Callable[[_Studies, Sequence[str]], list[str]]] = {
     "study": _study,
     "paper-lrs": _paper_lrs,
     "paper-per-lr": _paper_per_lr,
-    "seeds-needed": _seeds_needed,
     "lambda-cells": _lambda_cells,
 }
 
@@ -406,7 +351,6 @@ def render(page: str, data_dir: str | Path) -> str:
 
 def stale_blocks(page: str, data_dir: str | Path) -> list[str]:
     """The heads of the blocks whose text differs from what the data gives (empty: the page is current)."""
-    fresh = render(page, data_dir)
-    now = {m.start(): (m.group("head"), m.group("body")) for m in _BLOCK.finditer(page)}
-    then = [m.group("body") for m in _BLOCK.finditer(fresh)]
-    return [head for (head, body), new in zip(now.values(), then, strict=True) if body != new]
+    now = _BLOCK.finditer(page)
+    fresh = _BLOCK.finditer(render(page, data_dir))
+    return [m.group("head") for m, new in zip(now, fresh, strict=True) if m.group("body") != new.group("body")]

@@ -150,6 +150,7 @@ def _tuner(
     name: str,
     callbacks: list[Any],
     *,
+    lean: bool,
     param_space: dict[str, Any] | None,
     tune_config: dict[str, Any],
 ) -> tuple[Any, bool]:
@@ -158,9 +159,7 @@ def _tuner(
     same trainable: the spec's ``TrialPlan`` with one trial-driver slot per trial."""
     from ray import tune
 
-    from trainables.train.startup import lean_trials
-
-    trainable = make_trainable(TrialPlan.from_spec(spec), sweep_dir, lean=lean_trials())
+    trainable = make_trainable(TrialPlan.from_spec(spec), sweep_dir, lean=lean)
     trainable = tune.with_resources(trainable, {"CPU": 0, TRIAL_DRIVER_RESOURCE: 1})
     experiment = storage.join(sweep_dir, name)
     if tune.Tuner.can_restore(experiment):
@@ -192,11 +191,12 @@ def build_tuner(spec: SweepSpec, sweep_dir: str, sweep_id: str, callbacks: list[
     run, else a new one with the spec's search algorithm and scheduler."""
     from trainables.train.startup import lean_trials
 
+    lean = lean_trials()
     search, param_space, num_samples = search_setup(spec, sweep_dir, sweep_id)
     return _tuner(
-        spec, sweep_dir, TUNE_DIR, callbacks, param_space=param_space,
+        spec, sweep_dir, TUNE_DIR, callbacks, lean=lean, param_space=param_space,
         tune_config={"search_alg": search, "scheduler": scheduler_for(spec), "num_samples": num_samples,
-                     "reuse_actors": reuse_trial_actors(spec, lean=lean_trials())},
+                     "reuse_actors": reuse_trial_actors(spec, lean=lean)},
     )  # fmt: skip
 
 
@@ -227,7 +227,8 @@ def build_confirm_tuner(
 
     from trainables.train.startup import lean_trials
 
+    lean = lean_trials()
     return _tuner(
-        spec, sweep_dir, CONFIRM_TUNE_DIR, callbacks, param_space={"params": tune.grid_search(trials)},
-        tune_config={"num_samples": 1, "reuse_actors": lean_trials()},
+        spec, sweep_dir, CONFIRM_TUNE_DIR, callbacks, lean=lean, param_space={"params": tune.grid_search(trials)},
+        tune_config={"num_samples": 1, "reuse_actors": lean},
     )  # fmt: skip

@@ -80,6 +80,12 @@ def test_sweeps_list_and_sweep_page_of_a_finished_sweep(
     assert text_of(browser, "#sweep-name") == "paper-grid"
     assert int(evaluate(browser, "document.getElementById('curves').dataset.trials")) == len(trials)
     assert int(evaluate(browser, "document.getElementById('lrs').dataset.series")) >= 3
+    # Every finished run is a dot at the loss the tables count (its test CE where measured), not its val CE.
+    dots = evaluate(browser, "Chart.getChart(document.getElementById('lrs')).data.datasets"
+                             ".filter(d => !d.family && !d.label.endsWith(' diverged'))"
+                             ".flatMap(d => d.data.map(p => p.y))")
+    measured = [t["test_ce"] for t in trials if t["status"] == "TERMINATED"]
+    assert sorted(round(y, 9) for y in dots) == sorted(round(y, 9) for y in measured)
     assert int(evaluate(browser, "document.getElementById('importance').dataset.params")) >= 2
     assert int(evaluate(browser, "document.getElementById('parallel').dataset.lines")) == len(trials)
     mech = evaluate(

@@ -459,16 +459,18 @@
       curves.update('none');
       reportNote.textContent = report.missing.length ? `Not shown yet: ${report.missing.join('; ')}.` : '';
       const rows = report.mechanism.rows;
-      const methods = [...new Set(rows.map((r) => r.method))];
-      const scatterSets = (key) => methods.flatMap((m) => {
-        const mine = rows.filter((r) => r.method === m && r[key] !== null && r[key] !== undefined);
-        return [{ label: m, data: mine.filter((r) => !r.diverged).map((r) => ({ x: r.lr, y: r[key] })), backgroundColor: colorOf(m), borderColor: colorOf(m), pointRadius: 4 },
-          { label: `${m} diverged`, data: mine.filter((r) => r.diverged).map((r) => ({ x: r.lr, y: r[key] })), pointStyle: 'crossRot', pointRadius: 8, pointBorderWidth: 2, borderColor: colorOf(m), backgroundColor: colorOf(m) }];
+      // Runs against their LR, a dataset per method and one for its diverged runs (✕).
+      const runSets = (runs, y, diverged) => [...new Set(runs.map((r) => r.method))].flatMap((m) => {
+        const mine = runs.filter((r) => r.method === m && y(r) !== null && y(r) !== undefined);
+        return [{ label: m, data: mine.filter((r) => !diverged(r)).map((r) => ({ x: r.lr, y: y(r) })), backgroundColor: colorOf(m), borderColor: colorOf(m), pointRadius: 4 },
+          { label: `${m} diverged`, data: mine.filter(diverged).map((r) => ({ x: r.lr, y: y(r) })), pointStyle: 'crossRot', pointRadius: 8, pointBorderWidth: 2, borderColor: colorOf(m), backgroundColor: colorOf(m) }];
       }).filter((d) => d.data.length);
+      const scatterSets = (key) => runSets(rows, (r) => r[key], (r) => r.diverged);
       // LR sensitivity: every finished run, and a line per family that ran at two or more LRs.
       const families = report.lr_sensitivity.families.filter((f) => f.K >= 2 && f.lrs_grid && f.lrs_grid.length >= 2);
       const band = (f, key) => (f.cells || []).filter((c) => c.low !== null && c.high !== null).map((c) => ({ x: c.lr, y: c[key] }));
-      const lrsSets = [...scatterSets('val_loss'), ...families.flatMap((f) => [{
+      // Every finished run at the loss the analysis counts for it (report.measured), as the family lines are.
+      const lrsSets = [...runSets(report.trials, (t) => t.measured, (t) => t.status === 'DIVERGED'), ...families.flatMap((f) => [{
         label: f.label || f.method, family: true, data: f.lrs_grid.map((x, i) => ({ x, y: f.losses[i] })), showLine: true, pointRadius: 0, borderWidth: 1.5,
         borderColor: colorOf(f.method), backgroundColor: colorOf(f.method) },
       // The 95% interval of the seed mean: a lower edge, then an upper edge filled down to it.
@@ -477,7 +479,7 @@
         fill: '-1', backgroundColor: `${colorOf(f.method)}33` }]).filter((d) => !d.band || d.data.length >= 2)];
       // One legend entry per method: not its diverged markers, not its family lines (same colour).
       const noDiverged = { position: 'bottom', labels: { boxWidth: 10, filter: (item, data) => !item.text.endsWith(' diverged') && !data.datasets[item.datasetIndex].family } };
-      if (!lrsChart) lrsChart = chart(lrsCanvas, { type: 'scatter', data: { datasets: lrsSets }, options: baseOptions({ plugins: { legend: noDiverged }, scales: { x: logX('peak learning rate'), y: linY('final validation CE') } }) });
+      if (!lrsChart) lrsChart = chart(lrsCanvas, { type: 'scatter', data: { datasets: lrsSets }, options: baseOptions({ plugins: { legend: noDiverged }, scales: { x: logX('peak learning rate'), y: linY(`final ${report.measured}`) } }) });
       else { lrsChart.data.datasets = lrsSets; lrsChart.update('none'); }
       lrsCanvas.dataset.series = String(lrsSets.filter((d) => !d.band).length);
       lrsCanvas.dataset.bands = String(lrsSets.filter((d) => d.band).length / 2);
