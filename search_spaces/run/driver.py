@@ -29,7 +29,7 @@ from search_spaces.run import storage
 from search_spaces.run.sweep_dir import CONFIRM_TUNE_DIR, OPTUNA_DB, RUNS_DIR, TRIAL_RESULT_FILE, TRIALS_DIR, TUNE_DIR
 from search_spaces.spec.spaces import define_by_run, explicit_trials
 from search_spaces.spec.sweep_spec import SweepSpec
-from search_spaces.spec.translate import TrialPlan, trial_params
+from search_spaces.spec.translate import PARAMS_KEY, TrialPlan, trial_params
 from trainables.data.cache import default_cache_root
 
 #: The custom resource clusters started by lossweep declare; one per concurrently running trial driver.
@@ -97,7 +97,7 @@ def search_setup(spec: SweepSpec, sweep_dir: str, sweep_id: str) -> tuple[Any, d
     from ray import tune
 
     if spec.search.algorithm in ("grid", "random"):
-        return None, {"params": tune.grid_search(explicit_trials(spec))}, 1
+        return None, {PARAMS_KEY: tune.grid_search(explicit_trials(spec))}, 1
     import optuna
 
     from search_spaces.run.labelled_optuna import LabelledOptunaSearch
@@ -229,6 +229,6 @@ def build_confirm_tuner(
 
     lean = lean_trials()
     return _tuner(
-        spec, sweep_dir, CONFIRM_TUNE_DIR, callbacks, lean=lean, param_space={"params": tune.grid_search(trials)},
+        spec, sweep_dir, CONFIRM_TUNE_DIR, callbacks, lean=lean, param_space={PARAMS_KEY: tune.grid_search(trials)},
         tune_config={"num_samples": 1, "reuse_actors": lean},
     )  # fmt: skip

@@ -20,12 +20,14 @@ from trainables.train.settings import put
 from trainables.train.trainer import Resources
 
 PARAM_KEYS = ("method", "lr", *COEFFICIENTS, "seed")
+#: Where every Tune trial config (grid, random, TPE, confirm) carries its parameters.
+PARAMS_KEY = "params"
 
 
 def trial_params(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The flat trial parameters of a Tune config: grid/random trials carry them under ``params``,
-    TPE trials at the top level."""
-    source = config.get("params", config)
+    """The flat trial parameters of a Tune config, read from its ``params``. A config without one is
+    a TPE trial of a sweep started before TPE configs took that shape (its resume still reads it)."""
+    source = config.get(PARAMS_KEY, config)
     return {k: source[k] for k in PARAM_KEYS if source.get(k) is not None}
 
 

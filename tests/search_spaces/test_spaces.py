@@ -125,3 +125,24 @@ def test_translate_carries_divergence_and_precision_settings() -> None:
 def test_bad_divergence_and_precision_fields_are_named(field: str, value: object, needle: str) -> None:
     with pytest.raises(ValueError, match=needle):
         _spec(**{field: value})
+
+
+def test_tpe_trials_carry_their_parameters_where_grid_trials_do() -> None:
+    from search_spaces.run.labelled_optuna import LabelledOptunaSearch
+
+    spec = _spec(methods=["baseline", "z_loss"], search={"algorithm": "tpe"}, lr=[1e-3, 1e-2],
+                 coefficients={"z_loss_weight": [1e-4, 1e-3]}, seeds=[7])  # fmt: skip
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    search = LabelledOptunaSearch(sweep_id="s1", default_method="baseline", space=define_by_run(spec),
+                                  metric="val_loss", mode="min", sampler=sampler)  # fmt: skip
+    for i in range(4):
+        config = search.suggest(f"t{i}")
+        assert isinstance(config, dict) and set(config) == {"params"}
+        params = trial_params(config)
+        assert params["seed"] == 7 and params["lr"] in (1e-3, 1e-2) and params["method"] in spec.methods
+        # Optuna's parameter names stay flat: an optuna.db of an earlier sweep resumes unchanged.
+        ot_trial = search._ot_trials[f"t{i}"]
+        assert "lr" in ot_trial.params and ot_trial.user_attrs["tune_trial_id"] == f"t{i}"
+        assert ot_trial.user_attrs["method"] == params["method"]
+    explicit = explicit_trials(_spec(lr=[1e-3]))
+    assert trial_params({"params": explicit[0]})["lr"] == 1e-3
