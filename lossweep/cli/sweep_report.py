@@ -98,6 +98,7 @@ def _print_tables(out: dict[str, Any]) -> None:
     from search_spaces.analysis.trial_frame import format_coefficients
     from search_spaces.reports.report_text import (
         coefficients_text,
+        family_name,
         fmt,
         fmt_lr,
         fmt_tokens,
@@ -141,7 +142,7 @@ def _print_tables(out: dict[str, Any]) -> None:
         table.add_column(column, justify="right" if column in ("K", "LRS [95% CI]", "diverged") else "left")
     for f in [f for f in lrs["families"] if f["K"] >= 2 or f["lrs"] is not None]:
         table.add_row(
-            method_name(f["method"]),
+            family_name(f),
             format_coefficients(f["coefficients"]),
             str(f["K"]),
             interval_text(f["lrs"], f["lrs_low"], f["lrs_high"], 3),
@@ -161,15 +162,15 @@ def _print_tables(out: dict[str, Any]) -> None:
 
     per_method: dict[str, int] = {}
     for r in out["lambda_robustness"]:
-        per_method[r["method"]] = per_method.get(r["method"], 0) + 1
-    swept = [r for r in out["lambda_robustness"] if per_method[r["method"]] > 1]
+        per_method[family_name(r)] = per_method.get(family_name(r), 0) + 1
+    swept = [r for r in out["lambda_robustness"] if per_method[family_name(r)] > 1]
     if swept:
         table = Table(title="λ robustness (LRS per coefficient value)")
         for column in ("method", "coefficient", "value", "K", "LRS", "diverged", "largest stable LR"):
             table.add_column(column)
         for r in swept:
             table.add_row(
-                method_name(r["method"]),
+                family_name(r),
                 r["coefficient"],
                 f"{r['value']:g}",
                 str(r["K"]),

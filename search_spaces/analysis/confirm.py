@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from search_spaces.analysis import stats
+from search_spaces.analysis.sizes import of_size, size_label, sizes_of
 from search_spaces.analysis.trial_frame import (
     FINISHED,
     capped_final,
@@ -56,7 +57,11 @@ def _config_of(row: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]
 
 def confirm_configurations(trials: pd.DataFrame, methods: Sequence[str], top_k: int) -> list[dict[str, Any]]:
     """:data:`SELECTION_RULE`: ``[{"method": ..., "lr": ..., <coefficients>}, ...]`` in method order; a
-    method without an eligible search trial contributes none."""
+    method without an eligible search trial contributes none. Where the size is an axis, each size
+    hands on its own (the configurations then carry ``model``), smallest size first."""
+    names = sizes_of(trials)
+    if len(names) > 1:
+        return [c for size in names for c in confirm_configurations(of_size(trials, size), methods, top_k)]
     trials = search_trials(normalize_trials(trials))
     columns = hyperparameter_columns(trials)
     ranked = sorted(
@@ -85,7 +90,18 @@ def _label(config: Mapping[str, Any]) -> str:
 def confirm_comparison(trials: pd.DataFrame) -> dict[str, Any]:
     """The confirm stage's table (:data:`CONFIRM_RULE`): per configuration its seeds, interval and
     comparison with the baseline; ``best``: the confirmed best configuration. ``configs`` is empty in
-    a sweep without a confirm stage."""
+    a sweep without a confirm stage. Where the size is an axis, each size is compared with its own
+    baseline; ``best`` is then the best confirmed configuration of any size."""
+    names = sizes_of(trials)
+    if len(names) > 1:
+        parts = [(size, confirm_comparison(of_size(trials, size))) for size in names]
+        bests = [part["best"] for _, part in parts if part["best"] is not None]
+        return {
+            **parts[0][1],
+            "configs": [c for _, part in parts for c in part["configs"]],
+            "best": min(bests, key=lambda r: (r["mean"], r["label"])) if bests else None,
+            "missing": [size_label(size, m) for size, part in parts for m in part["missing"]],
+        }
     trials = normalize_trials(trials)
     out: dict[str, Any] = {"selection_rule": SELECTION_RULE, "rule": CONFIRM_RULE, "configs": [], "best": None,
                            "missing": []}  # fmt: skip

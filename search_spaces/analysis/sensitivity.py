@@ -34,6 +34,8 @@ from search_spaces.analysis import stats
 from search_spaces.analysis.best import best_configs
 from search_spaces.analysis.confirm import confirm_comparison
 from search_spaces.analysis.paper_reference import paper_comparison
+from search_spaces.analysis.size_comparison import size_comparison
+from search_spaces.analysis.sizes import largest, per_size, size_order
 from search_spaces.analysis.speedup import SPEEDUP_RULE, convergence_speedup
 from search_spaces.analysis.trial_frame import (
     FINISHED,
@@ -57,6 +59,7 @@ from search_spaces.analysis.trial_frame import (
     vocab_size_of,
 )
 from search_spaces.run.sweep_dir import finite_float
+from search_spaces.spec.sweep_spec import SIZE_PARAM
 from trainables.losses.registry import default_coefficients
 
 # ---------------------------------------------------------------------------------------------------
@@ -154,6 +157,7 @@ def _lrs_interval(cells: Sequence[Sequence[float]], l0: float) -> tuple[float, f
     return stats.stratified_bootstrap([len(a) for a in arrays], lrs_of)
 
 
+@per_size
 def lr_sensitivity(trials: pd.DataFrame) -> pd.DataFrame:
     """One row per family (method + fixed coefficients) with its LRS and largest stable LR.
 
@@ -262,7 +266,11 @@ DEFAULT_COEFFICIENTS: dict[str, float] = default_coefficients()
 
 def primary_families(table: pd.DataFrame) -> list[dict[str, Any]]:
     """One family per method for the LR plot: the default coefficients if swept, else the family with
-    the most finished learning rates (then the lower LRS)."""
+    the most finished learning rates (then the lower LRS). One per size and method where the size is an
+    axis, smallest size first."""
+    if SIZE_PARAM in table.columns and table[SIZE_PARAM].nunique() > 1:
+        names = sorted({str(s) for s in table[SIZE_PARAM]}, key=size_order)
+        return [f for size in names for f in primary_families(table[table[SIZE_PARAM] == size])]
     out = []
     for method in sort_methods(table["method"]) if len(table) else []:
         rows = table[table["method"] == method].to_dict("records")
@@ -283,6 +291,7 @@ def row_seeds(curve: pd.DataFrame) -> list[int]:
     return sorted({s for d in curve["seeds"] for s in d})
 
 
+@per_size
 def lambda_robustness(trials: pd.DataFrame) -> pd.DataFrame:
     """LRS per coefficient value, for methods with exactly one coefficient (z-loss, μ-loss, soft-cap).
 
@@ -399,6 +408,7 @@ def _method_pairs(
     return by_lr
 
 
+@per_size
 def paired_deltas(trials: pd.DataFrame) -> pd.DataFrame:
     """Per family and LR: (method − baseline) measured loss, paired on seed and LR, with its interval,
     paired-t p, verdict and power (:mod:`search_spaces.analysis.stats`). Search-stage trials only.
@@ -449,6 +459,7 @@ LRS_DIFF_COLUMNS = ["method", "label", "lrs", "baseline_lrs", "lrs_delta", "lrs_
                     "verdict", "K", "n_pairs"]  # fmt: skip
 
 
+@per_size
 def lrs_differences(trials: pd.DataFrame) -> pd.DataFrame:
     """Per family: LRS − the baseline's LRS over the learning rates both ran, with a bootstrap interval over
     the seed pairs of each cell (:data:`LRS_CI_RULE`) and its verdict (:data:`stats.VERDICT_RULE`, on that
@@ -526,7 +537,8 @@ def analyze(trials: pd.DataFrame, metrics: pd.DataFrame | None = None) -> dict[s
             "paired_deltas": {"rule": DELTA_RULE, "rows": records(paired_deltas(trials)) if len(trials) else []},
             "lrs_differences": records(lrs_differences(trials)) if len(trials) else [],
             "confirm": confirm_comparison(trials),
-            "speedup": convergence_speedup(trials, metrics)
+            "sizes": size_comparison(primary_families(lrs)) if len(lrs) else None,
+            "speedup": convergence_speedup(largest(trials)[1], metrics)
             if len(trials)
             else {"rule": SPEEDUP_RULE, "baseline": None, "methods": [], "missing": ["no trials"]},
         }

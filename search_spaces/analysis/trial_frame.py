@@ -17,6 +17,7 @@ import pandas as pd
 
 from search_spaces.run.sweep_dir import CONFIRM_STAGE, TrialStatus, finite_float, stage_of
 from search_spaces.run.sweep_dir import TRIAL_STATUSES as STATUSES
+from search_spaces.spec.sweep_spec import SIZE_PARAM
 from trainables.losses.registry import COEFFICIENTS, method_rank
 
 # Trials whose final validation CE is the end of their full budget: the only ones LRS may compare.
@@ -95,11 +96,12 @@ def confirm_trials(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def hyperparameter_columns(trials: pd.DataFrame) -> list[str]:
-    """The documented coefficient columns present in ``trials`` (``lr`` and ``seed`` are handled apart).
+    """The model preset where the size is an axis, then the documented coefficient columns present in
+    ``trials`` (``lr`` and ``seed`` are handled apart).
 
     Other columns are never taken as hyperparameters: bookkeeping the driver adds (a node id, a
     checkpoint path) would otherwise split families that differ only in where they ran."""
-    return [c for c in COEFFICIENTS if c in trials.columns]
+    return [c for c in (SIZE_PARAM, *COEFFICIENTS) if c in trials.columns]
 
 
 def trial_params(row: Mapping[str, Any], columns: Iterable[str]) -> dict[str, Any]:
@@ -123,8 +125,11 @@ def format_coefficients(coefficients: Mapping[str, Any]) -> str:
 
 
 def family_coefficients(row: Mapping[str, Any], columns: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    """A family's coefficients: the trial's hyperparameters but the learning rate and the size (families
+    are formed within one size: ``analysis.sizes``)."""
     params = trial_params(row, columns)
     params.pop("lr", None)
+    params.pop(SIZE_PARAM, None)
     return tuple((k, float_key(v) if isinstance(v, float) else v) for k, v in params.items())
 
 

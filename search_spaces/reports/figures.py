@@ -13,6 +13,7 @@ from search_spaces.analysis import sensitivity as analysis
 from search_spaces.analysis import trial_frame
 from search_spaces.reports import plots
 from search_spaces.run.sweep_dir import TrialStatus
+from search_spaces.spec.sweep_spec import SIZE_PARAM
 from trainables.losses.registry import TERMS
 
 
@@ -39,7 +40,11 @@ def figures(data: Mapping[str, Any], lrs_table: pd.DataFrame, trials: pd.DataFra
     lines = [f for f in lines if f["lrs_grid"] or f.get("points")]
     if lines:
         figures.append(plots.lr_sensitivity_plot(lines, l0=l0, measured=data["measured"]))
+    if data.get("sizes"):
+        figures.append(plots.size_plot(data["sizes"]["sizes"], data["sizes"]["rows"]))
+        figures.append(plots.size_curves_plot(data["sizes"]["sizes"], data["sizes"]["rows"], measured=data["measured"]))
     heat = data["lambda_robustness"]["heatmaps"]
+    largest = data["sizes"]["sizes"][-1] if data.get("sizes") else None  # heat maps show the largest size
     for method, columns in heatmap_terms():
         if method not in heat:
             continue
@@ -67,7 +72,8 @@ def figures(data: Mapping[str, Any], lrs_table: pd.DataFrame, trials: pd.DataFra
                 )
             )
             families = [f for f in data["lr_sensitivity"]["families"]
-                        if f["method"] == method and (f.get("coefficients") or {}).get(column) is not None]  # fmt: skip
+                        if f["method"] == method and (f.get("coefficients") or {}).get(column) is not None
+                        and f.get(SIZE_PARAM) == largest]  # fmt: skip
             if len(families) >= 2:
                 figures.append(plots.lambda_plot(f"lambda-{method}", families, column=column,
                                                  title=f"λ robustness: {title}, every seed", l0=l0))  # fmt: skip

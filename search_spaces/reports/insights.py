@@ -21,6 +21,7 @@ import pandas as pd
 from search_spaces.analysis import trial_frame
 from search_spaces.reports.plots import DIAGNOSTICS, method_color
 from search_spaces.run.sweep_dir import TrialStatus, finite_float
+from search_spaces.spec.sweep_spec import SIZE_PARAM
 
 OBJECTIVE = "final validation CE (no penalty) of finished trials, a diverged trial counted as ln V"
 _MIN_TRIALS = 3
@@ -57,7 +58,7 @@ def _importances(rows: list[dict[str, Any]], columns: list[str]) -> tuple[list[d
         values = _varying(rows, column)
         if values is None:
             continue
-        numeric = [float(v) for v in values] if column != "method" and column != "seed" else None
+        numeric = [float(v) for v in values] if column not in ("method", "seed", SIZE_PARAM) else None
         if numeric is not None:
             positive = min(numeric) > 0
             distributions[column] = FloatDistribution(min(numeric), max(numeric), log=positive)

@@ -621,3 +621,83 @@ def speedup_plot(rows: Sequence[Mapping[str, Any]]) -> Plot:
         "method's best trial needs to reach the same value. Right of the dashed line = faster than baseline."
     )
     return Plot("speedup", caption, alt, lambda: _render(draw(), "speedup", alt))
+
+
+def size_plot(sizes: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Plot:
+    """LRS against model size, one line per method: this sweep solid with its 95% interval, the paper's
+    runs at the same sizes dashed (``size_comparison`` rows)."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    position = {s: i for i, s in enumerate(sizes)}
+
+    def draw() -> Figure:
+        with rc_context(_RC):
+            fig = _figure()
+            ax = fig.add_subplot()
+            for i, method in enumerate(methods):
+                mine = [r for r in rows if r["method"] == method]
+                color = method_color(method, index=i)
+                ours = [(position[r["model"]], r) for r in mine if r["lrs"] is not None]
+                if ours:
+                    xs = [x for x, _ in ours]
+                    ax.plot(xs, [r["lrs"] for _, r in ours], marker="o", color=color, lw=1.8, label=method)
+                    for x, r in ours:
+                        if r["lrs_low"] is not None and r["lrs_high"] is not None:
+                            ax.plot([x, x], [r["lrs_low"], r["lrs_high"]], color=color, lw=1.0, alpha=0.6)
+                paper = [(position[r["model"]], r["paper_lrs"]) for r in mine if r["paper_lrs"] is not None]
+                if paper:
+                    ax.plot([x for x, _ in paper], [y for _, y in paper], marker="s", ms=4, color=color, lw=1.2,
+                            ls="--", alpha=0.8, label=f"{method} (paper)")  # fmt: skip
+            ax.set_xticks(range(len(sizes)), list(sizes))
+            ax.set_xlabel("model size (preset)")
+            ax.set_ylabel("LR sensitivity (lower is more robust)")
+            ax.set_title("LR sensitivity by model size")
+            ax.legend(fontsize=8, ncol=2)
+        return fig
+
+    alt = f"Line chart of the LR sensitivity of {len(methods)} methods at {len(sizes)} model sizes"
+    caption = (
+        "LR sensitivity of each method at each model size (solid, with its 95% interval over seeds where there "
+        "are two or more seeds), and the OEC paper's value at the same size over the same learning rates (dashed) "
+        "where the size is one of its five and the learning rates are points of its grid."
+    )
+    return Plot("sizes", caption, alt, lambda: _render(draw(), "sizes", alt))
+
+
+def size_curves_plot(sizes: Sequence[str], rows: Sequence[Mapping[str, Any]], *, measured: str) -> Plot:
+    """One panel per size: each method's loss against peak LR (solid), and the paper's test loss at the
+    same size and learning rates (dashed) where it has one (``size_comparison`` rows)."""
+    columns = min(3, len(sizes))
+    lines = math.ceil(len(sizes) / columns)
+
+    def draw() -> Figure:
+        with rc_context(_RC):
+            fig = _figure(width=3.0 * columns + 1.0, height=2.6 * lines + 0.8)
+            axes = fig.subplots(lines, columns, sharex=True, squeeze=False).ravel()
+            for ax, size in zip(axes, sizes, strict=False):
+                for index, r in enumerate(x for x in rows if x["model"] == size):
+                    color = method_color(r["method"], index=index)
+                    if r["lrs_grid"]:
+                        ax.plot(r["lrs_grid"], r["losses"], marker="o", ms=3, color=color, label=r["method"],
+                                **line_style(r["method"], width=1.4))  # fmt: skip
+                    published = zip(r["lrs_grid"], r["paper_losses"] or (), strict=False)
+                    paper = [(x, y) for x, y in published if y is not None]
+                    if paper:
+                        ax.plot(*zip(*paper, strict=True), color=color, lw=1.0, ls=":", marker="s", ms=2.5, alpha=0.8)
+                ax.set_xscale("log")
+                ax.set_title(size)
+            for ax in axes[len(sizes):]:
+                ax.set_visible(False)
+            for ax in axes[max(0, len(sizes) - columns): len(sizes)]:
+                ax.set_xlabel("peak learning rate")
+            handles, labels = axes[0].get_legend_handles_labels()
+            if handles:
+                fig.legend(handles, labels, loc="outside lower center", ncols=min(6, len(labels)))
+        return fig
+
+    alt = f"Line charts of loss against peak learning rate at {len(sizes)} model sizes, one panel per size"
+    caption = (
+        f"Final {measured} (mean over seeds; diverged runs at L0) against the peak learning rate, one panel per model "
+        "size; dotted with squares: the OEC paper's mean test loss at the same size and learning rates, where it "
+        "has that size (its vocabulary and data differ: compare shapes, not levels)."
+    )
+    return Plot("size-curves", caption, alt, lambda: _render(draw(), "size-curves", alt))

@@ -15,10 +15,11 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from search_spaces.analysis import paper_reference, trial_frame
+from search_spaces.analysis import paper_reference, sizes, trial_frame
 from search_spaces.analysis import sensitivity as analysis
 from search_spaces.analysis.best import best_configs
 from search_spaces.analysis.confirm import confirm_comparison
+from search_spaces.analysis.size_comparison import size_comparison
 from search_spaces.analysis.speedup import SPEEDUP_RULE, convergence_speedup
 from search_spaces.reports import insights, insights_report, plots
 from search_spaces.reports.figures import figures as draw_figures
@@ -26,6 +27,7 @@ from search_spaces.reports.figures import heatmap_terms
 from search_spaces.run import storage
 from search_spaces.run.sweep_dir import BEST_RULE, FINAL_SWEEP_STATUSES, HIDDEN_DIR, LIVE_TRIAL_STATUSES, SweepStatus
 from trainables.losses.registry import TERMS
+from trainables.model.presets import model_preset
 
 SCHEMA = "lossweep.report/1"
 _TRIAL_COLUMNS = (
@@ -174,6 +176,13 @@ def build_from(
         )
     vocab = trial_frame.vocab_size_of(trials) if len(trials) else None
     l0 = trial_frame.sweep_l0(trials)
+    # Sections that follow one baseline or one family per method show the largest size of a sweep over sizes.
+    largest, focus = sizes.largest(trials)
+    if largest is not None:
+        missing.append(
+            f"this sweep trains {len(sizes.sizes_of(trials))} model sizes: every table compares the methods within "
+            f"each size; the heat maps, the speed-up and the mechanism figures are of the largest, {largest}"
+        )
 
     best = (
         best_configs(trials)
@@ -194,10 +203,10 @@ def build_from(
         )
     paper = paper_reference.paper_comparison(lrs_table)
     if paper is not None:
-        paper["rows"] = _paper_rows(families)
+        paper["rows"] = _paper_rows(families) if largest is None else []
 
     lam_rows = trial_frame.records(analysis.lambda_robustness(trials)) if len(trials) else []
-    heatmaps, heat_missing = _heatmaps(trials)
+    heatmaps, heat_missing = _heatmaps(focus)
     missing += heat_missing
 
     deltas = trial_frame.records(analysis.paired_deltas(trials)) if len(trials) else []
@@ -205,7 +214,7 @@ def build_from(
     confirm = confirm_comparison(trials)
     missing += confirm["missing"]
     speedup = (
-        convergence_speedup(trials, metrics)
+        convergence_speedup(focus, metrics)
         if len(trials)
         else {"rule": SPEEDUP_RULE, "baseline": None, "methods": [], "missing": []}
     )
@@ -253,6 +262,7 @@ def build_from(
             "families": families,
             "paper": paper,
         },
+        "sizes": size_comparison(analysis.primary_families(lrs_table), tied=_tied(spec)) if len(lrs_table) else None,
         "lambda_robustness": {"rows": lam_rows, "heatmaps": heatmaps},
         "measured": trial_frame.measured_source(trials),
         "statistics": analysis.statistics_rules(),
@@ -263,12 +273,12 @@ def build_from(
         "speedup": speedup,
         "curves": curves,
         "importance": insights.param_importance(trials, l0),
-        "mechanism": insights.mechanism_vs_lr(trials, metrics, l0),
+        "mechanism": insights.mechanism_vs_lr(focus, metrics, l0),
         "trials": _trial_rows(trials),
         "links": dict(sorted((links or {}).items())),
     }
     data = trial_frame.to_json_value(data)
-    figures = draw_figures(data, lrs_table, trials) + insights_report.figures(data)
+    figures = draw_figures(data, lrs_table, focus) + insights_report.figures(data)
     data["plots"] = [{"name": p.name, "caption": p.caption, "alt": p.alt} for p in figures]
     return Report(data=data, plots=tuple(figures))
 
@@ -333,6 +343,17 @@ def _resources(spec: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if spec.get("max_concurrent_trials") is not None:
         out["max_concurrent_trials"] = spec["max_concurrent_trials"]
     return out or None
+
+
+def _tied(spec: Mapping[str, Any] | None) -> bool:
+    """Whether the sweep's models tie their head to the input embedding (its spec's presets and overrides)."""
+    model = (spec or {}).get("model") or {}
+    preset = model.get("preset") or "tiny"
+    first = preset[0] if isinstance(preset, list) else preset
+    try:
+        return bool(model_preset(str(first), **(model.get("overrides") or {})).tie_weights)
+    except (ValueError, TypeError):
+        return False
 
 
 def _paper_rows(families: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

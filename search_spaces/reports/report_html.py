@@ -14,9 +14,11 @@ from search_spaces.reports.insights_report import importance_html, mechanism_htm
 from search_spaces.reports.plots import Plot
 from search_spaces.reports.report import Report
 from search_spaces.reports.report_text import (
+    SIZE_HEADERS,
     TRIAL_HEADERS,
     coefficients_text,
     duration,
+    family_name,
     fmt,
     fmt_lr,
     fmt_tokens,
@@ -27,6 +29,7 @@ from search_spaces.reports.report_text import (
     resources_text,
     seed_speedup_text,
     single_lr_summary,
+    size_rows,
     speedup_targets_rows,
     status_line,
     stop_text,
@@ -238,6 +241,21 @@ def _best_card(title: str, r: Mapping[str, Any], *, highlight: bool = False) -> 
     return f'<div class="card">{"".join(lines)}</div>'
 
 
+def _sizes(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
+    section = data.get("sizes")
+    if not section:
+        return ""
+    return (
+        '<h2 id="sizes">Across model sizes</h2>'
+        f'<p class="rule">{escape(section["rule"])}. {escape(section["paper_note"])}.</p>'
+        + _figure(plots.get("sizes"))
+        + _figure(plots.get("size-curves"))
+        + '<div class="table-wrap">'
+        + _table(list(SIZE_HEADERS), [[escape(c) for c in row] for row in size_rows(section)], numeric=(2, 3, 4, 6, 8))
+        + "</div>"
+    )
+
+
 def _lrs(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
     section = data["lr_sensitivity"]
     out = ['<h2 id="lrs">Learning-rate sensitivity</h2>', _figure(plots.get("lr-sensitivity"))]
@@ -250,7 +268,7 @@ def _lrs(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
         lrs = interval_text(f["lrs"], f["lrs_low"], f["lrs_high"], 3)
         rows.append(
             [
-                escape(method_name(f["method"])),
+                escape(family_name(f)),
                 escape(trial_frame.format_coefficients(f["coefficients"])),
                 str(f["K"]),
                 lrs,
@@ -447,12 +465,12 @@ def _lambda(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
     rows = [r for r in section["rows"]]
     by_method: dict[str, int] = {}
     for r in rows:
-        by_method[r["method"]] = by_method.get(r["method"], 0) + 1
-    multi = [r for r in rows if by_method[r["method"]] > 1]
+        by_method[family_name(r)] = by_method.get(family_name(r), 0) + 1
+    multi = [r for r in rows if by_method[family_name(r)] > 1]
     if multi:
         trows = [
             [
-                escape(method_name(r["method"])),
+                escape(family_name(r)),
                 escape(r["coefficient"]),
                 f"{r['value']:g}",
                 str(r["K"]),
@@ -592,6 +610,7 @@ def to_html(report: Report) -> str:
             _missing(data["missing"]),
             _confirm(data, plots),
             _best(data),
+            _sizes(data, plots),
             _lrs(data, plots),
             _lambda(data, plots),
             _training(data, plots),

@@ -12,9 +12,11 @@ from search_spaces.analysis import paper_reference, trial_frame
 from search_spaces.reports import insights_report
 from search_spaces.reports.report import Report
 from search_spaces.reports.report_text import (
+    SIZE_HEADERS,
     TRIAL_HEADERS,
     coefficients_text,
     duration,
+    family_name,
     fenced,
     fmt,
     fmt_lr,
@@ -27,6 +29,7 @@ from search_spaces.reports.report_text import (
     resources_text,
     seed_speedup_text,
     single_lr_summary,
+    size_rows,
     speedup_targets_rows,
     status_line,
     stop_text,
@@ -101,6 +104,14 @@ def _best(data: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _sizes(data: Mapping[str, Any]) -> list[str]:
+    section = data.get("sizes")
+    if not section:
+        return []
+    out = ["## Across model sizes", "", f"{section['rule']}. {section['paper_note']}.", ""]
+    return out + md_table(list(SIZE_HEADERS), size_rows(section))
+
+
 def _lrs(data: Mapping[str, Any]) -> list[str]:
     section = data["lr_sensitivity"]
     out = ["## Learning-rate sensitivity", "", f"{section['rule']}.", ""]
@@ -111,7 +122,7 @@ def _lrs(data: Mapping[str, Any]) -> list[str]:
         ["method", "coefficients", "K", "LRS [95% CI]", "seeds", "diverged", "largest stable LR", "note"],
         [
             [
-                method_name(f["method"]),
+                family_name(f),
                 trial_frame.format_coefficients(f["coefficients"]),
                 f["K"],
                 interval_text(f["lrs"], f["lrs_low"], f["lrs_high"], 3),
@@ -331,6 +342,7 @@ def _downstream(data: Mapping[str, Any]) -> list[str]:
 SECTIONS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {
     "confirm": _confirm,
     "best": _best,
+    "sizes": _sizes,
     "lrs": _lrs,
     "lambda": _lambda,
     "speedup": _speedup,

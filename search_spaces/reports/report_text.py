@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from search_spaces.run.sweep_dir import FINAL_TRIAL_STATUSES, TrialStatus
+from search_spaces.spec.sweep_spec import SIZE_PARAM
 from trainables.losses.registry import method_label
 
 #: The columns of the trials table, in the HTML and the Markdown report alike.
@@ -32,6 +33,12 @@ TRIAL_HEADERS: tuple[str, ...] = (
 def method_name(method: str) -> str:
     """Human name of a method (the loss registry's labels); combinations joined with ``+``."""
     return method_label(str(method))
+
+
+def family_name(row: Mapping[str, Any]) -> str:
+    """A table row's method, after its model size where the size is an axis of the sweep."""
+    size = row.get(SIZE_PARAM)
+    return f"{size} · {method_name(row['method'])}" if size else method_name(row["method"])
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -206,3 +213,25 @@ def speedup_targets_rows(speedup: Mapping[str, Any]) -> list[list[str]]:
             bound = f" (upper bound: {target['censored']} censored at the budget)" if target["censored"] else ""
             rows.append([method_name(m["method"]), f"{target['fraction']:.0%}", str(target["n"]), value + bound])
     return rows
+
+
+SIZE_HEADERS = ("size", "method", "seeds", "LRS [95% CI]", "paper LRS", "best LR", "best loss", "paper best LR",
+                "paper best loss")  # fmt: skip
+
+
+def size_rows(section: Mapping[str, Any]) -> list[list[str]]:
+    """The rows of a sweep-over-sizes table (``size_comparison``), in :data:`SIZE_HEADERS` order."""
+    return [
+        [
+            str(r["model"]) + (f" ({r['paper_size']})" if r["paper_size"] else ""),
+            method_name(r["method"]),
+            str(r["n_seeds"]),
+            interval_text(r["lrs"], r["lrs_low"], r["lrs_high"], 3),
+            fmt(r["paper_lrs"], 3),
+            fmt_lr(r["best_lr"]) if r["best_lr"] is not None else "–",
+            fmt(r["best_loss"], 3),
+            fmt_lr(r["paper_best_lr"]) if r["paper_best_lr"] is not None else "–",
+            fmt(r["paper_best_loss"], 3),
+        ]
+        for r in section["rows"]
+    ]

@@ -37,7 +37,7 @@ from search_spaces.run.sweep_dir import (
     tracking_summary,
 )
 from search_spaces.run.sweep_dir import finite_float as _finite
-from search_spaces.spec.sweep_spec import SweepSpec
+from search_spaces.spec.sweep_spec import SIZE_PARAM, SweepSpec
 from search_spaces.spec.translate import TrialPlan, trial_params
 from trainables.losses.registry import COEFFICIENTS
 
@@ -128,6 +128,8 @@ class SweepResultsCallback(Callback):
             params = trial_params(trial.config)
             row = {"trial_id": tid, "status": TrialStatus.PENDING, "method": params.get("method", self.spec.methods[0]),
                    "stage": self.stage}  # fmt: skip
+            if SIZE_PARAM in params:  # a column only where the size is an axis of the sweep
+                row[SIZE_PARAM] = params[SIZE_PARAM]
             row["lr"] = params.get("lr")
             for name in COEFFICIENTS:
                 row[name] = params.get(name)

@@ -24,7 +24,7 @@ from search_spaces.run.sweep_dir import SPEC_FILE as SPEC_FILE
 from search_spaces.run.sweep_dir import TRIALS_FILE as TRIALS_FILE
 from search_spaces.run.sweep_dir import read_progress as read_progress
 from search_spaces.run.sweep_dir import write_progress as write_progress
-from search_spaces.spec.sweep_spec import SweepSpec, load_yaml
+from search_spaces.spec.sweep_spec import SIZE_PARAM, SweepSpec, load_yaml
 from trainables.losses.registry import COEFFICIENTS
 
 if TYPE_CHECKING:
@@ -118,12 +118,14 @@ def _eval_kind(name: str) -> str:
 
 
 def write_trials(sweep_dir: str, rows: Iterable[Mapping[str, Any]]) -> None:
-    """trials.parquet: TRIAL_COLUMNS, then the downstream evaluation's columns when a row has them."""
+    """trials.parquet: TRIAL_COLUMNS (with ``model`` after ``method`` where the size is an axis of the
+    sweep), then the downstream evaluation's columns when a row has them."""
     import pyarrow as pa
 
     rows = list(rows)
     evaluated = [name for name in dict.fromkeys(k for row in rows for k in row) if is_eval_column(name)]
-    kinds = [*TRIAL_COLUMNS, *((name, _eval_kind(name)) for name in evaluated)]
+    sized = [(SIZE_PARAM, "string")] if any(row.get(SIZE_PARAM) is not None for row in rows) else []
+    kinds = [*TRIAL_COLUMNS[:2], *sized, *TRIAL_COLUMNS[2:], *((name, _eval_kind(name)) for name in evaluated)]
     columns = {}
     for name, kind in kinds:
         values = [_cast(row.get(name), kind) for row in rows]

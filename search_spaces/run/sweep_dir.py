@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from search_spaces.run import storage
+from search_spaces.spec.sweep_spec import SIZE_PARAM
 from trainables.losses.registry import COEFFICIENTS
 from trainables.train.manifest import CONFIG_KEY
 from trainables.train.manifest import MANIFEST_FILE as RUN_MANIFEST_FILE
@@ -148,8 +149,12 @@ def _int(value: Any) -> int | None:
 
 
 def row_params(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A trial row's hyperparameters: ``lr`` first, then the coefficients it has (the seed is not one)."""
-    out: dict[str, Any] = {"lr": finite_float(row.get("lr"))}
+    """A trial row's hyperparameters: its model preset where the size is an axis, ``lr``, then the
+    coefficients it has (the seed is not one)."""
+    out: dict[str, Any] = {}
+    if isinstance(row.get(SIZE_PARAM), str):
+        out[SIZE_PARAM] = row[SIZE_PARAM]
+    out["lr"] = finite_float(row.get("lr"))
     out.update({k: v for k in COEFFICIENTS if (v := finite_float(row.get(k))) is not None})
     return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from search_spaces.spec.sweep_spec import SweepSpec
 from trainables.data.vocabulary import DataVocabulary
@@ -63,14 +64,21 @@ def footprint(spec: SweepSpec, vocabulary: DataVocabulary) -> Footprint:
     Activation memory is ``trainables.model.memory``'s estimate for one worker's share of the batch
     (batch_size / workers sequences of seq_len tokens, in the spec's precision): the activations saved for
     the backward pass plus the loss's float32 copy of the logits."""
-    model = model_for_data(spec.model.preset, spec.model.overrides, vocabulary.vocab_size)
     workers = spec.resources.workers
-    estimate = estimate_rank_memory(
-        model,
-        sequences=max(1, spec.data.batch_size // workers),
-        seq_len=spec.data.seq_len,
-        precision=spec.precision,
-        micro_batch=spec.budget.micro_batch,  # with accumulation a worker holds one pass at a time
+
+    def estimate_of(preset: str) -> tuple[Any, Any]:
+        model = model_for_data(preset, spec.model.overrides, vocabulary.vocab_size)
+        return model, estimate_rank_memory(
+            model,
+            sequences=max(1, spec.data.batch_size // workers),
+            seq_len=spec.data.seq_len,
+            precision=spec.precision,
+            micro_batch=spec.budget.micro_batch,  # with accumulation a worker holds one pass at a time
+        )
+
+    # With the size as an axis, the largest model is what every limit and cap must hold.
+    model, estimate = max(
+        (estimate_of(p) for p in spec.model.presets()), key=lambda me: (me[0].num_params(), me[1].activations)
     )
     trials = spec.num_trials()
     per_trial = spec.total_tokens()

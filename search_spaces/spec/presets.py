@@ -199,6 +199,19 @@ def all_methods_tpe(**scale: Any) -> SweepSpec:
     )
 
 
+#: The OEC paper's five model sizes, smallest first.
+OEC_PAPER_SIZES = ("oec-16m", "oec-29m", "oec-57m", "oec-109m", "oec-221m")
+#: What the paper's study compares, at any size.
+_OEC_PAPER_STUDY: dict[str, Any] = {
+    "methods": ["baseline", "z_loss", "mu_loss", "mu_centering", "softcap"],
+    "lr": OEC_LR_GRID,
+    "coefficients": {"z_loss_weight": 1e-4, "mu_loss_weight": 1e-4, "softcap_cap": 30.0},
+    "search": {"algorithm": "grid"},
+    "scheduler": {"name": "none"},
+    "divergence": {"l0": OEC_L0},
+}
+
+
 def oec_paper(**scale: Any) -> SweepSpec:
     return _spec(
         "oec-paper",
@@ -209,12 +222,19 @@ def oec_paper(**scale: Any) -> SweepSpec:
         "best learning rate confirmed on three fresh seeds; set data.corpus.",
         {**OEC_PAPER_SCALE, **scale},
         compare=True,
-        methods=["baseline", "z_loss", "mu_loss", "mu_centering", "softcap"],
-        lr=OEC_LR_GRID,
-        coefficients={"z_loss_weight": 1e-4, "mu_loss_weight": 1e-4, "softcap_cap": 30.0},
-        search={"algorithm": "grid"},
-        scheduler={"name": "none"},
-        divergence={"l0": OEC_L0},
+        **_OEC_PAPER_STUDY,
+    )
+
+
+def oec_paper_sizes(**scale: Any) -> SweepSpec:
+    return _spec(
+        "oec-paper-sizes",
+        "The OEC paper's study at all five of its sizes as one sweep (oec-16m, oec-29m, oec-57m, oec-109m, "
+        "oec-221m): the oec-paper preset with the model size as an axis, one report that sets each size beside "
+        "the paper's runs at that size; budget.scale shrinks every size alike; set data.corpus.",
+        {**OEC_PAPER_SCALE, "model": list(OEC_PAPER_SIZES), **scale},
+        compare=True,
+        **_OEC_PAPER_STUDY,
     )
 
 
@@ -248,6 +268,7 @@ PRESETS: dict[str, Callable[..., SweepSpec]] = {
     "simreg-tpe": simreg_tpe,
     "all-methods-tpe": all_methods_tpe,
     "oec-paper": oec_paper,
+    "oec-paper-sizes": oec_paper_sizes,
     "demo": demo,
 }
 

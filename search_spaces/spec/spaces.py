@@ -1,14 +1,16 @@
 """Search spaces of a ``SweepSpec``: explicit trial lists (grid, random) and Optuna's define-by-run space (TPE).
 
 A trial's parameters are one flat dict: ``method``, ``lr``, the coefficients of that method only
-(others absent: the space is conditional on the method) and ``seed``.
+(others absent: the space is conditional on the method), ``seed``, and ``model`` when the spec lists
+several model presets (the size as an axis: every configuration at every size, like the seeds).
 
 Seeds: a grid or random configuration runs once per seed, so every method sees the same seeds (paired
 design). Under TPE each sampled configuration takes the next seed in turn (``trial.number`` modulo the
 number of seeds): TPE learns from every trial, so replicating each sample per seed would halve its
 budget. A TPE sweep over several methods gives them the trials in turn (trial ``i`` runs method
-``i mod M`` on seed ``(i div M) mod S``), so every method, baseline included, gets the same search budget
-on the same seeds; TPE chooses the learning rate and the coefficients.
+``i mod M`` at size ``(i div M) mod P`` on seed ``(i div MP) mod S``), so every method, baseline
+included, gets the same search budget at the same sizes on the same seeds; TPE chooses the learning rate
+and the coefficients.
 
 Torch-free; optuna is imported only by ``define_by_run``'s caller (its argument is an ``optuna.Trial``).
 """
@@ -21,7 +23,7 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from search_spaces.spec.sweep_spec import Range, SweepSpec, Value
+from search_spaces.spec.sweep_spec import SIZE_PARAM, Range, SweepSpec, Value
 
 if TYPE_CHECKING:
     import optuna
@@ -33,16 +35,23 @@ def _axis(value: Value) -> list[float]:
     return list(value) if isinstance(value, list) else [value]
 
 
+def _sizes(spec: SweepSpec) -> list[dict[str, str]]:
+    """The ``model`` entry of each size's trials: none when the spec trains one preset."""
+    return [{SIZE_PARAM: name} for name in spec.model.presets()] if spec.model.is_axis() else [{}]
+
+
 def grid_trials(spec: SweepSpec) -> list[dict[str, Any]]:
-    """Every configuration of a grid spec × every seed, methods in the spec's order, then seed-major
-    within a configuration (so the paired runs of one configuration are neighbours)."""
+    """Every configuration of a grid spec × every size × every seed: sizes in the spec's order, then
+    methods, then seed-major within a configuration (so the paired runs of one configuration are
+    neighbours)."""
     out: list[dict[str, Any]] = []
-    for method in spec.methods:
-        space = {k: v for k, v in spec.method_space(method).items() if v is not None}
-        names = list(space)
-        for combo in itertools.product(*(_axis(space[n]) for n in names)):
-            for seed in spec.seeds:
-                out.append({"method": method, **dict(zip(names, combo, strict=True)), "seed": seed})
+    for size in _sizes(spec):
+        for method in spec.methods:
+            space = {k: v for k, v in spec.method_space(method).items() if v is not None}
+            names = list(space)
+            for combo in itertools.product(*(_axis(space[n]) for n in names)):
+                for seed in spec.seeds:
+                    out.append({"method": method, **size, **dict(zip(names, combo, strict=True)), "seed": seed})
     return out
 
 
@@ -58,13 +67,13 @@ def _draw(value: Value, rng: random.Random) -> float:
 
 def random_trials(spec: SweepSpec) -> list[dict[str, Any]]:
     """``num_samples`` configurations drawn with ``search.seed`` (method first, then its
-    coefficients), each run once per seed."""
+    coefficients), each run once per size and seed."""
     rng = random.Random(spec.search.seed)
     out: list[dict[str, Any]] = []
     for _ in range(spec.search.num_samples):
         method = rng.choice(spec.methods)
         params = {k: _draw(v, rng) for k, v in spec.method_space(method).items() if v is not None}
-        out.extend({"method": method, **params, "seed": seed} for seed in spec.seeds)
+        out.extend({"method": method, **size, **params, "seed": seed} for size in _sizes(spec) for seed in spec.seeds)
     return out
 
 
@@ -88,8 +97,12 @@ class DefineByRun:
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
         spec = self.spec
         # Methods in turn, not sampled: a sampled method would give the methods TPE likes more trials.
+        turn = trial.number // len(spec.methods)
         method = spec.methods[trial.number % len(spec.methods)]
         constants: dict[str, Any] = {"method": method}
+        sizes = _sizes(spec)
+        constants.update(sizes[turn % len(sizes)])
+        turn //= len(sizes)
         for name, value in spec.method_space(method).items():
             if value is None:
                 continue
@@ -99,7 +112,7 @@ class DefineByRun:
                 trial.suggest_categorical(name, list(value))
             else:
                 constants[name] = value[0] if isinstance(value, list) else value
-        constants["seed"] = spec.seeds[(trial.number // len(spec.methods)) % len(spec.seeds)]
+        constants["seed"] = spec.seeds[turn % len(spec.seeds)]
         return constants
 
 

@@ -141,20 +141,41 @@ def grid_size(value: Value) -> int | None:
     return len(value) if isinstance(value, list) else 1
 
 
+#: The trial parameter (and trials-table column) naming a trial's model preset when the size is an axis.
+SIZE_PARAM = "model"
+
+
 class ModelSpec(BaseModel):
-    """A model preset of ``trainables.model.presets`` and overrides of its fields (``n_layer``, ``tie_weights``…)."""
+    """A model preset of ``trainables.model.presets`` and overrides of its fields (``n_layer``, ``tie_weights``…).
+
+    A list of presets makes the model size an axis of the sweep: every configuration runs at every size
+    (the trials carry ``model``), the overrides apply to each, and the report compares the sizes."""
 
     model_config = _STRICT
 
-    preset: str = "tiny"
+    preset: str | list[str] = "tiny"
     overrides: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _known(self) -> ModelSpec:
-        if self.preset not in MODEL_PRESETS:
-            raise ValueError(f"unknown model preset {self.preset!r}; known: {', '.join(MODEL_PRESETS)}")
-        model_preset(self.preset, **self.overrides)  # raises ValueError naming the bad override
+        names = self.presets()
+        if not names:
+            raise ValueError("preset: the list is empty; give one preset or several")
+        for name in names:
+            if name not in MODEL_PRESETS:
+                raise ValueError(f"unknown model preset {name!r}; known: {', '.join(MODEL_PRESETS)}")
+            if names.count(name) > 1:
+                raise ValueError(f"preset: {name!r} is listed twice")
+            model_preset(name, **self.overrides)  # raises ValueError naming the bad override
         return self
+
+    def presets(self) -> list[str]:
+        """The sizes the sweep trains, in the spec's order."""
+        return list(self.preset) if isinstance(self.preset, list) else [self.preset]
+
+    def is_axis(self) -> bool:
+        """Whether the size is an axis of the sweep (more than one preset): trials then carry ``model``."""
+        return len(self.presets()) > 1
 
 
 DataSpec = section_model(
@@ -471,12 +492,13 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
             self.data_config()
         except ValueError as exc:
             raise ValueError(f"budget.micro_batch: {exc}") from None
-        tied = model_preset(self.model.preset, **self.model.overrides).tie_weights
-        for method in self.methods:
-            try:
-                LossConfig.from_method(method, {}).check_head(tied=tied)
-            except LossConfigError as exc:
-                raise ValueError(f"model.overrides.tie_weights: method {method!r}: {exc}") from None
+        for preset in self.model.presets():
+            tied = model_preset(preset, **self.model.overrides).tie_weights
+            for method in self.methods:
+                try:
+                    LossConfig.from_method(method, {}).check_head(tied=tied)
+                except LossConfigError as exc:
+                    raise ValueError(f"model.overrides.tie_weights: method {method!r}: {exc}") from None
         if self.warmup_steps() >= self.total_steps():
             scaled = f" x budget.scale={self.budget.scale:g}" if self.budget.scale != 1 else ""
             raise ValueError(
@@ -502,10 +524,10 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
 
     # ----------------------------------------------------------------- views
     def confirm_trials(self) -> int:
-        """Trials of the confirm stage at most: methods × ``top_k`` × confirm seeds (0 without one)."""
+        """Trials of the confirm stage at most: methods × sizes × ``top_k`` × confirm seeds (0 without one)."""
         if self.confirm is None:
             return 0
-        return len(self.methods) * self.confirm.top_k * len(self.confirm.seeds)
+        return len(self.methods) * len(self.model.presets()) * self.confirm.top_k * len(self.confirm.seeds)
 
     def hyperparameters(self) -> dict[str, Value]:
         """``lr`` and the coefficients the chosen methods use (others are ignored)."""
@@ -569,12 +591,13 @@ class SweepSpec(_TopLevelSettings):  # type: ignore[misc, valid-type]
         return total
 
     def search_trials(self) -> int:
-        """Trials of the search stage: grid configurations × seeds; ``num_samples`` × seeds for random;
-        ``num_samples`` for TPE (each sample takes the next seed in turn)."""
+        """Trials of the search stage: grid configurations × sizes × seeds; ``num_samples`` × sizes × seeds
+        for random; ``num_samples`` for TPE (each sample takes the next size and seed in turn)."""
+        sizes = len(self.model.presets())
         if self.search.algorithm == "grid":
-            return self.grid_configurations() * len(self.seeds)
+            return self.grid_configurations() * sizes * len(self.seeds)
         if self.search.algorithm == "random":
-            return self.search.num_samples * len(self.seeds)
+            return self.search.num_samples * sizes * len(self.seeds)
         return self.search.num_samples
 
     def num_trials(self) -> int:

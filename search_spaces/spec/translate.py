@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from search_spaces.spec.setting_fields import run_settings
-from search_spaces.spec.sweep_spec import SweepSpec
+from search_spaces.spec.sweep_spec import SIZE_PARAM, SweepSpec
 from trainables.losses.config import LossConfig
 from trainables.losses.registry import COEFFICIENTS
 from trainables.train.config import TrainConfig
 from trainables.train.settings import put
 from trainables.train.trainer import Resources
 
-PARAM_KEYS = ("method", "lr", *COEFFICIENTS, "seed")
+PARAM_KEYS = ("method", SIZE_PARAM, "lr", *COEFFICIENTS, "seed")
 #: Where every Tune trial config (grid, random, TPE, confirm) carries its parameters.
 PARAMS_KEY = "params"
 
@@ -43,7 +43,7 @@ class TrialPlan:
     @classmethod
     def from_spec(cls, spec: SweepSpec) -> TrialPlan:
         doc: dict[str, Any] = {
-            "model": spec.model.preset,
+            "model": spec.model.presets()[0],
             "model_overrides": dict(spec.model.overrides),
             "steps": spec.total_steps(),
             "seed": spec.seeds[0],
@@ -62,12 +62,13 @@ class TrialPlan:
         return cls(base=base, resources=spec.resources.resources(), method=spec.methods[0], min_lr=spec.budget.min_lr)
 
     def config(self, params: Mapping[str, Any]) -> TrainConfig:
-        """The run of one trial: the shared config with the trial's method, coefficients, learning rate
-        and seed."""
+        """The run of one trial: the shared config with the trial's method, coefficients, learning rate,
+        seed and, where the size is an axis, model preset."""
         lr = float(params["lr"])
         coefficients = {k: float(params[k]) for k in COEFFICIENTS if params.get(k) is not None}
         return dataclasses.replace(
             self.base,
+            model=str(params.get(SIZE_PARAM) or self.base.model),
             optim=dataclasses.replace(self.base.optim, lr=lr, min_lr=min(self.min_lr, lr)),
             loss=LossConfig.from_method(str(params.get("method") or self.method), coefficients),
             seed=int(params.get("seed", self.base.seed)),

@@ -179,18 +179,22 @@ def test_json_schema_has_examples() -> None:
 def test_every_preset_validates_and_counts() -> None:
     names = list_presets()
     assert set(names) == {
-        "oec-lr-sensitivity", "oec-lambda-robustness", "simreg-tpe", "all-methods-tpe", "oec-paper", "demo"
+        "oec-lr-sensitivity", "oec-lambda-robustness", "simreg-tpe", "all-methods-tpe", "oec-paper",
+        "oec-paper-sizes", "demo"
     }  # fmt: skip
     counts = {name: get_preset(name).num_trials() for name in names}
     assert counts["oec-lr-sensitivity"] == 5 * 7 + 5 * 3  # the search, then each method's best on 3 fresh seeds
     assert counts["oec-lambda-robustness"] == 2 * 4 * 7
+    # Every size of the paper: the oec-paper grid at each, then each method's best at each size confirmed.
+    assert counts["oec-paper-sizes"] == 5 * (5 * 7 + 5 * 3) == 5 * counts["oec-paper"]
+    assert get_preset("oec-paper-sizes").model.presets() == ["oec-16m", "oec-29m", "oec-57m", "oec-109m", "oec-221m"]
     assert get_preset("oec-lr-sensitivity").lr == OEC_LR_GRID
     assert get_preset("simreg-tpe").scheduler.name == "asha"
     assert get_preset("all-methods-tpe").search.algorithm == "tpe"
     assert all(description for description in names.values())
     # Presets that compare methods: the same learning rates (or the same TPE trials) for every method,
     # baseline included, then a confirm stage on seeds the search never used.
-    for name in ("oec-lr-sensitivity", "oec-paper", "demo", "all-methods-tpe"):
+    for name in ("oec-lr-sensitivity", "oec-paper", "oec-paper-sizes", "demo", "all-methods-tpe"):
         spec = get_preset(name)
         assert "baseline" in spec.methods and spec.confirm is not None
         assert not set(spec.confirm.seeds) & set(spec.seeds)
