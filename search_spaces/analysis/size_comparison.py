@@ -62,7 +62,8 @@ def size_comparison(primary: Sequence[Mapping[str, Any]], *, tied: bool = False)
         return None
     lrs = sorted({float_key(x) for fam in primary for x in fam["lrs_grid"]})
     on_grid = _on_paper_grid(lrs)
-    paper_lrs = paper_reference.paper_lrs_by_size(lrs=lrs) if on_grid and not tied else {}
+    # An LRS needs two learning rates; the paper's best LR and its curve need one.
+    paper_lrs = paper_reference.paper_lrs_by_size(lrs=lrs) if on_grid and len(lrs) >= 2 and not tied else {}
     runs = paper_reference.read_paper_runs() if on_grid and not tied else pd.DataFrame()
     rows: list[dict[str, Any]] = []
     for size in sizes:

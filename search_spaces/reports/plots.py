@@ -651,7 +651,8 @@ def size_plot(sizes: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Plot:
             ax.set_xlabel("model size (preset)")
             ax.set_ylabel("LR sensitivity (lower is more robust)")
             ax.set_title("LR sensitivity by model size")
-            ax.legend(fontsize=8, ncol=2)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8, ncol=2)
         return fig
 
     alt = f"Line chart of the LR sensitivity of {len(methods)} methods at {len(sizes)} model sizes"

@@ -21,13 +21,13 @@ def _train(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_train_json_on_ray(ray_idle: LocalCluster, tmp_path: Path) -> None:
+def test_train_json_on_ray(train_cluster: LocalCluster, tmp_path: Path) -> None:
     # The session fixture put RAY_AUTH_* for its cluster into this environment; the child inherits it.
     out = tmp_path / "run"
     proc = _train(
         "--preset", "tiny", "--steps", "20", "--seq-len", "32", "--batch-size", "4", "--eval-interval", "10",
         "--eval-tokens", "32", "--test-tokens", "64", "--workers", "2", "--checkpoint-interval", "10",
-        "--address", ray_idle.address, "--out", str(out), "--name", "cli", "--json",
+        "--address", train_cluster.address, "--out", str(out), "--name", "cli", "--json",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])

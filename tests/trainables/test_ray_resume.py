@@ -44,7 +44,9 @@ def _registered_step(snapshot: Path) -> int:
     return max((int(r["metrics"]["step"]) for r in results), default=0)
 
 
-def test_killed_worker_resumes_from_last_checkpoint(ray_connected: Any, train_data_cache: str, tmp_path: Path) -> None:
+def test_killed_worker_resumes_from_last_checkpoint(
+    train_connected: Any, train_data_cache: str, tmp_path: Path
+) -> None:
     config = TrainConfig(
         model="tiny",
         data=DataConfig(seq_len=32, batch_size=4, eval_tokens=32, test_tokens=64, cache_dir=train_data_cache),

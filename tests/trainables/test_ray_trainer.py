@@ -42,7 +42,7 @@ def _all_finite(row: dict[str, Any]) -> bool:
     return all(math.isfinite(v) for v in row.values() if isinstance(v, float))
 
 
-def test_two_ray_workers_follow_one_process(ray_connected: Any, data_cache: str, tmp_path: Path) -> None:
+def test_two_ray_workers_follow_one_process(train_connected: Any, data_cache: str, tmp_path: Path) -> None:
     from trainables.train.engine import TrainingRun
 
     config = _config(data_cache)
@@ -80,7 +80,7 @@ def test_two_ray_workers_follow_one_process(ray_connected: Any, data_cache: str,
     assert manifest["versions"]["ray"].startswith("2.") and manifest["seed"] == 3
 
 
-def test_huge_lr_diverges_as_a_result(ray_connected: Any, data_cache: str, tmp_path: Path) -> None:
+def test_huge_lr_diverges_as_a_result(train_connected: Any, data_cache: str, tmp_path: Path) -> None:
     """Through Tune, as a sweep runs it: the trial ends TERMINATED (not ERROR) with diverged=1, and
     no NaN reaches Tune's results."""
     from ray import tune
@@ -114,7 +114,7 @@ def test_huge_lr_diverges_as_a_result(ray_connected: Any, data_cache: str, tmp_p
     assert not rows[-1]["checkpoint"]  # a diverged state is not worth resuming
 
 
-def test_unsatisfiable_request_fails_at_once(ray_connected: Any, data_cache: str, tmp_path: Path) -> None:
+def test_unsatisfiable_request_fails_at_once(train_connected: Any, data_cache: str, tmp_path: Path) -> None:
     config = _config(data_cache, data=DataConfig(seq_len=32, batch_size=6, cache_dir=data_cache))
     with pytest.raises(InsufficientResourcesError) as error:
         fit(config, Resources(workers=3), name="too-big", storage_path=tmp_path / "runs")
@@ -127,7 +127,7 @@ def test_unsatisfiable_request_fails_at_once(ray_connected: Any, data_cache: str
 
 
 def test_lean_and_plain_trainers_give_the_same_losses_and_mark_the_start(
-    ray_connected: Any, data_cache: str, tmp_path: Path
+    train_connected: Any, data_cache: str, tmp_path: Path
 ) -> None:
     from ray.util.state import list_actors
 
@@ -163,7 +163,7 @@ def test_lean_and_plain_trainers_give_the_same_losses_and_mark_the_start(
     assert finals[True]["startup"]["startup_s"] == marks["startup_s"]
 
 
-def test_ray_workers_with_micro_batches_follow_one_pass(ray_connected: Any, data_cache: str, tmp_path: Path) -> None:
+def test_ray_workers_with_micro_batches_follow_one_pass(train_connected: Any, data_cache: str, tmp_path: Path) -> None:
     """Gradient accumulation through Ray Train's DDP: 2 workers x 2 passes of 1 sequence per step follow
     the 1-process, 1-pass run; the manifest records the setting."""
     import dataclasses
