@@ -81,8 +81,15 @@ def analyze_command(
     from search_spaces.analysis import sensitivity as analysis
     from search_spaces.run import results
 
-    trials = results.read_trials(sweep_dir)
-    metrics = results.read_metrics(sweep_dir)
+    try:
+        trials = results.read_trials(sweep_dir)
+    except FileNotFoundError:
+        message = f"{sweep_dir} has no trials.parquet yet (no trial has reported)"
+        raise typer.BadParameter(message, param_hint="DIR") from None
+    try:
+        metrics = results.read_metrics(sweep_dir)
+    except FileNotFoundError:
+        metrics = None  # the speed-up section says what it misses
     out = analysis.analyze(trials, metrics)
     if as_json:
         typer.echo(json.dumps(out, allow_nan=False, ensure_ascii=False))
@@ -97,6 +104,7 @@ def _print_tables(out: dict[str, Any]) -> None:
 
     from search_spaces.analysis.trial_frame import format_coefficients
     from search_spaces.reports.report_text import (
+        SIZE_HEADERS,
         coefficients_text,
         family_name,
         fmt,
@@ -108,6 +116,7 @@ def _print_tables(out: dict[str, Any]) -> None:
         power_text,
         seed_speedup_text,
         single_lr_summary,
+        size_rows,
         speedup_targets_rows,
     )
 
@@ -151,6 +160,15 @@ def _print_tables(out: dict[str, Any]) -> None:
             escape(f["note"]),
         )
     console.print(table)
+    if out.get("sizes"):
+        sizes = out["sizes"]
+        table = Table(title="Across model sizes", caption=escape(f"{sizes['rule']}. {sizes['paper_note']}."),
+                      caption_justify="left")  # fmt: skip
+        for column in SIZE_HEADERS:
+            table.add_column(column, justify="left" if column in ("size", "method") else "right")
+        for row in size_rows(sizes):
+            table.add_row(*map(escape, row))
+        console.print(table)
     for line in single_lr_summary(lrs["families"]):
         console.print(f"[dim]{escape(line)}[/dim]")
     if out["paper"]:

@@ -16,7 +16,7 @@ from search_spaces.analysis.trial_frame import float_key
 from search_spaces.spec.sweep_spec import SIZE_PARAM
 
 SIZE_RULE = (
-    "per size and method, the family of the learning-rate plot (the default coefficients where swept): our LRS "
+    "Per size and method, the family of the learning-rate plot (the default coefficients where swept): our LRS "
     "with its 95% bootstrap interval over seeds, and our best learning rate (lowest mean measured loss over its "
     "seeds); beside it the paper's run at the same size (oec-16m ... oec-221m), recomputed from its published "
     "test losses (lambda = 1e-4, no weight tying) over the same learning rates, with its best learning rate"

@@ -4,6 +4,9 @@ families, confirm selection), and the sizes set beside the paper's runs at the s
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +168,18 @@ def test_the_report_of_a_sweep_over_sizes(tmp_path: Path) -> None:
     assert "oec-16m · baseline" in html
     assert "## Across model sizes" in md and "oec-29m (29M)" in md
     assert "heat maps, the speed-up and the mechanism figures are of the largest, oec-29m" in md
+
+
+def test_the_cli_analysis_of_a_sweep_over_sizes(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    results.write_trials(str(sweep), _rows())  # no metrics.parquet: the speed-up says what it misses
+    cmd = [sys.executable, "-m", "lossweep.cli.main", "sweep", "analyze", str(sweep)]
+    env = {**os.environ, "COLUMNS": "200"}  # no wrapped lines in the error box
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Across model sizes" in proc.stdout and "oec-29m (29M)" in proc.stdout
+    (sweep / "trials.parquet").unlink()
+    (sweep / "progress.json").write_text('{"status": "RUNNING"}')
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert proc.returncode == 2 and "no trials.parquet yet" in proc.stderr and "Traceback" not in proc.stderr
