@@ -459,11 +459,15 @@
       curves.update('none');
       reportNote.textContent = report.missing.length ? `Not shown yet: ${report.missing.join('; ')}.` : '';
       const rows = report.mechanism.rows;
-      // Runs against their LR, a dataset per method and one for its diverged runs (✕).
-      const runSets = (runs, y, diverged) => [...new Set(runs.map((r) => r.method))].flatMap((m) => {
-        const mine = runs.filter((r) => r.method === m && y(r) !== null && y(r) !== undefined);
-        return [{ label: m, data: mine.filter((r) => !diverged(r)).map((r) => ({ x: r.lr, y: y(r) })), backgroundColor: colorOf(m), borderColor: colorOf(m), pointRadius: 4 },
-          { label: `${m} diverged`, data: mine.filter(diverged).map((r) => ({ x: r.lr, y: y(r) })), pointStyle: 'crossRot', pointRadius: 8, pointBorderWidth: 2, borderColor: colorOf(m), backgroundColor: colorOf(m) }];
+      // Runs against their LR, a dataset per method (per size and method in a sweep over model sizes) and
+      // one for its diverged runs (✕); the colour is the method's.
+      const groupOf = (r) => (r.coefficients && r.coefficients.model ? `${r.coefficients.model} · ${r.method}` : r.method);
+      const runSets = (runs, y, diverged) => [...new Set(runs.map(groupOf))].flatMap((g) => {
+        const group = runs.filter((r) => groupOf(r) === g);
+        const m = group[0].method;
+        const mine = group.filter((r) => y(r) !== null && y(r) !== undefined);
+        return [{ label: g, data: mine.filter((r) => !diverged(r)).map((r) => ({ x: r.lr, y: y(r) })), backgroundColor: colorOf(m), borderColor: colorOf(m), pointRadius: 4 },
+          { label: `${g} diverged`, data: mine.filter(diverged).map((r) => ({ x: r.lr, y: y(r) })), pointStyle: 'crossRot', pointRadius: 8, pointBorderWidth: 2, borderColor: colorOf(m), backgroundColor: colorOf(m) }];
       }).filter((d) => d.data.length);
       const scatterSets = (key) => runSets(rows, (r) => r[key], (r) => r.diverged);
       // LR sensitivity: every finished run, and a line per family that ran at two or more LRs.
