@@ -84,12 +84,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # Compute caps, checked at submission (service/caps.py) before anything runs.
     max_tokens_per_trial: int = Field(default=20 * 10**9, ge=1, description="Tokens one trial may train on.")
-    max_tokens_per_sweep: int = Field(default=10**12, ge=1, description="Tokens all trials of a sweep together.")
+    # The largest preset, oec-paper-sizes (the paper's study at its five sizes), is 3.28T tokens with its
+    # confirm stage and 177G evaluation tokens: the default caps admit every preset.
+    max_tokens_per_sweep: int = Field(default=4 * 10**12, ge=1, description="Tokens all trials of a sweep together.")
     max_eval_tokens_per_trial: int = Field(
         default=5 * 10**9, ge=1,
         description="Tokens one trial may evaluate (data.eval_tokens every eval_interval steps, plus the "
         "test evaluation's tokens at the end and every test_interval steps).")
-    max_eval_tokens_per_sweep: int = Field(default=100 * 10**9, ge=1,
+    max_eval_tokens_per_sweep: int = Field(default=200 * 10**9, ge=1,
                                            description="Tokens all trials of a sweep together may evaluate.")
     max_model_params: int = Field(default=2 * 10**9, ge=1, description="Parameters of the model, from the spec.")
     max_activation_bytes_per_worker: int = Field(

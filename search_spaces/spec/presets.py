@@ -42,6 +42,7 @@ DEFAULT_SCALE: dict[str, Any] = {
     "warmup_steps": 20,
     "eval_interval": 50,
     "test_interval": 0,
+    "micro_batch": None,
     "workers": 1,
     "cpus_per_worker": 1.0,
     "gpus_per_worker": 0.0,
@@ -78,6 +79,7 @@ def _spec(
             "warmup_steps": s["warmup_steps"],
             "eval_interval": s["eval_interval"],
             "test_interval": s["test_interval"],
+            "micro_batch": s["micro_batch"],
         },
         "resources": {
             "workers": s["workers"],
@@ -232,7 +234,8 @@ def oec_paper_sizes(**scale: Any) -> SweepSpec:
         "The OEC paper's study at all five of its sizes as one sweep (oec-16m, oec-29m, oec-57m, oec-109m, "
         "oec-221m): the oec-paper preset with the model size as an axis, one report that sets each size beside "
         "the paper's runs at that size; budget.scale shrinks every size alike; set data.corpus.",
-        {**OEC_PAPER_SCALE, "model": list(OEC_PAPER_SIZES), **scale},
+        # The largest size (oec-221m) holds the paper's 64 sequences per GPU in four passes of 16 on 80 GB.
+        {**OEC_PAPER_SCALE, "model": list(OEC_PAPER_SIZES), "micro_batch": 16, **scale},
         compare=True,
         **_OEC_PAPER_STUDY,
     )
