@@ -88,6 +88,7 @@ def trials_table(sweep_dir: str, title: str) -> Table:
     from rich.table import Table
 
     from search_spaces.run.results import read_progress, read_trials
+    from search_spaces.spec.sweep_spec import SIZE_PARAM
     from trainables.losses.registry import COEFFICIENTS
 
     progress = read_progress(sweep_dir) or {}
@@ -96,20 +97,25 @@ def trials_table(sweep_dir: str, title: str) -> Table:
     eta = progress.get("eta_s")
     caption = f"{summary}  elapsed {_fmt(progress.get('elapsed_s'), 3)} s" + (f", ~{eta:.0f} s left" if eta else "")
     table = Table(title=title, caption=caption)
-    for col in ("trial", "method", "lr", "coefficients", "seed", "status", "step", "best val CE", "wall s"):
-        table.add_column(col, justify="right" if col in ("lr", "seed", "step", "best val CE", "wall s") else "left")
     try:
         rows = read_trials(sweep_dir).to_dict("records")
     except FileNotFoundError:
         rows = []
+    sized = any(isinstance(row.get(SIZE_PARAM), str) for row in rows)  # the model size is an axis
+    columns = ("trial", "method", *(("size",) if sized else ()), "lr", "coefficients", "seed", "status", "step",
+               "best val CE", "wall s")  # fmt: skip
+    for col in columns:
+        table.add_column(col, justify="right" if col in ("lr", "seed", "step", "best val CE", "wall s") else "left")
     for row in rows:
         coeffs = " ".join(f"{c}={_fmt(row.get(c), 3)}" for c in COEFFICIENTS if _fmt(row.get(c)) != "-")
         status = str(row.get("status"))
         if status == "DIVERGED" and row.get("diverged_step") is not None:
             status = f"DIVERGED@{row['diverged_step']}"
         style = _STYLE.get(str(row.get("status")), "")
+        size = (str(row.get(SIZE_PARAM)),) if sized else ()
         table.add_row(
-            str(row.get("trial_id")), str(row.get("method")), _fmt(row.get("lr"), 3), coeffs, _fmt(row.get("seed")),
+            str(row.get("trial_id")), str(row.get("method")), *size, _fmt(row.get("lr"), 3), coeffs,
+            _fmt(row.get("seed")),
             f"[{style}]{status}[/]" if style else status, _fmt(row.get("steps")), _fmt(row.get("best_val_loss")),
             _fmt(row.get("wall_time_s"), 3),
         )  # fmt: skip

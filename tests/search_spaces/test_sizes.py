@@ -183,3 +183,17 @@ def test_the_cli_analysis_of_a_sweep_over_sizes(tmp_path: Path) -> None:
     (sweep / "progress.json").write_text('{"status": "RUNNING"}')
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=env)
     assert proc.returncode == 2 and "no trials.parquet yet" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_live_trials_table_shows_the_size_only_when_it_is_an_axis(tmp_path: Path) -> None:
+    from lossweep.cli.sweep import trials_table
+
+    for name, rows, sized in (("sizes", _rows(), True), ("one", [{**r, "model": None} for r in _rows()], False)):
+        sweep = tmp_path / name
+        sweep.mkdir()
+        results.write_trials(str(sweep), rows)
+        table = trials_table(str(sweep), name)
+        headers = [str(c.header) for c in table.columns]
+        assert ("size" in headers) is sized
+        if sized:
+            assert set(table.columns[headers.index("size")].cells) == set(SIZES)
