@@ -26,6 +26,7 @@ from search_spaces.reports.figures import figures as draw_figures
 from search_spaces.reports.figures import heatmap_terms
 from search_spaces.run import storage
 from search_spaces.run.sweep_dir import BEST_RULE, FINAL_SWEEP_STATUSES, HIDDEN_DIR, LIVE_TRIAL_STATUSES, SweepStatus
+from search_spaces.spec.sweep_spec import SIZE_PARAM
 from trainables.losses.registry import TERMS
 from trainables.model.presets import model_preset
 
@@ -445,11 +446,13 @@ def _trial_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:
     for rec in trials.to_dict("records"):
         params = trial_frame.trial_params(rec, columns)
         params.pop("lr", None)
+        size = params.pop(SIZE_PARAM, None)  # its own field: coefficients are numbers
         row = {k: rec.get(k) for k in _TRIAL_COLUMNS if k != "coefficients"}
         row["coefficients"] = params
         finished = rec.get("status") in trial_frame.FINISHED
         row["measured"] = trial_frame.capped_final(rec, l0) if finished and l0 is not None else None
-        out.append({k: trial_frame.to_json_value(row.get(k)) for k in (*_TRIAL_COLUMNS, "measured")})
+        keys = (*_TRIAL_COLUMNS, "measured", *((SIZE_PARAM,) if size is not None else ()))
+        out.append({k: trial_frame.to_json_value(size if k == SIZE_PARAM else row.get(k)) for k in keys})
     return out
 
 

@@ -277,3 +277,22 @@ def test_serve_prints_the_page_url(tmp_path: Path) -> None:
         assert page.status_code == 200 and "app.js" in page.text
     finally:
         proc.stop()
+
+
+def test_the_page_of_a_sweep_over_model_sizes(
+    browser: DevTools, service_factory: Callable[..., LiveService], tmp_path: Path
+) -> None:
+    from tests.search_spaces.test_sizes import SIZES, two_size_rows
+
+    live_service = service_factory()
+    done = finished_sweep(live_service, "alice", "two-sizes", rows=two_size_rows())
+    open_page(browser, f"{live_service.url}/ui/#/sweeps/{done['id']}", token=live_service.tokens["alice"])
+    ready(browser)
+    wait_until(browser, "Number(document.getElementById('lrs').dataset.series) > 0", what="LR plot drawn")
+    # The trial table has a size column; the LR plot has the runs of each size and method apart.
+    assert sorted(set(column(browser, "model"))) == SIZES
+    labels = evaluate(browser, "Chart.getChart(document.getElementById('lrs')).data.datasets"
+                               ".filter(d => !d.family && !d.label.endsWith(' diverged')).map(d => d.label)")
+    assert sorted(labels) == sorted(f"{s} · {m}" for s in SIZES for m in ("baseline", "z_loss")), labels
+    screenshot(browser, tmp_path / "artifacts" / "sweep-over-sizes.png")
+    assert allowed_errors(browser) == []

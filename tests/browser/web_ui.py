@@ -130,15 +130,16 @@ def submit(live: LiveService, user: str, name: str, **overrides: Any) -> dict[st
     return answer.json()  # type: ignore[no-any-return]
 
 
-def finished_sweep(live: LiveService, user: str, name: str) -> dict[str, Any]:
+def finished_sweep(
+    live: LiveService, user: str, name: str, rows: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """A sweep of ``user`` that has ended SUCCEEDED with a synthetic paper-grid result in its sweep dir (the
-    LR grid, coefficients, a diverged baseline at the largest LR, logit statistics)."""
-    from search_spaces.run.results import read_progress
+    LR grid, coefficients, a diverged baseline at the largest LR, logit statistics), or with ``rows``."""
     from search_spaces.run.sweep_dir import EVAL_STATUS_COLUMN, eval_column
-    from service.db import session_scope
-    from service.models import Sweep
 
     sweep = submit(live, user, name)
+    if rows is not None:
+        return _finish(live, sweep, rows, name)
     rows = [t for t in paper_grid_trials(seeds=(0, 1)) if t["method"] in ("baseline", "z_loss", "mu_centering")]
     rows.append(trial("extra-mu", "mu_loss", 1e-2, 2.1, mu_loss_weight=1e-4))
     for row in rows:  # a test CE on the finished trials; a downstream evaluation at lr 1e-2 (both seeds)
@@ -148,6 +149,15 @@ def finished_sweep(live: LiveService, user: str, name: str) -> dict[str, Any]:
             acc = 0.40 + (0.05 if row["method"] == "z_loss" else 0.0) + 0.01 * row["seed"]
             row.update({eval_column(TASK, "acc"): acc, eval_column(TASK, "acc_se"): 0.02,
                         eval_column(TASK, "n"): 500, EVAL_STATUS_COLUMN: "DONE"})  # fmt: skip
+    return _finish(live, sweep, rows, name)
+
+
+def _finish(live: LiveService, sweep: dict[str, Any], rows: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """Writes ``rows`` as the sweep's results and marks it SUCCEEDED in the service's database."""
+    from search_spaces.run.results import read_progress
+    from service.db import session_scope
+    from service.models import Sweep
+
     with session_scope(live.app.state.lossweep.sessions) as session:
         row = session.get(Sweep, sweep["id"])
         assert row is not None

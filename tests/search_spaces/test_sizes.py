@@ -82,7 +82,7 @@ def test_bad_size_lists_name_the_field(preset: list[str], needle: str) -> None:
     assert "model" in str(err.value)
 
 
-def _rows() -> list[dict[str, Any]]:
+def two_size_rows() -> list[dict[str, Any]]:
     """Two sizes whose baselines differ by 1 nat at every LR: a pairing across sizes would show it."""
     rows = []
     for size, offset in zip(SIZES, (1.0, 0.0), strict=True):
@@ -96,7 +96,7 @@ def _rows() -> list[dict[str, Any]]:
 
 
 def test_each_size_is_analysed_on_its_own() -> None:
-    trials = pd.DataFrame(_rows())
+    trials = pd.DataFrame(two_size_rows())
     table = analysis.lr_sensitivity(trials)
     assert list(table["model"]) == ["oec-16m", "oec-16m", "oec-29m", "oec-29m"]
     assert table["label"].iloc[0] == "oec-16m · baseline"
@@ -114,7 +114,7 @@ def test_each_size_is_analysed_on_its_own() -> None:
 
 
 def test_confirm_hands_on_and_compares_per_size() -> None:
-    trials = pd.DataFrame(_rows())
+    trials = pd.DataFrame(two_size_rows())
     chosen = confirm_configurations(trials, ["baseline", "z_loss"], top_k=1)
     assert [(c["model"], c["method"], c["lr"]) for c in chosen] == [
         ("oec-16m", "baseline", 1e-2), ("oec-16m", "z_loss", 1e-2),
@@ -128,7 +128,7 @@ def test_confirm_hands_on_and_compares_per_size() -> None:
             row = trial(f"c-{c['model']}-{c['method']}-{seed}", c["method"], c["lr"], loss + 0.01 * seed, seed=seed,
                         **params)  # fmt: skip
             confirm.append({**row, "model": c["model"], "stage": "confirm"})
-    out = confirm_comparison(pd.DataFrame(_rows() + confirm))
+    out = confirm_comparison(pd.DataFrame(two_size_rows() + confirm))
     compared = [c for c in out["configs"] if c["comparison"] is not None]
     assert len(compared) == 2  # each size's z-loss against its own size's baseline
     assert [c["comparison"]["mean"] for c in compared] == pytest.approx([-0.1, -0.1], abs=1e-9)
@@ -136,7 +136,7 @@ def test_confirm_hands_on_and_compares_per_size() -> None:
 
 
 def test_sizes_beside_the_paper_at_the_same_sizes() -> None:
-    table = analysis.lr_sensitivity(pd.DataFrame(_rows()))
+    table = analysis.lr_sensitivity(pd.DataFrame(two_size_rows()))
     section = size_comparison(analysis.primary_families(table))
     assert section is not None and section["sizes"] == SIZES
     paper = paper_reference.paper_lrs_by_size(lrs=LRS)
@@ -153,14 +153,15 @@ def test_sizes_beside_the_paper_at_the_same_sizes() -> None:
             by_lr.min()
         )
         assert row["best_lr"] == 1e-2
-    assert size_comparison(analysis.primary_families(analysis.lr_sensitivity(pd.DataFrame(_rows()[:18])))) is None
+    one_size = analysis.lr_sensitivity(pd.DataFrame(two_size_rows()[:18]))
+    assert size_comparison(analysis.primary_families(one_size)) is None
     assert paper_size_of("tiny") is None and paper_size_of("oec-221m") == "221M"
 
 
 def test_the_report_of_a_sweep_over_sizes(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     sweep.mkdir()
-    results.write_trials(str(sweep), _rows())
+    results.write_trials(str(sweep), two_size_rows())
     written = render(str(sweep))
     html = Path(written["html"]).read_text()
     md = Path(written["md"]).read_text()
@@ -173,7 +174,7 @@ def test_the_report_of_a_sweep_over_sizes(tmp_path: Path) -> None:
 def test_the_cli_analysis_of_a_sweep_over_sizes(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     sweep.mkdir()
-    results.write_trials(str(sweep), _rows())  # no metrics.parquet: the speed-up says what it misses
+    results.write_trials(str(sweep), two_size_rows())  # no metrics.parquet: the speed-up says what it misses
     cmd = [sys.executable, "-m", "lossweep.cli.main", "sweep", "analyze", str(sweep)]
     env = {**os.environ, "COLUMNS": "200"}  # no wrapped lines in the error box
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=env)
@@ -188,7 +189,8 @@ def test_the_cli_analysis_of_a_sweep_over_sizes(tmp_path: Path) -> None:
 def test_the_live_trials_table_shows_the_size_only_when_it_is_an_axis(tmp_path: Path) -> None:
     from lossweep.cli.sweep import trials_table
 
-    for name, rows, sized in (("sizes", _rows(), True), ("one", [{**r, "model": None} for r in _rows()], False)):
+    one = [{**r, "model": None} for r in two_size_rows()]
+    for name, rows, sized in (("sizes", two_size_rows(), True), ("one", one, False)):
         sweep = tmp_path / name
         sweep.mkdir()
         results.write_trials(str(sweep), rows)

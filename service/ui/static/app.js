@@ -334,7 +334,8 @@
     let sortDir = 1;
     function renderTable() {
       const coefs = [...new Set((report ? report.trials : []).flatMap((t) => Object.keys(t.coefficients || {})))];
-      const cols = [['trial_id', 'trial'], ['method', 'method'], ['lr', 'lr'], ...coefs.map((c) => [c, c]), ['seed', 'seed'], ['status', 'status'],
+      const sized = trials.some((t) => t.model);  // the model size is an axis of the sweep
+      const cols = [['trial_id', 'trial'], ['method', 'method'], ...(sized ? [['model', 'size']] : []), ['lr', 'lr'], ...coefs.map((c) => [c, c]), ['seed', 'seed'], ['status', 'status'],
         ['stage', 'stage'], ['final_val_loss', 'final val CE'], ['best_val_loss', 'best val CE'], ['test_ce', 'test CE ± SE'], ['steps', 'steps'], ['tokens', 'tokens'], ['diverged_step', 'diverged at']];
       const numeric = (v) => typeof v === 'number';
       const rows = [...trials].sort((a, b) => {
@@ -461,7 +462,7 @@
       const rows = report.mechanism.rows;
       // Runs against their LR, a dataset per method (per size and method in a sweep over model sizes) and
       // one for its diverged runs (✕); the colour is the method's.
-      const groupOf = (r) => (r.coefficients && r.coefficients.model ? `${r.coefficients.model} · ${r.method}` : r.method);
+      const groupOf = (r) => (r.model ? `${r.model} · ${r.method}` : r.method);
       const runSets = (runs, y, diverged) => [...new Set(runs.map(groupOf))].flatMap((g) => {
         const group = runs.filter((r) => groupOf(r) === g);
         const m = group[0].method;
