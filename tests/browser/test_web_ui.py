@@ -294,5 +294,10 @@ def test_the_page_of_a_sweep_over_model_sizes(
     labels = evaluate(browser, "Chart.getChart(document.getElementById('lrs')).data.datasets"
                                ".filter(d => !d.family && !d.label.endsWith(' diverged')).map(d => d.label)")
     assert sorted(labels) == sorted(f"{s} · {m}" for s in SIZES for m in ("baseline", "z_loss")), labels
+    # Across model sizes: a row per size and method, with the paper's LRS at that size beside ours.
+    rows = evaluate(browser, "[...document.querySelectorAll('#sizes-table tbody tr')].map(r => "
+                             "[r.dataset.size, ...[...r.children].map(c => c.innerText)])")
+    assert [(r[0], r[2]) for r in rows] == [(s, m) for s in SIZES for m in ("baseline", "z_loss")], rows
+    assert all(r[5] != "–" for r in rows), rows  # the paper's LRS at 16M and 29M
     screenshot(browser, tmp_path / "artifacts" / "sweep-over-sizes.png")
     assert allowed_errors(browser) == []

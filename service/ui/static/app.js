@@ -235,7 +235,8 @@
     const reportNote = el('p', { class: 'muted', id: 'report-note' });
     const evidenceBox = el('div', { id: 'evidence' });
     const downstreamBox = el('div', { id: 'downstream' });
-    view.replaceChildren(head, el('p', { id: 'page-error', class: 'error' }), evidenceBox, downstreamBox,
+    const sizesBox = el('div', { id: 'sizes' });
+    view.replaceChildren(head, el('p', { id: 'page-error', class: 'error' }), evidenceBox, sizesBox, downstreamBox,
       el('h2', {}, 'Validation curves'), el('p', { class: 'muted' }, 'Every trial against training tokens, coloured by method; ✕ marks where a trial diverged. Updated as trials report.'),
       el('div', { class: 'card chart tall' }, curvesCanvas), reportNote,
       el('div', { class: 'grid2' },
@@ -397,6 +398,21 @@
             verdictCell(d.verdict), el('td', {}, powerText(d))))))));
     }
     // Zero-shot accuracy of the evaluated trials, and each method's per-seed gain over the baseline.
+    // A sweep over model sizes: per size and method, ours beside the paper's runs at the same size.
+    function renderSizes() {
+      const section = report.sizes;
+      if (!section || !section.rows.length) { sizesBox.replaceChildren(); return; }
+      const lr = (v) => (v === null || v === undefined ? '–' : Number(v).toPrecision(2));
+      sizesBox.replaceChildren(el('h2', {}, 'Across model sizes'),
+        el('p', { class: 'muted' }, `${section.rule}. ${section.paper_note}.`),
+        el('div', { class: 'table-wrap' }, el('table', { id: 'sizes-table' },
+          el('thead', {}, el('tr', {}, ['size', 'method', 'seeds', 'LRS [95% CI]', 'paper LRS', 'best LR', 'best loss', 'paper best LR', 'paper best loss'].map((h) => el('th', {}, h)))),
+          el('tbody', {}, section.rows.map((r) => el('tr', { 'data-size': r.model },
+            el('td', {}, r.paper_size ? `${r.model} (${r.paper_size})` : r.model), el('td', {}, r.method), el('td', { class: 'num' }, String(r.n_seeds)),
+            el('td', { class: 'num' }, ci(r.lrs, r.lrs_low, r.lrs_high)), el('td', { class: 'num' }, fmt(r.paper_lrs, 3)),
+            el('td', { class: 'num' }, lr(r.best_lr)), el('td', { class: 'num' }, fmt(r.best_loss, 3)),
+            el('td', { class: 'num' }, lr(r.paper_best_lr)), el('td', { class: 'num' }, fmt(r.paper_best_loss, 3))))))));
+    }
     function renderDownstream() {
       const section = report.downstream || { tasks: [], rows: [] };
       if (!section.rows || !section.rows.length) { downstreamBox.replaceChildren(); return; }
@@ -489,6 +505,7 @@
       lrsCanvas.dataset.series = String(lrsSets.filter((d) => !d.band).length);
       lrsCanvas.dataset.bands = String(lrsSets.filter((d) => d.band).length / 2);
       renderEvidence();
+      renderSizes();
       renderDownstream();
       renderLambda();
       // Importance.
