@@ -35,7 +35,7 @@ from search_spaces.analysis.best import best_configs
 from search_spaces.analysis.confirm import confirm_comparison
 from search_spaces.analysis.paper_reference import paper_comparison
 from search_spaces.analysis.size_comparison import size_comparison
-from search_spaces.analysis.sizes import largest, per_size, size_order
+from search_spaces.analysis.sizes import largest, of_size, per_size, sizes_of
 from search_spaces.analysis.speedup import SPEEDUP_RULE, convergence_speedup
 from search_spaces.analysis.trial_frame import (
     FINISHED,
@@ -59,7 +59,6 @@ from search_spaces.analysis.trial_frame import (
     vocab_size_of,
 )
 from search_spaces.run.sweep_dir import finite_float
-from search_spaces.spec.sweep_spec import SIZE_PARAM
 from trainables.losses.registry import default_coefficients
 
 # ---------------------------------------------------------------------------------------------------
@@ -268,9 +267,9 @@ def primary_families(table: pd.DataFrame) -> list[dict[str, Any]]:
     """One family per method for the LR plot: the default coefficients if swept, else the family with
     the most finished learning rates (then the lower LRS). One per size and method where the size is an
     axis, smallest size first."""
-    if SIZE_PARAM in table.columns and table[SIZE_PARAM].nunique() > 1:
-        names = sorted({str(s) for s in table[SIZE_PARAM]}, key=size_order)
-        return [f for size in names for f in primary_families(table[table[SIZE_PARAM] == size])]
+    names = sizes_of(table)
+    if len(names) > 1:
+        return [f for size in names for f in primary_families(of_size(table, size))]
     out = []
     for method in sort_methods(table["method"]) if len(table) else []:
         rows = table[table["method"] == method].to_dict("records")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec
 
 import pandas as pd
 
@@ -20,7 +20,6 @@ from search_spaces.spec.sweep_spec import SIZE_PARAM
 from trainables.model.presets import MODEL_PRESETS
 
 P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def size_order(name: str) -> tuple[int, str]:
@@ -34,10 +33,6 @@ def sizes_of(trials: pd.DataFrame) -> list[str]:
     if SIZE_PARAM not in trials.columns:
         return []
     return sorted({str(v) for v in trials[SIZE_PARAM].dropna()}, key=size_order)
-
-
-def is_multi_size(trials: pd.DataFrame) -> bool:
-    return len(sizes_of(trials)) > 1
 
 
 def of_size(trials: pd.DataFrame, size: str) -> pd.DataFrame:
@@ -71,24 +66,12 @@ def per_size(fn: Callable[P, pd.DataFrame]) -> Callable[P, pd.DataFrame]:
         frames = []
         for size in names:
             out = fn(of_size(trials, size), *rest, **kwargs).copy()  # type: ignore[arg-type]
-            if out.empty:
-                continue
             out.insert(0, SIZE_PARAM, size)
             if "label" in out.columns:
                 out["label"] = [size_label(size, str(v)) for v in out["label"]]
             frames.append(out)
-        if not frames:
-            return fn(of_size(trials, names[0]), *rest, **kwargs)  # type: ignore[arg-type]
-        return pd.concat(frames, ignore_index=True)
+        filled = [f for f in frames if not f.empty]
+        return pd.concat(filled, ignore_index=True) if filled else frames[0]
 
     return wrapper
 
-
-def per_size_records(
-    trials: pd.DataFrame, fn: Callable[[pd.DataFrame], list[dict[str, Any]]]
-) -> list[dict[str, Any]]:
-    """``fn`` on each size's trials, its records stacked with their ``model`` (one size: ``fn(trials)``)."""
-    names = sizes_of(trials)
-    if len(names) < 2:
-        return fn(trials)
-    return [{SIZE_PARAM: size, **rec} for size in names for rec in fn(of_size(trials, size))]

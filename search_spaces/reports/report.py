@@ -451,8 +451,9 @@ def _trial_rows(trials: pd.DataFrame) -> list[dict[str, Any]]:
         row["coefficients"] = params
         finished = rec.get("status") in trial_frame.FINISHED
         row["measured"] = trial_frame.capped_final(rec, l0) if finished and l0 is not None else None
+        row[SIZE_PARAM] = size
         keys = (*_TRIAL_COLUMNS, "measured", *((SIZE_PARAM,) if size is not None else ()))
-        out.append({k: trial_frame.to_json_value(size if k == SIZE_PARAM else row.get(k)) for k in keys})
+        out.append({k: trial_frame.to_json_value(row.get(k)) for k in keys})
     return out
 
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from search_spaces.analysis.sizes import size_label
 from search_spaces.run.sweep_dir import FINAL_TRIAL_STATUSES, TrialStatus
 from search_spaces.spec.sweep_spec import SIZE_PARAM
 from trainables.losses.registry import method_label
@@ -38,7 +39,7 @@ def method_name(method: str) -> str:
 def family_name(row: Mapping[str, Any]) -> str:
     """A table row's method, after its model size where the size is an axis of the sweep."""
     size = row.get(SIZE_PARAM)
-    return f"{size} · {method_name(row['method'])}" if size else method_name(row["method"])
+    return size_label(size, method_name(row["method"])) if size else method_name(row["method"])
 
 
 def fmt(value: Any, digits: int = 4) -> str:
