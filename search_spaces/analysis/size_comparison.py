@@ -18,15 +18,18 @@ from search_spaces.spec.sweep_spec import SIZE_PARAM
 SIZE_RULE = (
     "Per size and method, the family of the learning-rate plot (the default coefficients where swept): our LRS "
     "with its 95% bootstrap interval over seeds, and our best learning rate (lowest mean measured loss over its "
-    "seeds); beside it the paper's run at the same size (oec-16m ... oec-221m), recomputed from its published "
-    "test losses (lambda = 1e-4, no weight tying) over the same learning rates, with its best learning rate"
+    "seeds); beside it the paper's run at the same size (oec-16m ... oec-221m), or at the size a CPU-scaled shape "
+    "(oec-16m-cpu ...) is scaled from, recomputed from its published test losses (lambda = 1e-4, no weight "
+    "tying) over the same learning rates, with its best learning rate"
 )
 
-_PAPER_PRESET = re.compile(r"^oec-(\d+)m$")
+# A paper shape (oec-16m) or its CPU-scaled copy (oec-16m-cpu), which stands beside the shape it scales.
+_PAPER_PRESET = re.compile(r"^oec-(\d+)m(?:-cpu)?$")
 
 
 def paper_size_of(preset: str) -> str | None:
-    """The paper's name of a model preset's size (``oec-16m`` → ``16M``); None for other presets."""
+    """The paper's name of the size a model preset is or is scaled from (``oec-16m`` and ``oec-16m-cpu`` →
+    ``16M``); None for other presets."""
     match = _PAPER_PRESET.match(preset)
     return f"{match[1]}M" if match else None
 

@@ -156,6 +156,7 @@ def test_sizes_beside_the_paper_at_the_same_sizes() -> None:
     one_size = analysis.lr_sensitivity(pd.DataFrame(two_size_rows()[:18]))
     assert size_comparison(analysis.primary_families(one_size)) is None
     assert paper_size_of("tiny") is None and paper_size_of("oec-221m") == "221M"
+    assert paper_size_of("oec-16m-cpu") == "16M" and paper_size_of("oec-16m-gpu") is None
 
 
 def test_the_report_of_a_sweep_over_sizes(tmp_path: Path) -> None:

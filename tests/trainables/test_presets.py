@@ -87,3 +87,20 @@ def test_paper_count_matches_the_paper_names() -> None:
         assert cfg.paper_params() == cfg.non_embedding_params() + cfg.vocab_size * cfg.n_embd
         assert cfg.num_params() == cfg.non_embedding_params() + 2 * cfg.vocab_size * cfg.n_embd  # untied
     assert model_preset("oec-16m").hidden_dim == 768  # 256 * ceil(597 / 256), the official rounding
+
+
+def test_cpu_scaled_shapes_keep_the_papers_ratios() -> None:
+    listed = list_model_presets()
+    paper = {name: listed[name][0] for name in PAPER_SHAPES}
+    scaled = {name: listed[f"{name}-cpu"][0] for name in PAPER_SHAPES}
+    small, large = "oec-16m", "oec-221m"
+    for name, cfg in scaled.items():
+        assert cfg.n_layer * 3 == paper[name].n_layer and cfg.n_head == 4 and cfg.head_dim % 2 == 0
+        # about a seventh of the width; the SwiGLU width is the official rule at a granularity of 32
+        assert cfg.n_embd % 8 == 0 and abs(cfg.n_embd * 7 - paper[name].n_embd) <= 4 * 7, name
+        assert cfg.hidden_dim % 32 == 0 and cfg.hidden_dim - 32 < 8 * cfg.n_embd // 3 <= cfg.hidden_dim
+    for ratio in (lambda c: c.n_embd, lambda c: c.n_layer, lambda c: c.non_embedding_params()):
+        ours, theirs = ratio(scaled[large]) / ratio(scaled[small]), ratio(paper[large]) / ratio(paper[small])
+        assert abs(ours / theirs - 1) < 0.1, (ours, theirs)
+    counts = [c.non_embedding_params() for c in scaled.values()]
+    assert counts == sorted(counts)

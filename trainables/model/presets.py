@@ -7,12 +7,15 @@ qk-norm, final norm, no biases, and the official code's SwiGLU width ``256 · ce
 The ``oec-*`` shapes are the paper's (docs/papers.md §1, 4 heads); their names count one ``V x d`` embedding
 matrix plus the blocks (``ModelConfig.paper_params``: as if tied), which is how the paper's 16M…221M
 figures come out at V = 50304. With the default untied head the model holds a second ``V x d``
-matrix, so its total (``num_params``) is larger than the name says.
+matrix, so its total (``num_params``) is larger than the name says. The ``oec-*-cpu`` shapes are the same
+five scaled down alike (depth and width in the paper's ratios, 27k to 1.2M non-embedding parameters), for
+a five-size study on a CPU; reports set each beside the paper's run at the size it is scaled from.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -50,6 +53,36 @@ def oec_221m() -> ModelConfig:
     return ModelConfig(n_layer=21, n_embd=832, n_head=4, vocab_size=GPT2_VOCAB)
 
 
+def _cpu_scaled(paper: ModelConfig) -> ModelConfig:
+    """A paper shape scaled to two CPU cores: a third of its depth, a seventh of its width rounded to a
+    multiple of 8 (so that 4 heads keep an even size for RoPE), the data's vocabulary. The SwiGLU width
+    follows the official rule at a granularity of 32 instead of 256, which at these widths would make the
+    MLP several times too wide."""
+    width = 8 * round(paper.n_embd / 7 / 8)
+    hidden = 32 * math.ceil((8 * width // 3) / 32)
+    return ModelConfig(n_layer=paper.n_layer // 3, n_embd=width, n_head=paper.n_head, mlp_hidden=hidden)
+
+
+def oec_16m_cpu() -> ModelConfig:
+    return _cpu_scaled(oec_16m())
+
+
+def oec_29m_cpu() -> ModelConfig:
+    return _cpu_scaled(oec_29m())
+
+
+def oec_57m_cpu() -> ModelConfig:
+    return _cpu_scaled(oec_57m())
+
+
+def oec_109m_cpu() -> ModelConfig:
+    return _cpu_scaled(oec_109m())
+
+
+def oec_221m_cpu() -> ModelConfig:
+    return _cpu_scaled(oec_221m())
+
+
 def gpt2_124m() -> ModelConfig:
     """GPT-2 small's shape (12 x 768, 12 heads, tied head) in this architecture: 124M at V=50304."""
     return ModelConfig(n_layer=12, n_embd=768, n_head=12, vocab_size=GPT2_VOCAB, tie_weights=True)
@@ -64,6 +97,11 @@ MODEL_PRESETS: dict[str, Callable[[], ModelConfig]] = {
     "oec-109m": oec_109m,
     "oec-221m": oec_221m,
     "gpt2-124m": gpt2_124m,
+    "oec-16m-cpu": oec_16m_cpu,
+    "oec-29m-cpu": oec_29m_cpu,
+    "oec-57m-cpu": oec_57m_cpu,
+    "oec-109m-cpu": oec_109m_cpu,
+    "oec-221m-cpu": oec_221m_cpu,
 }
 
 
