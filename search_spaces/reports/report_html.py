@@ -14,6 +14,7 @@ from search_spaces.reports.insights_report import importance_html, mechanism_htm
 from search_spaces.reports.plots import Plot
 from search_spaces.reports.report import Report
 from search_spaces.reports.report_text import (
+    SIZE_CURVES_CAPTION,
     SIZE_HEADERS,
     TRIAL_HEADERS,
     coefficients_text,
@@ -29,6 +30,7 @@ from search_spaces.reports.report_text import (
     resources_text,
     seed_speedup_text,
     single_lr_summary,
+    size_curve_table,
     size_rows,
     speedup_targets_rows,
     status_line,
@@ -245,6 +247,7 @@ def _sizes(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
     section = data.get("sizes")
     if not section:
         return ""
+    headers, rows = size_curve_table(section)
     return (
         '<h2 id="sizes">Across model sizes</h2>'
         f'<p class="rule">{escape(section["rule"])}. {escape(section["paper_note"])}.</p>'
@@ -252,6 +255,10 @@ def _sizes(data: Mapping[str, Any], plots: Mapping[str, Plot]) -> str:
         + _figure(plots.get("size-curves"))
         + '<div class="table-wrap">'
         + _table(list(SIZE_HEADERS), [[escape(c) for c in row] for row in size_rows(section)], numeric=(2, 3, 4, 6, 8))
+        + "</div>"
+        + f"<p>{escape(SIZE_CURVES_CAPTION)}</p>"
+        + '<div class="table-wrap">'
+        + _table(headers, [[escape(c) for c in row] for row in rows], numeric=range(2, len(headers)))
         + "</div>"
     )
 

@@ -12,6 +12,7 @@ from search_spaces.analysis import paper_reference, trial_frame
 from search_spaces.reports import insights_report
 from search_spaces.reports.report import Report
 from search_spaces.reports.report_text import (
+    SIZE_CURVES_CAPTION,
     SIZE_HEADERS,
     TRIAL_HEADERS,
     coefficients_text,
@@ -29,6 +30,7 @@ from search_spaces.reports.report_text import (
     resources_text,
     seed_speedup_text,
     single_lr_summary,
+    size_curve_table,
     size_rows,
     speedup_targets_rows,
     status_line,
@@ -109,7 +111,9 @@ def _sizes(data: Mapping[str, Any]) -> list[str]:
     if not section:
         return []
     out = ["## Across model sizes", "", f"{section['rule']}. {section['paper_note']}.", ""]
-    return out + md_table(list(SIZE_HEADERS), size_rows(section))
+    out += md_table(list(SIZE_HEADERS), size_rows(section))
+    headers, rows = size_curve_table(section)
+    return [*out, SIZE_CURVES_CAPTION, "", *md_table(headers, rows)]
 
 
 def _lrs(data: Mapping[str, Any]) -> list[str]:

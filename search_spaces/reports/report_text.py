@@ -219,6 +219,13 @@ def speedup_targets_rows(speedup: Mapping[str, Any]) -> list[list[str]]:
 SIZE_HEADERS = ("size", "method", "seeds", "LRS [95% CI]", "paper LRS", "best LR", "best loss", "paper best LR",
                 "paper best loss")  # fmt: skip
 
+#: What :func:`size_curve_table` shows.
+SIZE_CURVES_CAPTION = (
+    "Per learning rate: our mean measured loss over seeds, with the paper's test loss at the same size and "
+    "learning rate in brackets. Different data, vocabularies and token budgets set the two levels apart: "
+    "compare the shape of each row, not its level."
+)
+
 
 def size_rows(section: Mapping[str, Any]) -> list[list[str]]:
     """The rows of a sweep-over-sizes table (``size_comparison``), in :data:`SIZE_HEADERS` order."""
@@ -236,3 +243,18 @@ def size_rows(section: Mapping[str, Any]) -> list[list[str]]:
         ]
         for r in section["rows"]
     ]
+
+
+def size_curve_table(section: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of the per-learning-rate losses of a sweep over sizes: per size and method, our mean
+    measured loss at each learning rate with the paper's at the same size and rate in brackets."""
+    lrs = sorted({float(x) for r in section["rows"] for x in r["lrs_grid"]})
+    rows = []
+    for r in section["rows"]:
+        ours = dict(zip(map(float, r["lrs_grid"]), r["losses"], strict=True))
+        paper = dict(zip(map(float, r["lrs_grid"]), r["paper_losses"] or [None] * len(r["lrs_grid"]), strict=True))
+        cells = [
+            fmt(ours.get(lr), 3) + (f" ({fmt(paper[lr], 3)})" if paper.get(lr) is not None else "") for lr in lrs
+        ]
+        rows.append([str(r["model"]), method_name(r["method"]), *cells])
+    return ["size", "method", *[f"lr {fmt_lr(lr)}" for lr in lrs]], rows

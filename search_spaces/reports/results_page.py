@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces.analysis import paper_reference, stats
+from search_spaces.analysis.sizes import of_size
 from search_spaces.analysis.trial_frame import float_key
 from search_spaces.reports import report_markdown
 from search_spaces.reports.report import Report, build, scrub_location
@@ -153,6 +154,16 @@ def _recorded(trials: Any, column: str, show: Callable[[Any], str] = str) -> str
     return ", ".join(values) or "unknown"
 
 
+def _models(preset: str | list[str], trials: Any) -> str:
+    """The model of a study, or each of its sizes, with the parameter count its trials recorded."""
+    if isinstance(preset, str):
+        return f"model `{preset}` ({_recorded(trials, 'num_params', lambda n: f'{int(n):,}')} parameters)"
+    counts = ", ".join(
+        f"`{size}` ({_recorded(of_size(trials, size), 'num_params', lambda n: f'{int(n):,}')})" for size in preset
+    )
+    return f"{len(preset)} model sizes with their parameter counts: {counts}"
+
+
 def _summary(report: Report, name: str, trials: Any) -> list[str]:
     data = report.data
     s = data["sweep"]
@@ -166,8 +177,7 @@ def _summary(report: Report, name: str, trials: Any) -> list[str]:
     return [
         f"- data: `docs/results/{name}/` · spec: `docs/studies/{name}.yaml` · code version of the trials "
         f"`{_recorded(trials, 'git_sha', lambda sha: str(sha)[:12])}`",
-        f"- {s['trials']} trials ({stages['search']} search, {stages['confirm']} confirm); model `{model}` "
-        f"({_recorded(trials, 'num_params', lambda n: f'{int(n):,}')} parameters), "
+        f"- {s['trials']} trials ({stages['search']} search, {stages['confirm']} confirm); {_models(model, trials)}, "
         f"corpus `{d.get('corpus')}`, tokenizer `{d.get('tokenizer')}` (V = {s.get('vocab_size')}), "
         f"T = {d.get('seq_len')}, batch {d.get('batch_size')}",
         f"- {', '.join(str(x) for x in sorted(steps))} steps = {', '.join(fmt_tokens(x) for x in sorted(tokens_each))}"

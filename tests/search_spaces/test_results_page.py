@@ -149,3 +149,20 @@ def test_lambda_cells_pair_each_coefficient_with_the_smallest(tmp_path: Path) ->
     worse = [line for line in text.splitlines() if "z_loss_weight = 100 |" in line]
     assert len(worse) == 2 and all("+0.510 [" in line and line.endswith("| worse |") for line in worse), worse
     assert text.count("| reference |") == 2
+
+
+def test_the_summary_of_a_study_over_sizes_names_each_size_with_its_parameters(tmp_path: Path) -> None:
+    from tests.search_spaces.test_sizes import SIZES, two_size_rows
+
+    counts = {SIZES[0]: 1234, SIZES[1]: 56789}
+    rows = two_size_rows()
+    sweep = write_sweep(tmp_path / "sweep", rows, name="sizes", spec={"name": "sizes", "model": {"preset": SIZES}})
+    for row in rows:  # each trial's manifest records its parameter count, which collect keeps
+        manifest = sweep / "trials" / row["trial_id"] / "manifest.json"
+        manifest.parent.mkdir(parents=True)
+        manifest.write_text(json.dumps({"num_params": counts[row["model"]]}))
+    results_page.collect(sweep, tmp_path / "data")
+    page = results_page.render("<!-- generated: study sizes summary,sizes -->\n<!-- end generated -->\n",
+                               tmp_path / "data")  # fmt: skip
+    assert "2 model sizes with their parameter counts: `oec-16m` (1,234), `oec-29m` (56,789)" in page
+    assert "## Across model sizes" in page and "| oec-29m | z-loss |" in page

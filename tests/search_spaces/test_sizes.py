@@ -170,6 +170,16 @@ def test_the_report_of_a_sweep_over_sizes(tmp_path: Path) -> None:
     assert "oec-16m · baseline" in html
     assert "## Across model sizes" in md and "oec-29m (29M)" in md
     assert "heat maps, the speed-up and the mechanism figures are of the largest, oec-29m" in md
+    # The per-LR table: our mean over seeds, the paper's test loss at the same size, method and rate beside it.
+    runs = paper_reference.read_paper_runs()
+    for size, offset in zip(SIZES, (1.0, 0.0), strict=True):
+        paper = runs[(runs["size"] == paper_size_of(size)) & (runs["method"] == "baseline")]
+        cells = []
+        for lr, curve in zip(LRS, (3.0, 2.8, 3.4), strict=True):
+            theirs = float(paper[paper["lr"].map(lambda x, lr=lr: math.isclose(x, lr))]["test_loss"].mean())
+            cells.append(f"{curve + offset + 0.01:.3f} ({theirs:.3f})")  # seeds 0, 1, 2 add 0.01 on average
+        assert f"| {size} | baseline | {' | '.join(cells)} |" in md
+    assert 'id="sizes"' in html and html.count("compare the shape of each row") == 1
 
 
 def test_the_cli_analysis_of_a_sweep_over_sizes(tmp_path: Path) -> None:
