@@ -49,9 +49,9 @@ def _paper_curve(runs: pd.DataFrame, size: str, method: str, lrs: Sequence[float
     mine = runs[(runs["size"] == size) & (runs["method"] == method)]
     if method in ("z_loss", "mu_loss"):
         mine = mine[mine["coefficient"].map(lambda c: math.isclose(c, 1e-4))]
-    wanted = {float_key(x) for x in lrs}
-    mine = mine[mine["lr"].map(float_key).isin(wanted)]
-    return mine.groupby("lr")["test_loss"].mean()
+    keys = mine["lr"].map(float_key)  # the published table writes 0.03 as 0.030000000000000002
+    mine = mine[keys.isin({float_key(x) for x in lrs})]
+    return mine.groupby(keys[mine.index])["test_loss"].mean()
 
 
 def size_comparison(primary: Sequence[Mapping[str, Any]], *, tied: bool = False) -> dict[str, Any] | None:

@@ -82,12 +82,12 @@ def test_bad_size_lists_name_the_field(preset: list[str], needle: str) -> None:
     assert "model" in str(err.value)
 
 
-def two_size_rows() -> list[dict[str, Any]]:
+def two_size_rows(lrs: list[float] = LRS) -> list[dict[str, Any]]:
     """Two sizes whose baselines differ by 1 nat at every LR: a pairing across sizes would show it."""
     rows = []
     for size, offset in zip(SIZES, (1.0, 0.0), strict=True):
         for seed in (0, 1, 2):
-            for lr, curve in zip(LRS, (3.0, 2.8, 3.4), strict=True):
+            for lr, curve in zip(lrs, (3.0, 2.8, 3.4), strict=True):
                 base = trial(f"{size}-b-{lr}-{seed}", "baseline", lr, curve + offset + 0.01 * seed, seed=seed)
                 zl = trial(f"{size}-z-{lr}-{seed}", "z_loss", lr, curve + offset - 0.1 + 0.01 * seed, seed=seed,
                            z_loss_weight=1e-4)  # fmt: skip
@@ -157,6 +157,22 @@ def test_sizes_beside_the_paper_at_the_same_sizes() -> None:
     assert size_comparison(analysis.primary_families(one_size)) is None
     assert paper_size_of("tiny") is None and paper_size_of("oec-221m") == "221M"
     assert paper_size_of("oec-16m-cpu") == "16M" and paper_size_of("oec-16m-gpu") is None
+
+
+def test_the_papers_curve_covers_every_learning_rate_of_its_grid() -> None:
+    # The published table writes some rates with float noise (0.030000000000000002): each must still match.
+    runs = paper_reference.read_paper_runs()
+    for lrs in ([3e-3, 3e-2, 3e-1], [3e-4, 1e-2, 1e-1]):
+        section = size_comparison(analysis.primary_families(analysis.lr_sensitivity(pd.DataFrame(two_size_rows(lrs)))))
+        assert section is not None
+        for row in section["rows"]:
+            mine = runs[(runs["size"] == row["paper_size"]) & (runs["method"] == row["method"])]
+            if row["method"] == "z_loss":
+                mine = mine[mine["coefficient"].map(lambda c: math.isclose(c, 1e-4))]
+            expected = [float(mine[mine["lr"].map(lambda x, lr=lr: math.isclose(x, lr))]["test_loss"].mean())
+                        for lr in lrs]  # fmt: skip
+            assert row["paper_losses"] == pytest.approx(expected, abs=1e-12), (lrs, row["method"])
+            assert row["paper_best_lr"] == pytest.approx(lrs[expected.index(min(expected))])
 
 
 def test_the_report_of_a_sweep_over_sizes(tmp_path: Path) -> None:
