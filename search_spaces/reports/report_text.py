@@ -199,7 +199,9 @@ def power_text(comparison: Mapping[str, Any]) -> str:
         return "needs ≥ 2 seeds"
     text = f"resolves ≥ {mde:.3g}"
     if comparison.get("verdict") == "not resolved":
-        text += f"; {needed} seeds for this Δ" if needed is not None else "; this Δ needs > 10000 seeds"
+        # A table column that also holds None (beyond the search) carries the counts as floats.
+        known = needed is not None and math.isfinite(float(needed))
+        text += f"; {int(needed)} seeds for this Δ" if known else "; this Δ needs > 10000 seeds"
     return text
 
 

@@ -499,3 +499,14 @@ def test_lambda_plot_draws_every_seed_and_an_interval_per_cell() -> None:
     again = plots.lambda_plot("lambda-z_loss", families, column="z_loss_weight", title="λ", l0=5.5)
     assert "2 lines" in plot.alt and "each dot is one seed" in plot.caption
     assert plot.svg == again.svg and plot.svg.count("<path") > 10  # two lines, 12 seed dots, 4 bars
+
+
+def test_power_text_writes_the_seeds_needed_as_a_count() -> None:
+    from search_spaces.reports.report_text import power_text
+
+    base = {"mde": 0.0341, "verdict": "not resolved"}
+    # a paired-delta table with one row beyond the search carries the others' counts as floats
+    assert power_text({**base, "seeds_needed": 137.0}) == "resolves ≥ 0.0341; 137 seeds for this Δ"
+    for beyond in (None, float("nan")):
+        assert power_text({**base, "seeds_needed": beyond}).endswith("; this Δ needs > 10000 seeds")
+    assert power_text({**base, "verdict": "better", "seeds_needed": 4.0}) == "resolves ≥ 0.0341"
