@@ -311,12 +311,15 @@ _KEPT_SPEC_FIELDS = ("model", "data", "budget", "precision")
 
 def best_yaml(record: Mapping[str, Any], spec: Mapping[str, Any] | None = None) -> str:
     """A sweep spec (YAML) that re-runs the best configuration alone: its method, learning rate,
-    coefficients and seed, with the sweep's model, data, budget and precision."""
+    coefficients, seed and model size, with the sweep's model settings, data, budget and precision."""
     params = dict(record["params"])
     doc: dict[str, Any] = {"name": f"{(spec or {}).get('name') or 'sweep'}-best-{record['method']}".replace("+", "-")}
     for key in _KEPT_SPEC_FIELDS:
         if spec and key in spec:
             doc[key] = spec[key]
+    size = params.pop(SIZE_PARAM, None)
+    if size is not None:  # a sweep over sizes: the re-run trains the best trial's size alone
+        doc["model"] = {**dict(doc.get("model") or {}), "preset": size}
     doc["methods"] = [record["method"]]
     doc["lr"] = params.pop("lr", None)
     if params:

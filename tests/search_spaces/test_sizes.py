@@ -198,6 +198,20 @@ def test_the_report_of_a_sweep_over_sizes(tmp_path: Path) -> None:
     assert 'id="sizes"' in html and html.count("compare the shape of each row") == 1
 
 
+def test_the_best_configuration_of_a_sweep_over_sizes_reruns_its_own_size_alone() -> None:
+    import yaml
+
+    from search_spaces.reports.report import best_yaml
+
+    spec = _spec(model={"preset": SIZES, "overrides": {"qk_norm": False}}).model_dump(mode="json")
+    record = {"method": "z_loss", "trial_id": "t7", "seed": 2, "val_loss": 2.7, "step": 100,
+              "params": {"model": "oec-29m", "lr": 0.01, "z_loss_weight": 1e-4}}  # fmt: skip
+    rerun = SweepSpec.model_validate(yaml.safe_load(best_yaml(record, spec)))
+    assert rerun.model.preset == "oec-29m" and rerun.model.overrides == {"qk_norm": False}
+    assert rerun.coefficients == {"z_loss_weight": 1e-4} and rerun.lr == 0.01 and rerun.seeds == [2]
+    assert len(explicit_trials(rerun)) == 1 and not rerun.model.is_axis()
+
+
 def test_the_cli_analysis_of_a_sweep_over_sizes(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     sweep.mkdir()
