@@ -116,10 +116,10 @@ PAPER_BATCH, PAPER_SEQ_LEN, PAPER_WORKERS = 64, 2048, (1, 2, 4)
 
 def _print_memory_fit(as_json: bool) -> None:
     from trainables.model.memory import GIB, GPU_USABLE_BYTES, estimate_rank_memory, fewest_micro_steps
-    from trainables.model.presets import MODEL_PRESETS, model_preset
+    from trainables.model.presets import PAPER_PRESETS, model_preset
 
     rows = []
-    for name in (n for n in MODEL_PRESETS if n.startswith("oec-")):
+    for name in PAPER_PRESETS:
         cfg = model_preset(name)
         for workers in PAPER_WORKERS:
             sequences = PAPER_BATCH // workers

@@ -18,6 +18,7 @@ from yaml import YAMLError
 from search_spaces.spec.sweep_spec import CORPUS_TO_NAME, SweepSpec, load_yaml
 from trainables.losses.registry import BASELINE, BUILTIN_TERMS, coefficient, method_coefficients
 from trainables.model.config import GPT2_VOCAB
+from trainables.model.presets import PAPER_PRESETS
 from trainables.train.config import DEFAULT_TEST_TOKENS
 
 #: The OEC paper's peak learning-rate grid and coefficient grid (docs/papers.md §1).
@@ -202,7 +203,7 @@ def all_methods_tpe(**scale: Any) -> SweepSpec:
 
 
 #: The OEC paper's five model sizes, smallest first.
-OEC_PAPER_SIZES = ("oec-16m", "oec-29m", "oec-57m", "oec-109m", "oec-221m")
+OEC_PAPER_SIZES = PAPER_PRESETS
 #: What the paper's study compares, at any size.
 _OEC_PAPER_STUDY: dict[str, Any] = {
     "methods": ["baseline", "z_loss", "mu_loss", "mu_centering", "softcap"],

@@ -185,13 +185,12 @@ def test_deferred_checkpoint_mid_window_resumes_identically(data_cfg: DataConfig
 
 def test_every_oec_preset_is_flash_eligible_in_bf16_only() -> None:
     from trainables.model.attention import flash_eligible, flash_kernel_runs
-    from trainables.model.presets import MODEL_PRESETS, model_preset
+    from trainables.model.presets import PAPER_PRESETS, model_preset
 
-    for name in MODEL_PRESETS:
-        if name.startswith("oec-"):
-            cfg = model_preset(name)
-            assert flash_eligible(cfg, "bf16"), name
-            assert not flash_eligible(cfg, "fp32"), name
+    for name in PAPER_PRESETS:
+        cfg = model_preset(name)
+        assert flash_eligible(cfg, "bf16"), name
+        assert not flash_eligible(cfg, "fp32"), name
     assert not flash_eligible(model_preset("tiny", n_embd=144, n_head=4), "bf16")  # head size 36
     assert flash_kernel_runs(model_preset("tiny"), "cpu") is False
 

@@ -105,6 +105,10 @@ MODEL_PRESETS: dict[str, Callable[[], ModelConfig]] = {
 }
 
 
+#: The paper's own five shapes, smallest first (not their CPU-scaled copies).
+PAPER_PRESETS: tuple[str, ...] = ("oec-16m", "oec-29m", "oec-57m", "oec-109m", "oec-221m")
+
+
 def model_preset(name: str, **overrides: Any) -> ModelConfig:
     """The preset ``name`` with ``overrides`` (ModelConfig field names) applied."""
     try:
